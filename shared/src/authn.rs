@@ -1,0 +1,496 @@
+//! The parameter rules of the backchannel authentication endpoint (CIBA Core §7.1, §7.2).
+
+use jsonwebtoken::Algorithm;
+use serde_json::Value;
+
+use crate::config::{Config, SUPPORTED_SCOPES};
+use crate::domain::{Client, DeliveryMode, User};
+use crate::error::AuthnError;
+use crate::http::Form;
+use crate::jose::{self, Claims, JwsError};
+use crate::ports::Signer;
+use crate::store::Store;
+
+/// The authentication parameters, from form fields or a request object's claims.
+pub const AUTHN_PARAMS: &[&str] = &[
+    "scope",
+    "login_hint",
+    "login_hint_token",
+    "id_token_hint",
+    "acr_values",
+    "binding_message",
+    "user_code",
+    "requested_expiry",
+    "client_notification_token",
+];
+
+fn invalid(description: impl Into<String>) -> AuthnError {
+    AuthnError::InvalidRequest(description.into().into())
+}
+
+/// The raw parameters, unvalidated.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct AuthnParams {
+    pub scope: Option<String>,
+    pub login_hint: Option<String>,
+    pub login_hint_token: Option<String>,
+    pub id_token_hint: Option<String>,
+    pub acr_values: Option<String>,
+    pub binding_message: Option<String>,
+    pub user_code: Option<String>,
+    pub requested_expiry: Option<String>,
+    pub client_notification_token: Option<String>,
+}
+
+impl AuthnParams {
+    fn set(&mut self, name: &str, value: String) {
+        let slot = match name {
+            "scope" => &mut self.scope,
+            "login_hint" => &mut self.login_hint,
+            "login_hint_token" => &mut self.login_hint_token,
+            "id_token_hint" => &mut self.id_token_hint,
+            "acr_values" => &mut self.acr_values,
+            "binding_message" => &mut self.binding_message,
+            "user_code" => &mut self.user_code,
+            "requested_expiry" => &mut self.requested_expiry,
+            "client_notification_token" => &mut self.client_notification_token,
+            _ => return,
+        };
+        *slot = Some(value);
+    }
+
+    pub fn from_form(form: &Form) -> Self {
+        let mut params = Self::default();
+        for name in AUTHN_PARAMS {
+            if let Some(value) = form.get(name) {
+                params.set(name, value.to_owned());
+            }
+        }
+        params
+    }
+
+    /// From a request object: every parameter is a string, but `requested_expiry` may also be
+    /// a JSON number (CIBA Core §7.1.1).
+    pub fn from_claims(claims: &Claims) -> Result<Self, AuthnError> {
+        let mut params = Self::default();
+        for name in AUTHN_PARAMS {
+            match (claims.get(*name), *name) {
+                (None | Some(Value::Null), _) => {}
+                (Some(Value::String(s)), _) if s.is_empty() => {}
+                (Some(Value::String(s)), _) => params.set(name, s.clone()),
+                (Some(Value::Number(n)), "requested_expiry") => params.set(name, n.to_string()),
+                (Some(_), _) => return Err(invalid(format!("request object claim {name} must be a string"))),
+            }
+        }
+        Ok(params)
+    }
+}
+
+/// Which hint names the user.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Hint {
+    LoginHint(String),
+    LoginHintToken(String),
+    IdTokenHint(String),
+}
+
+/// The parameters once every rule that needs no storage has passed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidParams {
+    pub scope: String,
+    pub hint: Hint,
+    pub acr_values: Option<String>,
+    pub binding_message: Option<String>,
+    pub user_code: Option<String>,
+    pub expires_in: i64,
+    pub client_notification_token: Option<String>,
+}
+
+/// Applies the contract's parameter rules in order; the first broken rule answers.
+pub fn validate(params: AuthnParams, client: &Client, config: &Config) -> Result<ValidParams, AuthnError> {
+    let scope = validate_scope(params.scope.as_deref())?;
+    let hint = exactly_one_hint(&params)?;
+    if let Some(message) = &params.binding_message {
+        validate_binding_message(message)?;
+    }
+    let expires_in = match params.requested_expiry.as_deref() {
+        None => config.expires_in,
+        Some(raw) => parse_requested_expiry(raw)?.min(config.max_expires_in),
+    };
+    let notification_required = client.backchannel_token_delivery_mode != DeliveryMode::Poll;
+    match &params.client_notification_token {
+        Some(token) => validate_notification_token(token)?,
+        None if notification_required => {
+            return Err(invalid("client_notification_token is required in ping and push mode"));
+        }
+        None => {}
+    }
+    if client.backchannel_user_code_parameter && params.user_code.is_none() {
+        return Err(AuthnError::MissingUserCode("this client requires a user_code".into()));
+    }
+    if let Some(acr) = &params.acr_values {
+        if acr.split(' ').any(str::is_empty) {
+            return Err(invalid("acr_values must be space-separated values"));
+        }
+    }
+    Ok(ValidParams {
+        scope,
+        hint,
+        acr_values: params.acr_values,
+        binding_message: params.binding_message,
+        user_code: params.user_code,
+        expires_in,
+        client_notification_token: params.client_notification_token,
+    })
+}
+
+/// `scope` is required and must contain `openid`; every value must be one the OP knows.
+pub fn validate_scope(scope: Option<&str>) -> Result<String, AuthnError> {
+    let scope = scope.ok_or_else(|| invalid("scope is required"))?;
+    let values: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
+    if let Some(unknown) = values.iter().find(|v| !SUPPORTED_SCOPES.contains(v)) {
+        return Err(AuthnError::InvalidScope(format!("unknown scope {unknown}").into()));
+    }
+    if !values.contains(&"openid") {
+        return Err(invalid("scope must contain openid"));
+    }
+    let mut unique: Vec<&str> = Vec::with_capacity(values.len());
+    for v in values {
+        if !unique.contains(&v) {
+            unique.push(v);
+        }
+    }
+    Ok(unique.join(" "))
+}
+
+/// Exactly one of `login_hint`, `login_hint_token`, `id_token_hint`.
+pub fn exactly_one_hint(params: &AuthnParams) -> Result<Hint, AuthnError> {
+    let hints = [
+        params.login_hint.clone().map(Hint::LoginHint),
+        params.login_hint_token.clone().map(Hint::LoginHintToken),
+        params.id_token_hint.clone().map(Hint::IdTokenHint),
+    ];
+    let mut present = hints.into_iter().flatten();
+    match (present.next(), present.next()) {
+        (Some(hint), None) => Ok(hint),
+        (None, _) => Err(invalid("one of login_hint, login_hint_token or id_token_hint is required")),
+        (Some(_), Some(_)) => Err(invalid("only one of login_hint, login_hint_token or id_token_hint may be sent")),
+    }
+}
+
+/// At most 100 characters, starting with a letter, digit or punctuation mark, with no line
+/// breaks or other control characters: what a phone can show in one notification.
+pub fn validate_binding_message(message: &str) -> Result<(), AuthnError> {
+    let bad = |d: &'static str| Err(AuthnError::InvalidBindingMessage(d.into()));
+    if message.chars().count() > 100 {
+        return bad("binding_message must be at most 100 characters");
+    }
+    let Some(first) = message.chars().next() else {
+        return bad("binding_message must not be empty");
+    };
+    if !(first.is_alphanumeric() || first.is_ascii_punctuation() || is_unicode_punctuation(first)) {
+        return bad("binding_message must start with a letter, digit or punctuation mark");
+    }
+    if message.chars().any(|c| c.is_control() || c == '\u{2028}' || c == '\u{2029}') {
+        return bad("binding_message must not contain line breaks or control characters");
+    }
+    Ok(())
+}
+
+fn is_unicode_punctuation(c: char) -> bool {
+    matches!(c, '¡' | '¿' | '«' | '»' | '“' | '”' | '‘' | '’' | '„' | '…' | '–' | '—' | '€' | '£' | '¥')
+}
+
+/// A positive integer number of seconds.
+pub fn parse_requested_expiry(raw: &str) -> Result<i64, AuthnError> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| invalid("requested_expiry must be a positive integer"))
+}
+
+/// b64token syntax (RFC 6750 §2.1), at most 1024 characters.
+pub fn validate_notification_token(token: &str) -> Result<(), AuthnError> {
+    if token.len() > 1024 {
+        return Err(invalid("client_notification_token must be at most 1024 characters"));
+    }
+    let body = token.trim_end_matches('=');
+    let valid = !body.is_empty()
+        && body
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | '+' | '/'));
+    if !valid {
+        return Err(invalid("client_notification_token must have b64token syntax"));
+    }
+    Ok(())
+}
+
+/// Finds the user a hint names. A `login_hint_token` is a JWT signed by the client with a
+/// `sub_id` claim (an RFC 9493 subject identifier of format `email`, `phone_number`, `opaque`
+/// or `iss_sub`); an `id_token_hint` is an ID token this OP issued to the client.
+pub async fn resolve_user(
+    hint: &Hint,
+    client: &Client,
+    store: &dyn Store,
+    signer: &dyn Signer,
+    config: &Config,
+    now: i64,
+) -> Result<User, AuthnError> {
+    let unknown = || AuthnError::UnknownUserId("the hint does not name a known user".into());
+    let user = match hint {
+        Hint::LoginHint(hint) => store.find_user_by_hint(hint).await?,
+        Hint::LoginHintToken(token) => {
+            let subject = login_hint_token_subject(token, client, config, now)?;
+            match subject {
+                Subject::Hint(h) => store.find_user_by_hint(&h).await?,
+                Subject::Sub(sub) => store.get_user(&sub).await?,
+            }
+        }
+        Hint::IdTokenHint(token) => {
+            let sub = id_token_hint_subject(token, client, signer, config)?;
+            store.get_user(&sub).await?
+        }
+    };
+    user.ok_or_else(unknown)
+}
+
+enum Subject {
+    Hint(String),
+    Sub(String),
+}
+
+fn login_hint_token_subject(
+    token: &str,
+    client: &Client,
+    config: &Config,
+    now: i64,
+) -> Result<Subject, AuthnError> {
+    let keys = client
+        .jwks
+        .as_ref()
+        .ok_or_else(|| invalid("the client has no registered keys to verify login_hint_token"))?;
+    let verified = jose::verify(token, keys, &[Algorithm::ES256, Algorithm::PS256])
+        .map_err(|e| invalid(format!("login_hint_token: {}", e.describe())))?;
+    let claims = &verified.claims;
+    if let Some(exp) = jose::numeric_date(claims, "exp") {
+        if exp <= now {
+            return Err(AuthnError::ExpiredLoginHintToken("login_hint_token has expired".into()));
+        }
+    }
+    let sub_id = claims
+        .get("sub_id")
+        .and_then(Value::as_object)
+        .ok_or_else(|| invalid("login_hint_token must carry a sub_id subject identifier"))?;
+    let field = |name: &str| sub_id.get(name).and_then(Value::as_str).map(str::to_owned);
+    let subject = match sub_id.get("format").and_then(Value::as_str) {
+        Some("email") => field("email").map(Subject::Hint),
+        Some("phone_number") => field("phone_number").map(Subject::Hint),
+        Some("opaque") => field("id").map(Subject::Hint),
+        Some("iss_sub") if field("iss").as_deref() == Some(config.issuer.as_str()) => {
+            field("sub").map(Subject::Sub)
+        }
+        _ => None,
+    };
+    subject.ok_or_else(|| invalid("login_hint_token sub_id has an unsupported format"))
+}
+
+/// The `sub` of an ID token this OP issued to `client`. Its expiry does not matter: it only
+/// names the user (CIBA Core §7.1).
+fn id_token_hint_subject(
+    token: &str,
+    client: &Client,
+    signer: &dyn Signer,
+    config: &Config,
+) -> Result<String, AuthnError> {
+    let keys = jose::single_key_set(signer.public_jwk())
+        .ok_or_else(|| invalid("the OP's key is unusable"))?;
+    let verified = jose::verify(token, &keys, &[Algorithm::ES256]).map_err(|e| match e {
+        JwsError::NoMatchingKey | JwsError::BadSignature => invalid("id_token_hint was not issued by this OP"),
+        other => invalid(format!("id_token_hint: {}", other.describe())),
+    })?;
+    let claims = &verified.claims;
+    if claims.get("iss").and_then(Value::as_str) != Some(config.issuer.as_str()) {
+        return Err(invalid("id_token_hint was not issued by this OP"));
+    }
+    if !jose::audiences(claims).contains(&client.client_id.as_str()) {
+        return Err(invalid("id_token_hint was not issued to this client"));
+    }
+    claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| invalid("id_token_hint has no sub"))
+}
+
+/// Checks the user's `user_code` when the client registered `backchannel_user_code_parameter`.
+pub fn check_user_code(client: &Client, user: &User, user_code: Option<&str>) -> Result<(), AuthnError> {
+    if !client.backchannel_user_code_parameter {
+        return Ok(());
+    }
+    let code = user_code.ok_or_else(|| AuthnError::MissingUserCode("this client requires a user_code".into()))?;
+    let ok = user
+        .user_code_hash
+        .as_deref()
+        .is_some_and(|stored| crate::secret::matches(code, stored));
+    if ok {
+        Ok(())
+    } else {
+        Err(AuthnError::InvalidUserCode("the user_code is not valid".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::WireError;
+    use crate::store::suite::client;
+
+    fn config() -> Config {
+        Config::new("https://op.example.com").unwrap()
+    }
+
+    fn params() -> AuthnParams {
+        AuthnParams {
+            scope: Some("openid email".into()),
+            login_hint: Some("alice".into()),
+            ..Default::default()
+        }
+    }
+
+    fn code(r: Result<ValidParams, AuthnError>) -> &'static str {
+        r.map(|_| "ok").unwrap_or_else(|e| e.code())
+    }
+
+    #[test]
+    fn valid_minimal_request_passes_with_default_expiry() {
+        let v = validate(params(), &client("c1"), &config()).unwrap();
+        assert_eq!(v.expires_in, 600);
+        assert_eq!(v.scope, "openid email");
+        assert_eq!(v.hint, Hint::LoginHint("alice".into()));
+    }
+
+    #[test]
+    fn missing_scope_is_invalid_request() {
+        let p = AuthnParams { scope: None, ..params() };
+        assert_eq!(code(validate(p, &client("c1"), &config())), "invalid_request");
+    }
+
+    #[test]
+    fn scope_without_openid_is_invalid_request() {
+        let p = AuthnParams { scope: Some("email".into()), ..params() };
+        assert_eq!(code(validate(p, &client("c1"), &config())), "invalid_request");
+    }
+
+    #[test]
+    fn unknown_scope_is_invalid_scope() {
+        let p = AuthnParams { scope: Some("openid payments".into()), ..params() };
+        assert_eq!(code(validate(p, &client("c1"), &config())), "invalid_scope");
+    }
+
+    #[test]
+    fn no_hint_is_invalid_request() {
+        let p = AuthnParams { login_hint: None, ..params() };
+        assert_eq!(code(validate(p, &client("c1"), &config())), "invalid_request");
+    }
+
+    #[test]
+    fn two_hints_are_invalid_request() {
+        let p = AuthnParams { id_token_hint: Some("x.y.z".into()), ..params() };
+        assert_eq!(code(validate(p, &client("c1"), &config())), "invalid_request");
+    }
+
+    #[test]
+    fn binding_message_of_100_characters_passes() {
+        assert!(validate_binding_message(&"é".repeat(100)).is_ok());
+    }
+
+    #[test]
+    fn binding_message_of_101_characters_is_invalid_binding_message() {
+        let p = AuthnParams { binding_message: Some("a".repeat(101)), ..params() };
+        assert_eq!(code(validate(p, &client("c1"), &config())), "invalid_binding_message");
+    }
+
+    #[test]
+    fn binding_message_with_line_break_is_invalid_binding_message() {
+        assert!(validate_binding_message("pay\nnow").is_err());
+        assert!(validate_binding_message("pay\u{7}now").is_err());
+    }
+
+    #[test]
+    fn binding_message_starting_with_space_is_invalid_binding_message() {
+        assert!(validate_binding_message(" W4SCT").is_err());
+        assert!(validate_binding_message("").is_err());
+    }
+
+    #[test]
+    fn binding_message_may_start_with_punctuation_or_digit() {
+        assert!(validate_binding_message("#W4SCT ok: pay €12.50?").is_ok());
+        assert!(validate_binding_message("42 is the code").is_ok());
+    }
+
+    #[test]
+    fn requested_expiry_is_honoured_up_to_the_cap() {
+        let p = AuthnParams { requested_expiry: Some("120".into()), ..params() };
+        assert_eq!(validate(p, &client("c1"), &config()).unwrap().expires_in, 120);
+        let p = AuthnParams { requested_expiry: Some("99999".into()), ..params() };
+        assert_eq!(validate(p, &client("c1"), &config()).unwrap().expires_in, 1800);
+    }
+
+    #[test]
+    fn requested_expiry_must_be_a_positive_integer() {
+        for bad in ["0", "-5", "1.5", "ten"] {
+            let p = AuthnParams { requested_expiry: Some(bad.into()), ..params() };
+            assert_eq!(code(validate(p, &client("c1"), &config())), "invalid_request", "{bad}");
+        }
+    }
+
+    #[test]
+    fn requested_expiry_may_be_a_json_number_in_a_request_object() {
+        let claims: Claims = serde_json::from_value(serde_json::json!({"requested_expiry": 300})).unwrap();
+        assert_eq!(AuthnParams::from_claims(&claims).unwrap().requested_expiry.as_deref(), Some("300"));
+    }
+
+    #[test]
+    fn non_string_request_object_parameter_is_invalid_request() {
+        let claims: Claims = serde_json::from_value(serde_json::json!({"login_hint": 42})).unwrap();
+        assert_eq!(AuthnParams::from_claims(&claims).unwrap_err().code(), "invalid_request");
+    }
+
+    #[test]
+    fn client_notification_token_is_required_in_ping_mode() {
+        let mut c = client("c1");
+        c.backchannel_token_delivery_mode = DeliveryMode::Ping;
+        assert_eq!(code(validate(params(), &c, &config())), "invalid_request");
+        let p = AuthnParams { client_notification_token: Some("8d67dc78-7faa-4d41-aabd-67707b374255".into()), ..params() };
+        assert_eq!(code(validate(p, &c, &config())), "ok");
+    }
+
+    #[test]
+    fn client_notification_token_must_be_b64token() {
+        assert!(validate_notification_token("abc+/~._-==").is_ok());
+        assert!(validate_notification_token("has space").is_err());
+        assert!(validate_notification_token("=").is_err());
+        assert!(validate_notification_token(&"a".repeat(1025)).is_err());
+    }
+
+    #[test]
+    fn missing_user_code_when_client_requires_it() {
+        let mut c = client("c1");
+        c.backchannel_user_code_parameter = true;
+        assert_eq!(code(validate(params(), &c, &config())), "missing_user_code");
+    }
+
+    #[test]
+    fn wrong_user_code_is_invalid_user_code() {
+        let mut c = client("c1");
+        c.backchannel_user_code_parameter = true;
+        let user = User {
+            sub: "alice".into(),
+            login_hints: vec![],
+            claims: Default::default(),
+            user_code_hash: Some(crate::secret::hash("1234")),
+        };
+        assert!(check_user_code(&c, &user, Some("1234")).is_ok());
+        assert_eq!(check_user_code(&c, &user, Some("9999")).unwrap_err().code(), "invalid_user_code");
+    }
+}

@@ -1,0 +1,174 @@
+//! Client authentication at the token and backchannel authentication endpoints:
+//! `client_secret_basic`, `client_secret_post` (RFC 6749 §2.3.1) and `private_key_jwt`
+//! (OIDC Core §9, RFC 7523). A client must use the method it registered.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use jsonwebtoken::Algorithm;
+use lambda_http::http::HeaderMap;
+
+use crate::config::Config;
+use crate::domain::{AuthMethod, Client};
+use crate::error::ClientAuthError;
+use crate::http::Form;
+use crate::jose::{self, Claims};
+use crate::secret;
+use crate::store::{JtiUse, Store};
+
+pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// The parameters that belong to client authentication, not to the request itself.
+pub const CLIENT_AUTH_PARAMS: &[&str] =
+    &["client_id", "client_secret", "client_assertion", "client_assertion_type"];
+
+/// The credentials a request presents, before any lookup.
+#[derive(Debug)]
+enum Presented {
+    Basic { id: String, secret: String },
+    Post { id: String, secret: String },
+    Assertion { id: String, assertion: String },
+}
+
+fn invalid(description: &'static str, basic: bool) -> ClientAuthError {
+    ClientAuthError::InvalidClient { description: description.into(), basic }
+}
+
+fn bad_request(description: &'static str) -> ClientAuthError {
+    ClientAuthError::InvalidRequest(description.into())
+}
+
+fn basic_credentials(headers: &HeaderMap) -> Option<Result<(String, String), ClientAuthError>> {
+    let value = headers.get("authorization")?.to_str().ok()?;
+    let (scheme, encoded) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let malformed = || invalid("malformed Basic credentials", true);
+    let parsed = STANDARD
+        .decode(encoded.trim())
+        .ok()
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .and_then(|pair| {
+            let (id, secret) = pair.split_once(':')?;
+            // RFC 6749 §2.3.1: both halves are form-urlencoded before base64.
+            let decode = |s: &str| {
+                form_urlencoded::parse(format!("x={s}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+            };
+            Some((decode(id)?, decode(secret)?))
+        })
+        .ok_or_else(malformed);
+    Some(parsed)
+}
+
+fn presented(headers: &HeaderMap, form: &Form) -> Result<Presented, ClientAuthError> {
+    let basic = basic_credentials(headers).transpose()?;
+    let post = form.get("client_secret");
+    let assertion = form.get("client_assertion");
+    let methods = usize::from(basic.is_some()) + usize::from(post.is_some()) + usize::from(assertion.is_some());
+    if methods > 1 {
+        return Err(bad_request("use exactly one client authentication method"));
+    }
+    let form_id = form.get("client_id");
+    if let Some((id, secret)) = basic {
+        if form_id.is_some_and(|f| f != id) {
+            return Err(bad_request("client_id does not match the Basic credentials"));
+        }
+        return Ok(Presented::Basic { id, secret });
+    }
+    if let Some(secret) = post {
+        let id = form_id.ok_or_else(|| bad_request("client_secret needs client_id"))?;
+        return Ok(Presented::Post { id: id.into(), secret: secret.into() });
+    }
+    if let Some(assertion) = assertion {
+        if form.get("client_assertion_type") != Some(ASSERTION_TYPE) {
+            return Err(bad_request("client_assertion_type must be jwt-bearer"));
+        }
+        let id = unverified_issuer(assertion)
+            .ok_or_else(|| invalid("client_assertion is malformed", false))?;
+        if form_id.is_some_and(|f| f != id) {
+            return Err(bad_request("client_id does not match the client assertion"));
+        }
+        return Ok(Presented::Assertion { id, assertion: assertion.into() });
+    }
+    Err(invalid("client authentication is required", false))
+}
+
+/// The `iss` of an assertion, read before verification only to find the client's keys.
+fn unverified_issuer(assertion: &str) -> Option<String> {
+    let payload = assertion.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let claims: Claims = serde_json::from_slice(&bytes).ok()?;
+    claims.get("iss")?.as_str().map(str::to_owned)
+}
+
+/// Authenticates the client of a request, answering the registered client.
+pub async fn authenticate(
+    headers: &HeaderMap,
+    form: &Form,
+    store: &dyn Store,
+    config: &Config,
+    now: i64,
+) -> Result<Client, ClientAuthError> {
+    let presented = presented(headers, form)?;
+    let (id, method, basic) = match &presented {
+        Presented::Basic { id, .. } => (id, AuthMethod::ClientSecretBasic, true),
+        Presented::Post { id, .. } => (id, AuthMethod::ClientSecretPost, false),
+        Presented::Assertion { id, .. } => (id, AuthMethod::PrivateKeyJwt, false),
+    };
+    let client = store
+        .get_client(id)
+        .await?
+        .ok_or_else(|| invalid("client authentication failed", basic))?;
+    if client.token_endpoint_auth_method != method {
+        return Err(invalid("client authentication failed", basic));
+    }
+    match presented {
+        Presented::Basic { secret, .. } | Presented::Post { secret, .. } => {
+            let ok = client
+                .client_secret_hash
+                .as_deref()
+                .is_some_and(|stored| secret::matches(&secret, stored));
+            if !ok {
+                return Err(invalid("client authentication failed", basic));
+            }
+        }
+        Presented::Assertion { assertion, .. } => {
+            verify_assertion(&assertion, &client, store, config, now).await?;
+        }
+    }
+    Ok(client)
+}
+
+async fn verify_assertion(
+    assertion: &str,
+    client: &Client,
+    store: &dyn Store,
+    config: &Config,
+    now: i64,
+) -> Result<(), ClientAuthError> {
+    let failed = || invalid("client assertion is invalid", false);
+    let keys = client.jwks.as_ref().ok_or_else(failed)?;
+    let verified = jose::verify(assertion, keys, &[Algorithm::ES256, Algorithm::PS256])
+        .map_err(|_| failed())?;
+    let c = &verified.claims;
+    let id = client.client_id.as_str();
+    let claim = |name: &str| c.get(name).and_then(|v| v.as_str());
+    if claim("iss") != Some(id) || claim("sub") != Some(id) {
+        return Err(failed());
+    }
+    if !jose::audiences(c).iter().any(|a| config.accepts_audience(a)) {
+        return Err(failed());
+    }
+    let exp = jose::numeric_date(c, "exp").ok_or_else(failed)?;
+    if exp <= now || exp > now + config.request_object_max_age {
+        return Err(failed());
+    }
+    let jti = claim("jti").filter(|j| !j.is_empty()).ok_or_else(failed)?;
+    let use_ = JtiUse { scope: format!("assertion#{id}"), jti: jti.into(), expires_at: exp };
+    if !store.use_jti(&use_, now).await? {
+        return Err(invalid("client assertion was already used", false));
+    }
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! The OP's configuration: read once per cold start from the environment and validated there,
+//! so a misconfigured function fails at start-up with one clear log line, not on every request.
+
+use std::collections::HashMap;
+
+/// Scope values the OP knows. Anything else is `invalid_scope`.
+pub const SUPPORTED_SCOPES: &[&str] = &["openid", "profile", "email", "phone", "address", "offline_access"];
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// The issuer URL: `iss` of ID tokens, the `aud` request objects must name.
+    pub issuer: String,
+    /// `expires_in` of an authentication request without `requested_expiry`, seconds.
+    pub expires_in: i64,
+    /// The cap on `requested_expiry`, seconds.
+    pub max_expires_in: i64,
+    /// The minimum polling interval, seconds.
+    pub interval: i64,
+    /// How far ahead a request object's `exp` may be, seconds (30 minutes by default).
+    pub request_object_max_exp: i64,
+    /// How old a request object's `nbf` may be, and the most `exp - nbf` may span, seconds.
+    pub request_object_max_age: i64,
+    pub access_token_ttl: i64,
+    pub refresh_token_ttl: i64,
+    pub id_token_ttl: i64,
+    /// How far ahead a device decision's `exp` may be, seconds.
+    pub decision_max_exp: i64,
+    /// Clock skew tolerated on `iat` and `nbf` of incoming JWTs, seconds.
+    pub clock_skew: i64,
+}
+
+#[derive(Debug, PartialEq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "configuration error: {}", self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// The defaults around an issuer: 600 s requests, 2 s interval, 30 min request objects.
+    pub fn new(issuer: &str) -> Result<Self, ConfigError> {
+        Ok(Self {
+            issuer: validate_issuer(issuer)?,
+            expires_in: 600,
+            max_expires_in: 1800,
+            interval: 2,
+            request_object_max_exp: 1800,
+            request_object_max_age: 3600,
+            access_token_ttl: 3600,
+            refresh_token_ttl: 30 * 24 * 3600,
+            id_token_ttl: 3600,
+            decision_max_exp: 300,
+            clock_skew: 60,
+        })
+    }
+
+    /// Reads `ISSUER` (required) and the optional policy numbers `AUTH_REQ_EXPIRES_IN`,
+    /// `AUTH_REQ_MAX_EXPIRES_IN`, `POLL_INTERVAL`, `REQUEST_OBJECT_MAX_EXP`,
+    /// `ACCESS_TOKEN_TTL`, `REFRESH_TOKEN_TTL`, `ID_TOKEN_TTL`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(&std::env::vars().collect())
+    }
+
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let issuer = vars
+            .get("ISSUER")
+            .ok_or_else(|| ConfigError("ISSUER is not set".into()))?;
+        let mut config = Self::new(issuer)?;
+        let number = |name: &str, slot: &mut i64| -> Result<(), ConfigError> {
+            if let Some(raw) = vars.get(name) {
+                *slot = raw
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| ConfigError(format!("{name} must be a positive integer, got {raw:?}")))?;
+            }
+            Ok(())
+        };
+        number("AUTH_REQ_EXPIRES_IN", &mut config.expires_in)?;
+        number("AUTH_REQ_MAX_EXPIRES_IN", &mut config.max_expires_in)?;
+        number("POLL_INTERVAL", &mut config.interval)?;
+        number("REQUEST_OBJECT_MAX_EXP", &mut config.request_object_max_exp)?;
+        number("ACCESS_TOKEN_TTL", &mut config.access_token_ttl)?;
+        number("REFRESH_TOKEN_TTL", &mut config.refresh_token_ttl)?;
+        number("ID_TOKEN_TTL", &mut config.id_token_ttl)?;
+        if config.expires_in > config.max_expires_in {
+            return Err(ConfigError(
+                "AUTH_REQ_EXPIRES_IN must not exceed AUTH_REQ_MAX_EXPIRES_IN".into(),
+            ));
+        }
+        Ok(config)
+    }
+
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}{path}", self.issuer)
+    }
+
+    /// What an incoming JWT's `aud` may name for this OP: the issuer and, for client assertions,
+    /// the endpoint it was sent to (RFC 7523 §3).
+    pub fn accepts_audience(&self, aud: &str) -> bool {
+        aud == self.issuer
+            || aud == self.endpoint("/token")
+            || aud == self.endpoint("/bc-authorize")
+    }
+}
+
+/// The issuer must be an https URL without query or fragment (OIDC Discovery §3); plain http is
+/// allowed only on a loopback host, for the local API.
+fn validate_issuer(raw: &str) -> Result<String, ConfigError> {
+    let url = url::Url::parse(raw).map_err(|e| ConfigError(format!("ISSUER {raw:?} is not a URL: {e}")))?;
+    let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        _ => return Err(ConfigError(format!("ISSUER {raw:?} must be an https URL"))),
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ConfigError(format!("ISSUER {raw:?} must not have a query or fragment")));
+    }
+    Ok(raw.trim_end_matches('/').to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn missing_issuer_fails_at_start() {
+        assert!(Config::from_vars(&vars(&[])).is_err());
+    }
+
+    #[test]
+    fn http_issuer_is_refused_unless_loopback() {
+        assert!(Config::new("http://op.example.com").is_err());
+        assert!(Config::new("http://127.0.0.1:8080").is_ok());
+        assert!(Config::new("https://op.example.com/").is_ok());
+        assert!(Config::new("not a url").is_err());
+        assert!(Config::new("https://op.example.com?x=1").is_err());
+    }
+
+    #[test]
+    fn issuer_loses_trailing_slash() {
+        assert_eq!(Config::new("https://op.example.com/").unwrap().issuer, "https://op.example.com");
+    }
+
+    #[test]
+    fn policy_numbers_come_from_environment() {
+        let c = Config::from_vars(&vars(&[
+            ("ISSUER", "https://op.example.com"),
+            ("POLL_INTERVAL", "5"),
+            ("AUTH_REQ_EXPIRES_IN", "120"),
+        ]))
+        .unwrap();
+        assert_eq!((c.interval, c.expires_in), (5, 120));
+    }
+
+    #[test]
+    fn non_numeric_policy_number_fails_at_start() {
+        let e = Config::from_vars(&vars(&[("ISSUER", "https://op.example.com"), ("POLL_INTERVAL", "fast")]));
+        assert!(e.is_err());
+    }
+}

@@ -1,0 +1,198 @@
+//! The domain: clients, users, devices, authentication requests and issued tokens.
+
+use jsonwebtoken::jwk::JwkSet;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryMode {
+    #[default]
+    Poll,
+    Ping,
+    Push,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    #[default]
+    ClientSecretBasic,
+    ClientSecretPost,
+    PrivateKeyJwt,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
+        }
+    }
+}
+
+/// A registered relying party, with its metadata under the RFC 7591 / CIBA names.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Client {
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_name: Option<String>,
+    /// `secret::hash` of the client secret; the secret itself is never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_hash: Option<String>,
+    #[serde(default)]
+    pub token_endpoint_auth_method: AuthMethod,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<JwkSet>,
+    #[serde(default)]
+    pub backchannel_token_delivery_mode: DeliveryMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backchannel_client_notification_endpoint: Option<String>,
+    /// When set, every authentication request must be a request object signed with this alg.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backchannel_authentication_request_signing_alg: Option<String>,
+    #[serde(default)]
+    pub backchannel_user_code_parameter: bool,
+}
+
+impl Client {
+    pub fn display_name(&self) -> &str {
+        self.client_name.as_deref().unwrap_or(&self.client_id)
+    }
+}
+
+/// An end-user: the subject, the hints that name them, their claims for the ID token and userinfo.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct User {
+    pub sub: String,
+    /// Usernames, e-mail addresses, phone numbers: anything `login_hint` may carry.
+    #[serde(default)]
+    pub login_hints: Vec<String>,
+    /// OpenID standard claims (`name`, `email`, `phone_number`, ...).
+    #[serde(default)]
+    pub claims: serde_json::Map<String, serde_json::Value>,
+    /// `secret::hash` of the user's `user_code`, for clients that require one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_code_hash: Option<String>,
+}
+
+/// How a login hint is compared: case and surrounding space never matter.
+pub fn normalize_hint(hint: &str) -> String {
+    hint.trim().to_lowercase()
+}
+
+/// An enrolled authentication device (authenticator app) of a user.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Device {
+    pub device_id: String,
+    pub sub: String,
+    /// The device's P-256 public key as a JWK.
+    pub public_key: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_arn: Option<String>,
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pending,
+    Approved,
+    Denied,
+    Redeemed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Approved => "approved",
+            Status::Denied => "denied",
+            Status::Redeemed => "redeemed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Status::Pending,
+            "approved" => Status::Approved,
+            "denied" => Status::Denied,
+            "redeemed" => Status::Redeemed,
+            _ => return None,
+        })
+    }
+}
+
+/// One backchannel authentication request, from /bc-authorize to redemption or expiry.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct AuthRequest {
+    pub auth_req_id: String,
+    /// The id the device sees instead of `auth_req_id`.
+    pub txn: String,
+    pub client_id: String,
+    pub sub: String,
+    pub scope: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr_values: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding_message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_notification_token: Option<String>,
+    pub delivery_mode: DeliveryMode,
+    /// Epoch seconds.
+    pub created_at: i64,
+    /// Epoch seconds; at and after this instant the request is expired.
+    pub expires_at: i64,
+    /// Minimum seconds between two polls; grows by 5 on every `slow_down`.
+    pub interval: i64,
+    /// Epoch milliseconds of the latest poll.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_poll_ms: Option<i64>,
+    pub status: Status,
+    /// Epoch seconds of the user's decision (`auth_time` of the ID token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<i64>,
+}
+
+impl AuthRequest {
+    pub fn is_expired(&self, now: i64) -> bool {
+        now >= self.expires_at
+    }
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenKind {
+    Access,
+    Refresh,
+}
+
+/// An issued access or refresh token, found by the hash of its value.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TokenRecord {
+    pub hash: String,
+    pub kind: TokenKind,
+    pub client_id: String,
+    pub sub: String,
+    pub scope: String,
+    pub auth_req_id: String,
+    pub auth_time: i64,
+    /// Epoch seconds.
+    pub expires_at: i64,
+}
+
+/// A user's decision on the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Approve,
+    Deny,
+}

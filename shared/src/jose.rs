@@ -1,0 +1,241 @@
+//! JWS verification against a registered JWK Set (request objects, client assertions, device
+//! decisions, `id_token_hint`) and compact JWS signing with the OP's signer.
+//!
+//! Only asymmetric algorithms are accepted. Keys are only ever taken from the set registered for
+//! the sender: the `jku`, `x5u` and `jwk` headers are ignored, so a token cannot bring its own key.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Map, Value};
+
+use crate::ports::{Signer, SignerError};
+
+pub type Claims = Map<String, Value>;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum JwsError {
+    /// Not three base64url parts with a JSON header and payload.
+    Malformed,
+    /// `alg` missing, `none`, symmetric, or not one this use allows.
+    AlgorithmNotAllowed,
+    /// No registered key fits the header (`kid`, key type, `use`).
+    NoMatchingKey,
+    BadSignature,
+}
+
+impl JwsError {
+    pub fn describe(&self) -> &'static str {
+        match self {
+            JwsError::Malformed => "the JWT is malformed",
+            JwsError::AlgorithmNotAllowed => "the JWT's signing algorithm is not allowed",
+            JwsError::NoMatchingKey => "no registered key matches the JWT",
+            JwsError::BadSignature => "the JWT's signature does not verify",
+        }
+    }
+}
+
+/// A JWT whose signature verified; its claims are not yet checked.
+#[derive(Debug)]
+pub struct Verified {
+    pub kid: Option<String>,
+    pub alg: Algorithm,
+    pub claims: Claims,
+}
+
+/// The `alg` and `kid` of a compact JWS, read without verifying it.
+pub fn peek_header(token: &str) -> Result<(Algorithm, Option<String>), JwsError> {
+    let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
+        jsonwebtoken::errors::ErrorKind::InvalidAlgorithmName => JwsError::AlgorithmNotAllowed,
+        _ => {
+            if header_alg_is_unsupported(token) {
+                JwsError::AlgorithmNotAllowed
+            } else {
+                JwsError::Malformed
+            }
+        }
+    })?;
+    Ok((header.alg, header.kid))
+}
+
+/// `alg: none` and unknown algorithms fail header parsing in jsonwebtoken; tell them apart from
+/// garbage so the error says what is wrong.
+fn header_alg_is_unsupported(token: &str) -> bool {
+    let Some(header) = token.split('.').next() else {
+        return false;
+    };
+    URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Claims>(&bytes).ok())
+        .is_some_and(|h| h.get("alg").is_some_and(Value::is_string))
+}
+
+fn key_fits(jwk: &Jwk, alg: Algorithm, kid: Option<&str>) -> bool {
+    if kid.is_some() && jwk.common.key_id.as_deref() != kid {
+        return false;
+    }
+    if matches!(&jwk.common.public_key_use, Some(u) if *u != PublicKeyUse::Signature) {
+        return false;
+    }
+    if let Some(key_alg) = jwk.common.key_algorithm {
+        if key_alg.to_string() != format!("{alg:?}") {
+            return false;
+        }
+    }
+    match (&jwk.algorithm, alg) {
+        (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES256) => ec.curve == EllipticCurve::P256,
+        (AlgorithmParameters::RSA(_), Algorithm::PS256 | Algorithm::RS256) => true,
+        _ => false,
+    }
+}
+
+/// Verifies `token` with a key of `keys` under one of the `allowed` algorithms.
+pub fn verify(token: &str, keys: &JwkSet, allowed: &[Algorithm]) -> Result<Verified, JwsError> {
+    let (alg, kid) = peek_header(token)?;
+    if !allowed.contains(&alg) {
+        return Err(JwsError::AlgorithmNotAllowed);
+    }
+    let mut validation = Validation::new(alg);
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+
+    let mut candidates = keys.keys.iter().filter(|k| key_fits(k, alg, kid.as_deref())).peekable();
+    if candidates.peek().is_none() {
+        return Err(JwsError::NoMatchingKey);
+    }
+    for jwk in candidates {
+        let Ok(key) = DecodingKey::from_jwk(jwk) else {
+            continue;
+        };
+        match jsonwebtoken::decode::<Claims>(token, &key, &validation) {
+            Ok(data) => return Ok(Verified { kid, alg, claims: data.claims }),
+            Err(e) => match e.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature
+                | jsonwebtoken::errors::ErrorKind::InvalidEcdsaKey
+                | jsonwebtoken::errors::ErrorKind::InvalidRsaKey(_) => continue,
+                _ => return Err(JwsError::Malformed),
+            },
+        }
+    }
+    Err(JwsError::BadSignature)
+}
+
+/// A JWK Set holding one JWK given as JSON (a device key, the OP's own key).
+pub fn single_key_set(jwk: &Value) -> Option<JwkSet> {
+    let jwk: Jwk = serde_json::from_value(jwk.clone()).ok()?;
+    Some(JwkSet { keys: vec![jwk] })
+}
+
+/// Signs `claims` as a compact ES256 JWS with the OP's key, `kid` in the header.
+pub async fn sign_es256(
+    signer: &dyn Signer,
+    typ: &str,
+    claims: &Value,
+) -> Result<String, SignerError> {
+    let header = serde_json::json!({"alg": "ES256", "typ": typ, "kid": signer.kid()});
+    let mut out = String::with_capacity(512);
+    URL_SAFE_NO_PAD.encode_string(header.to_string(), &mut out);
+    out.push('.');
+    URL_SAFE_NO_PAD.encode_string(claims.to_string(), &mut out);
+    let signature = signer.sign(out.as_bytes()).await?;
+    out.push('.');
+    URL_SAFE_NO_PAD.encode_string(signature, &mut out);
+    Ok(out)
+}
+
+/// `aud` as a string or an array of strings (RFC 7519 §4.1.3).
+pub fn audiences(claims: &Claims) -> Vec<&str> {
+    match claims.get("aud") {
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A NumericDate claim (whole or fractional seconds), `None` when absent or not a number.
+pub fn numeric_date(claims: &Claims, name: &str) -> Option<i64> {
+    let value = claims.get(name)?;
+    value.as_i64().or_else(|| value.as_f64().map(|f| f as i64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::LocalSigner;
+
+    fn keyset(signer: &LocalSigner) -> JwkSet {
+        single_key_set(signer.public_jwk()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn own_signature_verifies() {
+        let signer = LocalSigner::generate();
+        let jwt = sign_es256(&signer, "JWT", &serde_json::json!({"a": 1})).await.unwrap();
+        let v = verify(&jwt, &keyset(&signer), &[Algorithm::ES256]).unwrap();
+        assert_eq!(v.claims["a"], 1);
+        assert_eq!(v.kid.as_deref(), Some(signer.kid()));
+    }
+
+    #[tokio::test]
+    async fn signature_by_another_key_is_refused() {
+        let signer = LocalSigner::generate();
+        let other = LocalSigner::generate();
+        let jwt = sign_es256(&signer, "JWT", &serde_json::json!({})).await.unwrap();
+        let mut set = keyset(&other);
+        set.keys[0].common.key_id = Some(signer.kid().into());
+        assert_eq!(verify(&jwt, &set, &[Algorithm::ES256]).unwrap_err(), JwsError::BadSignature);
+    }
+
+    #[tokio::test]
+    async fn unknown_kid_has_no_matching_key() {
+        let signer = LocalSigner::generate();
+        let jwt = sign_es256(&signer, "JWT", &serde_json::json!({})).await.unwrap();
+        let other = LocalSigner::generate();
+        assert_eq!(verify(&jwt, &keyset(&other), &[Algorithm::ES256]).unwrap_err(), JwsError::NoMatchingKey);
+    }
+
+    #[test]
+    fn alg_none_is_refused() {
+        let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#);
+        let payload = URL_SAFE_NO_PAD.encode(r#"{"iss":"x"}"#);
+        let token = format!("{header}.{payload}.");
+        let signer = LocalSigner::generate();
+        assert_eq!(
+            verify(&token, &keyset(&signer), &[Algorithm::ES256]).unwrap_err(),
+            JwsError::AlgorithmNotAllowed
+        );
+    }
+
+    #[test]
+    fn hmac_is_refused() {
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(Algorithm::HS256),
+            &serde_json::json!({"iss": "x"}),
+            &jsonwebtoken::EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef"),
+        )
+        .unwrap();
+        let signer = LocalSigner::generate();
+        assert_eq!(
+            verify(&token, &keyset(&signer), &[Algorithm::ES256, Algorithm::PS256]).unwrap_err(),
+            JwsError::AlgorithmNotAllowed
+        );
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        let signer = LocalSigner::generate();
+        assert_eq!(verify("a.b.c", &keyset(&signer), &[Algorithm::ES256]).unwrap_err(), JwsError::Malformed);
+    }
+
+    #[test]
+    fn aud_may_be_string_or_array() {
+        let c: Claims = serde_json::from_value(serde_json::json!({"aud": ["a", "b"]})).unwrap();
+        assert_eq!(audiences(&c), ["a", "b"]);
+        let c: Claims = serde_json::from_value(serde_json::json!({"aud": "a"})).unwrap();
+        assert_eq!(audiences(&c), ["a"]);
+    }
+}

@@ -1,0 +1,18 @@
+//! The shared crate of the CIBA OpenID Provider: protocol validation, wire errors, the domain,
+//! the ports (store, clock, randomness, signer, push) and their adapters. Every Lambda in
+//! `functions/` is a thin handler over this crate.
+
+pub mod authn;
+pub mod client_auth;
+pub mod config;
+pub mod context;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod jose;
+pub mod ports;
+pub mod request_object;
+pub mod secret;
+pub mod seed;
+pub mod store;
+pub mod tokens;

@@ -1,0 +1,274 @@
+//! Small ports for time, randomness, signing and push delivery, so handlers and tests can fix them.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use p256::ecdsa::signature::Signer as _;
+use p256::ecdsa::{Signature, SigningKey};
+use p256::elliptic_curve::rand_core::{OsRng, RngCore};
+use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
+use serde::{Deserialize, Serialize};
+
+/// Wall-clock time in milliseconds since the epoch.
+pub trait Clock: Send + Sync {
+    fn now_ms(&self) -> i64;
+
+    /// Seconds since the epoch, the unit of JWT claims and DynamoDB TTL.
+    fn now(&self) -> i64 {
+        self.now_ms().div_euclid(1000)
+    }
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+    }
+}
+
+/// A clock that only moves when told to: expiry and polling-interval tests set it.
+pub struct FixedClock(AtomicI64);
+
+impl FixedClock {
+    pub fn at_secs(secs: i64) -> Self {
+        Self(AtomicI64::new(secs * 1000))
+    }
+
+    pub fn advance_ms(&self, ms: i64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+
+    pub fn advance_secs(&self, secs: i64) {
+        self.advance_ms(secs * 1000);
+    }
+}
+
+impl Clock for FixedClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Randomness for identifiers and tokens.
+pub trait Random: Send + Sync {
+    fn fill(&self, buf: &mut [u8]);
+
+    /// `bytes` random bytes as base64url: `[A-Za-z0-9_-]`, 8 × `bytes` bits of entropy.
+    fn token(&self, bytes: usize) -> String {
+        let mut buf = vec![0u8; bytes];
+        self.fill(&mut buf);
+        URL_SAFE_NO_PAD.encode(buf)
+    }
+}
+
+pub struct OsRandom;
+
+impl Random for OsRandom {
+    fn fill(&self, buf: &mut [u8]) {
+        OsRng.fill_bytes(buf);
+    }
+}
+
+/// Deterministic bytes from a counter, for tests that want repeatable ids.
+#[derive(Default)]
+pub struct CountingRandom(AtomicU64);
+
+impl Random for CountingRandom {
+    fn fill(&self, buf: &mut [u8]) {
+        let n = self.0.fetch_add(1, Ordering::SeqCst).to_be_bytes();
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = n[i % 8] ^ (i as u8);
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct SignerError(pub String);
+
+impl std::fmt::Display for SignerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "signer: {}", self.0)
+    }
+}
+
+/// The OP's ES256 signing key. Async because the deployed key lives in KMS.
+#[async_trait]
+pub trait Signer: Send + Sync {
+    fn kid(&self) -> &str;
+    /// The public key as a JWK with `kid`, `use=sig`, `alg=ES256`.
+    fn public_jwk(&self) -> &serde_json::Value;
+    /// The 64-byte r‖s ES256 signature of `input`.
+    async fn sign(&self, input: &[u8]) -> Result<[u8; 64], SignerError>;
+}
+
+/// A P-256 key held in process memory: generated at start-up or loaded from a PKCS#8 PEM file.
+pub struct LocalSigner {
+    key: SigningKey,
+    kid: String,
+    jwk: serde_json::Value,
+}
+
+impl LocalSigner {
+    pub fn generate() -> Self {
+        Self::from_key(SigningKey::random(&mut OsRng))
+    }
+
+    pub fn from_pkcs8_pem(pem: &str) -> Result<Self, SignerError> {
+        let key = SigningKey::from_pkcs8_pem(pem).map_err(|e| SignerError(e.to_string()))?;
+        Ok(Self::from_key(key))
+    }
+
+    pub fn to_pkcs8_pem(&self) -> String {
+        self.key
+            .to_pkcs8_pem(LineEnding::LF)
+            .map(|p| p.to_string())
+            .unwrap_or_default()
+    }
+
+    fn from_key(key: SigningKey) -> Self {
+        let public = p256::PublicKey::from(key.verifying_key());
+        let (kid, jwk) = public_jwk_with_kid(&public);
+        Self { key, kid, jwk }
+    }
+}
+
+/// The JWK of a P-256 public key with its RFC 7638 thumbprint as `kid`.
+pub fn public_jwk_with_kid(public: &p256::PublicKey) -> (String, serde_json::Value) {
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
+    let point = public.to_encoded_point(false);
+    let (x, y) = (
+        URL_SAFE_NO_PAD.encode(point.x().map(|v| &v[..]).unwrap_or_default()),
+        URL_SAFE_NO_PAD.encode(point.y().map(|v| &v[..]).unwrap_or_default()),
+    );
+    let thumbprint_input = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+    let kid = crate::secret::hash(&thumbprint_input);
+    let jwk = serde_json::json!({
+        "kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": kid, "use": "sig", "alg": "ES256"
+    });
+    (kid, jwk)
+}
+
+#[async_trait]
+impl Signer for LocalSigner {
+    fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    fn public_jwk(&self) -> &serde_json::Value {
+        &self.jwk
+    }
+
+    async fn sign(&self, input: &[u8]) -> Result<[u8; 64], SignerError> {
+        let signature: Signature = self.key.sign(input);
+        Ok(signature.to_bytes().into())
+    }
+}
+
+/// What the authentication device is told about a pending request. It never carries
+/// `auth_req_id`: the device answers with `txn`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PushMessage {
+    pub txn: String,
+    pub binding_message: Option<String>,
+    pub client_name: String,
+    pub scope: String,
+    pub acr_values: Option<String>,
+    pub expires_at: i64,
+}
+
+/// A push as delivered to one device.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RecordedPush {
+    pub sub: String,
+    pub device_id: String,
+    pub message: PushMessage,
+}
+
+#[derive(Debug)]
+pub enum PushError {
+    /// The platform endpoint is disabled (uninstalled app, expired token): skip it from now on.
+    EndpointDisabled,
+    /// The push service is unavailable: the caller may retry.
+    Unavailable(String),
+}
+
+/// Sends a push notification to one enrolled device.
+#[async_trait]
+pub trait PushSender: Send + Sync {
+    async fn send(&self, device: &crate::domain::Device, message: &PushMessage)
+    -> Result<(), PushError>;
+}
+
+/// Keeps every push in memory; the local API lists them at `GET /_local/pushes`.
+#[derive(Default)]
+pub struct RecordingPushSender {
+    sent: Mutex<Vec<RecordedPush>>,
+}
+
+impl RecordingPushSender {
+    pub fn sent_to(&self, sub: &str) -> Vec<RecordedPush> {
+        self.sent
+            .lock()
+            .map(|v| v.iter().filter(|p| p.sub == sub).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn all(&self) -> Vec<RecordedPush> {
+        self.sent.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl PushSender for RecordingPushSender {
+    async fn send(
+        &self,
+        device: &crate::domain::Device,
+        message: &PushMessage,
+    ) -> Result<(), PushError> {
+        if let Ok(mut sent) = self.sent.lock() {
+            sent.push(RecordedPush {
+                sub: device.sub.clone(),
+                device_id: device.device_id.clone(),
+                message: message.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn local_signer_signature_verifies_with_its_public_key() {
+        use p256::ecdsa::signature::Verifier;
+        let signer = LocalSigner::generate();
+        let sig = signer.sign(b"payload").await.unwrap();
+        let public = signer.key.verifying_key();
+        public
+            .verify(b"payload", &Signature::from_slice(&sig).unwrap())
+            .unwrap();
+    }
+
+    #[test]
+    fn local_signer_round_trips_through_pkcs8_pem() {
+        let signer = LocalSigner::generate();
+        let again = LocalSigner::from_pkcs8_pem(&signer.to_pkcs8_pem()).unwrap();
+        assert_eq!(signer.kid(), again.kid());
+    }
+
+    #[test]
+    fn random_tokens_are_url_safe_and_long_enough() {
+        let t = OsRandom.token(16);
+        assert_eq!(t.len(), 22);
+        assert!(t.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+    }
+}

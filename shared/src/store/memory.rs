@@ -1,0 +1,237 @@
+//! The in-memory store: the embedded default of the local API and the fast handler tests. One
+//! mutex makes every operation atomic, which is what the DynamoDB adapter's conditional writes
+//! give in AWS.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use super::{
+    CreateError, DecideError, JtiUse, PollOutcome, RedeemError, Store, StoreError,
+};
+use crate::domain::{
+    AuthRequest, Client, Decision, Device, Status, TokenRecord, User, normalize_hint,
+};
+
+#[derive(Default)]
+struct Tables {
+    clients: HashMap<String, Client>,
+    users: HashMap<String, User>,
+    hints: HashMap<String, String>,
+    devices: HashMap<String, Device>,
+    jtis: HashMap<(String, String), i64>,
+    requests: HashMap<String, AuthRequest>,
+    txns: HashMap<String, String>,
+    tokens: HashMap<String, TokenRecord>,
+}
+
+#[derive(Default)]
+pub struct MemoryStore {
+    tables: Mutex<Tables>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Tables>, StoreError> {
+        self.tables
+            .lock()
+            .map_err(|_| StoreError::Fault("memory store lock poisoned".into()))
+    }
+}
+
+fn jti_is_live(t: &Tables, jti: &JtiUse, now: i64) -> bool {
+    t.jtis
+        .get(&(jti.scope.clone(), jti.jti.clone()))
+        .is_some_and(|&expires_at| expires_at >= now)
+}
+
+fn insert_jti(t: &mut Tables, jti: &JtiUse) {
+    t.jtis
+        .insert((jti.scope.clone(), jti.jti.clone()), jti.expires_at);
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn put_client(&self, client: &Client) -> Result<(), StoreError> {
+        self.lock()?
+            .clients
+            .insert(client.client_id.clone(), client.clone());
+        Ok(())
+    }
+
+    async fn get_client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
+        Ok(self.lock()?.clients.get(client_id).cloned())
+    }
+
+    async fn put_user(&self, user: &User) -> Result<(), StoreError> {
+        let mut t = self.lock()?;
+        for hint in &user.login_hints {
+            t.hints.insert(normalize_hint(hint), user.sub.clone());
+        }
+        t.users.insert(user.sub.clone(), user.clone());
+        Ok(())
+    }
+
+    async fn get_user(&self, sub: &str) -> Result<Option<User>, StoreError> {
+        Ok(self.lock()?.users.get(sub).cloned())
+    }
+
+    async fn find_user_by_hint(&self, hint: &str) -> Result<Option<User>, StoreError> {
+        let t = self.lock()?;
+        Ok(t.hints
+            .get(&normalize_hint(hint))
+            .and_then(|sub| t.users.get(sub))
+            .cloned())
+    }
+
+    async fn put_device(&self, device: &Device) -> Result<(), StoreError> {
+        self.lock()?
+            .devices
+            .insert(device.device_id.clone(), device.clone());
+        Ok(())
+    }
+
+    async fn get_device(&self, device_id: &str) -> Result<Option<Device>, StoreError> {
+        Ok(self.lock()?.devices.get(device_id).cloned())
+    }
+
+    async fn list_devices(&self, sub: &str) -> Result<Vec<Device>, StoreError> {
+        let mut devices: Vec<Device> = self
+            .lock()?
+            .devices
+            .values()
+            .filter(|d| d.sub == sub)
+            .cloned()
+            .collect();
+        devices.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+        Ok(devices)
+    }
+
+    async fn use_jti(&self, jti: &JtiUse, now: i64) -> Result<bool, StoreError> {
+        let mut t = self.lock()?;
+        if jti_is_live(&t, jti, now) {
+            return Ok(false);
+        }
+        insert_jti(&mut t, jti);
+        Ok(true)
+    }
+
+    async fn create_auth_request(
+        &self,
+        request: &AuthRequest,
+        jti: Option<&JtiUse>,
+    ) -> Result<(), CreateError> {
+        let mut t = self.lock()?;
+        if let Some(jti) = jti {
+            if jti_is_live(&t, jti, request.created_at) {
+                return Err(CreateError::JtiReplayed);
+            }
+        }
+        if t.requests.contains_key(&request.auth_req_id) || t.txns.contains_key(&request.txn) {
+            return Err(CreateError::Store(StoreError::Fault(
+                "auth_req_id or txn collision".into(),
+            )));
+        }
+        if let Some(jti) = jti {
+            insert_jti(&mut t, jti);
+        }
+        t.txns
+            .insert(request.txn.clone(), request.auth_req_id.clone());
+        t.requests
+            .insert(request.auth_req_id.clone(), request.clone());
+        Ok(())
+    }
+
+    async fn get_auth_request(&self, auth_req_id: &str) -> Result<Option<AuthRequest>, StoreError> {
+        Ok(self.lock()?.requests.get(auth_req_id).cloned())
+    }
+
+    async fn get_auth_request_by_txn(&self, txn: &str) -> Result<Option<AuthRequest>, StoreError> {
+        let t = self.lock()?;
+        Ok(t.txns
+            .get(txn)
+            .and_then(|id| t.requests.get(id))
+            .cloned())
+    }
+
+    async fn record_poll(&self, auth_req_id: &str, now_ms: i64) -> Result<PollOutcome, StoreError> {
+        let mut t = self.lock()?;
+        let Some(request) = t.requests.get_mut(auth_req_id) else {
+            return Ok(PollOutcome::Gone);
+        };
+        let too_soon = request
+            .last_poll_ms
+            .is_some_and(|last| now_ms < last + request.interval * 1000);
+        request.last_poll_ms = Some(now_ms);
+        if too_soon {
+            request.interval += 5;
+            return Ok(PollOutcome::TooSoon {
+                interval: request.interval,
+            });
+        }
+        Ok(PollOutcome::InTime)
+    }
+
+    async fn decide(
+        &self,
+        auth_req_id: &str,
+        decision: Decision,
+        now: i64,
+        jti: &JtiUse,
+    ) -> Result<(), DecideError> {
+        let mut t = self.lock()?;
+        let replayed = jti_is_live(&t, jti, now);
+        let Some(request) = t.requests.get_mut(auth_req_id) else {
+            return Err(DecideError::NotFound);
+        };
+        if request.status != Status::Pending {
+            return Err(DecideError::AlreadyDecided);
+        }
+        if request.is_expired(now) {
+            return Err(DecideError::Expired);
+        }
+        if replayed {
+            return Err(DecideError::JtiReplayed);
+        }
+        request.status = match decision {
+            Decision::Approve => Status::Approved,
+            Decision::Deny => Status::Denied,
+        };
+        request.decided_at = Some(now);
+        insert_jti(&mut t, jti);
+        Ok(())
+    }
+
+    async fn redeem(
+        &self,
+        auth_req_id: &str,
+        now: i64,
+        tokens: &[TokenRecord],
+    ) -> Result<(), RedeemError> {
+        let mut t = self.lock()?;
+        let Some(request) = t.requests.get_mut(auth_req_id) else {
+            return Err(RedeemError::NotRedeemable);
+        };
+        if request.status != Status::Approved || request.is_expired(now) {
+            return Err(RedeemError::NotRedeemable);
+        }
+        request.status = Status::Redeemed;
+        for token in tokens {
+            t.tokens.insert(token.hash.clone(), token.clone());
+        }
+        Ok(())
+    }
+
+    async fn get_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        Ok(self.lock()?.tokens.get(hash).cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    crate::store_suite!(async { std::sync::Arc::new(super::MemoryStore::new()) });
+}

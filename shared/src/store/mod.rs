@@ -1,0 +1,151 @@
+//! The store port: one small trait of the operations the endpoints need, with two adapters
+//! (DynamoDB and in-memory) that pass the same test suite (`suite`).
+//!
+//! Every state change that must not race is one atomic conditional operation here: the poll-rate
+//! check, the one decision per request, the one-time redemption, single use of a `jti`.
+
+use async_trait::async_trait;
+
+use crate::domain::{AuthRequest, Client, Decision, Device, TokenRecord, User};
+
+pub mod dynamodb;
+pub mod memory;
+pub mod suite;
+
+pub use dynamodb::DynamoStore;
+pub use memory::MemoryStore;
+
+/// A failure of the storage backend itself, never of the caller's input.
+#[derive(Debug)]
+pub enum StoreError {
+    /// Throttled or unreachable: the caller may retry (503 with `Retry-After`).
+    Unavailable(String),
+    /// Anything else: a bug or a corrupt item (500).
+    Fault(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Unavailable(m) => write!(f, "store unavailable: {m}"),
+            StoreError::Fault(m) => write!(f, "store fault: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// A `jti` to be used exactly once within its scope (a client's request objects and
+/// assertions, a device's decisions) until `expires_at`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JtiUse {
+    pub scope: String,
+    pub jti: String,
+    /// Epoch seconds after which the `jti` could not be accepted anyway (the JWT's `exp`).
+    pub expires_at: i64,
+}
+
+#[derive(Debug)]
+pub enum CreateError {
+    JtiReplayed,
+    Store(StoreError),
+}
+
+/// The outcome of recording a poll against the request's interval.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PollOutcome {
+    /// Polled no sooner than `interval` after the previous poll.
+    InTime,
+    /// Polled too soon: the request's interval is now `interval` seconds (5 more than before).
+    TooSoon { interval: i64 },
+    /// The request no longer exists.
+    Gone,
+}
+
+#[derive(Debug)]
+pub enum DecideError {
+    NotFound,
+    /// Decided before: the first decision stands.
+    AlreadyDecided,
+    Expired,
+    JtiReplayed,
+    Store(StoreError),
+}
+
+#[derive(Debug)]
+pub enum RedeemError {
+    /// Unknown, not approved, expired, or already redeemed.
+    NotRedeemable,
+    Store(StoreError),
+}
+
+impl From<StoreError> for CreateError {
+    fn from(e: StoreError) -> Self {
+        CreateError::Store(e)
+    }
+}
+
+impl From<StoreError> for DecideError {
+    fn from(e: StoreError) -> Self {
+        DecideError::Store(e)
+    }
+}
+
+impl From<StoreError> for RedeemError {
+    fn from(e: StoreError) -> Self {
+        RedeemError::Store(e)
+    }
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    async fn put_client(&self, client: &Client) -> Result<(), StoreError>;
+    async fn get_client(&self, client_id: &str) -> Result<Option<Client>, StoreError>;
+
+    /// Stores the user and makes each of its login hints find it.
+    async fn put_user(&self, user: &User) -> Result<(), StoreError>;
+    async fn get_user(&self, sub: &str) -> Result<Option<User>, StoreError>;
+    /// The user a login hint names (compared after `domain::normalize_hint`).
+    async fn find_user_by_hint(&self, hint: &str) -> Result<Option<User>, StoreError>;
+
+    async fn put_device(&self, device: &Device) -> Result<(), StoreError>;
+    async fn get_device(&self, device_id: &str) -> Result<Option<Device>, StoreError>;
+    async fn list_devices(&self, sub: &str) -> Result<Vec<Device>, StoreError>;
+
+    /// Marks a `jti` used; `false` when it was used before and has not yet expired.
+    async fn use_jti(&self, jti: &JtiUse, now: i64) -> Result<bool, StoreError>;
+
+    /// Stores a new request, consuming the request object's `jti` in the same atomic write.
+    async fn create_auth_request(
+        &self,
+        request: &AuthRequest,
+        jti: Option<&JtiUse>,
+    ) -> Result<(), CreateError>;
+    async fn get_auth_request(&self, auth_req_id: &str) -> Result<Option<AuthRequest>, StoreError>;
+    async fn get_auth_request_by_txn(&self, txn: &str) -> Result<Option<AuthRequest>, StoreError>;
+
+    /// Records a poll at `now_ms`. A poll sooner than `interval` after the previous one grows the
+    /// interval by 5 seconds, atomically, so concurrent pollers cannot all slip through.
+    async fn record_poll(&self, auth_req_id: &str, now_ms: i64) -> Result<PollOutcome, StoreError>;
+
+    /// Records the user's one decision on a pending, unexpired request, consuming the decision's
+    /// `jti` in the same atomic write.
+    async fn decide(
+        &self,
+        auth_req_id: &str,
+        decision: Decision,
+        now: i64,
+        jti: &JtiUse,
+    ) -> Result<(), DecideError>;
+
+    /// Marks an approved, unexpired request redeemed and stores its tokens, atomically: exactly
+    /// one caller ever succeeds for a request.
+    async fn redeem(
+        &self,
+        auth_req_id: &str,
+        now: i64,
+        tokens: &[TokenRecord],
+    ) -> Result<(), RedeemError>;
+
+    async fn get_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError>;
+}

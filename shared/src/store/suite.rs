@@ -1,0 +1,373 @@
+//! The store test suite. Every adapter runs all of it through `store_suite!`, so the in-memory
+//! store and DynamoDB behave the same way.
+
+use std::sync::Arc;
+
+use super::{CreateError, DecideError, JtiUse, PollOutcome, RedeemError, Store};
+use crate::domain::{
+    AuthMethod, AuthRequest, Client, Decision, DeliveryMode, Device, Status, TokenKind,
+    TokenRecord, User,
+};
+
+/// Expands to one `#[tokio::test]` per suite case, each on a fresh store from `$make`
+/// (an `async` block giving an `Arc<dyn Store>`-compatible value).
+///
+/// `store_suite!(optional $make)`: `$make` is a future giving an `Option` of such a value; on
+/// `None` every case returns at once (passes), for adapters whose backend may be absent.
+#[macro_export]
+macro_rules! store_suite {
+    (optional $make:expr) => {
+        $crate::store_suite!(::std::future::ready(match $make.await {
+            ::std::option::Option::Some(store) => store,
+            ::std::option::Option::None => return,
+        }));
+    };
+    ($make:expr) => {
+        $crate::store_suite!(@cases $make;
+            client_round_trips,
+            unknown_client_is_none,
+            user_is_found_by_each_login_hint_ignoring_case,
+            unknown_hint_finds_nobody,
+            devices_are_listed_per_user,
+            jti_is_accepted_once,
+            expired_jti_may_be_used_again,
+            created_request_is_found_by_id_and_by_txn,
+            replayed_request_object_jti_stores_nothing,
+            first_poll_is_in_time,
+            poll_sooner_than_interval_grows_interval_by_five,
+            poll_after_interval_is_in_time,
+            poll_of_unknown_request_is_gone,
+            decision_is_recorded_once,
+            decision_after_expiry_is_refused,
+            decision_with_replayed_jti_leaves_request_pending,
+            decision_on_unknown_request_is_not_found,
+            pending_request_cannot_be_redeemed,
+            denied_request_cannot_be_redeemed,
+            expired_request_cannot_be_redeemed,
+            approved_request_is_redeemed_once_and_tokens_are_stored,
+            concurrent_redemptions_succeed_exactly_once,
+            concurrent_decisions_succeed_exactly_once,
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let store = $make.await;
+                $crate::store::suite::$case(store).await;
+            }
+        )*
+    };
+}
+
+const NOW: i64 = 1_800_000_000;
+
+pub fn client(id: &str) -> Client {
+    Client {
+        client_id: id.into(),
+        client_name: Some(format!("{id} name")),
+        client_secret_hash: Some(crate::secret::hash("secret")),
+        token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
+        jwks: None,
+        backchannel_token_delivery_mode: DeliveryMode::Poll,
+        backchannel_client_notification_endpoint: None,
+        backchannel_authentication_request_signing_alg: None,
+        backchannel_user_code_parameter: false,
+    }
+}
+
+pub fn request(id: &str) -> AuthRequest {
+    AuthRequest {
+        auth_req_id: id.into(),
+        txn: format!("txn-{id}"),
+        client_id: "c1".into(),
+        sub: "alice".into(),
+        scope: "openid profile".into(),
+        acr_values: None,
+        binding_message: Some("W4SCT".into()),
+        client_notification_token: None,
+        delivery_mode: DeliveryMode::Poll,
+        created_at: NOW,
+        expires_at: NOW + 600,
+        interval: 2,
+        last_poll_ms: None,
+        status: Status::Pending,
+        decided_at: None,
+    }
+}
+
+fn jti(scope: &str, jti: &str) -> JtiUse {
+    JtiUse {
+        scope: scope.into(),
+        jti: jti.into(),
+        expires_at: NOW + 300,
+    }
+}
+
+fn token(hash: &str, kind: TokenKind) -> TokenRecord {
+    TokenRecord {
+        hash: hash.into(),
+        kind,
+        client_id: "c1".into(),
+        sub: "alice".into(),
+        scope: "openid".into(),
+        auth_req_id: "r1".into(),
+        auth_time: NOW + 10,
+        expires_at: NOW + 3600,
+    }
+}
+
+async fn created(store: &Arc<dyn Store>, id: &str) -> AuthRequest {
+    let r = request(id);
+    store.create_auth_request(&r, None).await.unwrap();
+    r
+}
+
+async fn approved(store: &Arc<dyn Store>, id: &str) {
+    created(store, id).await;
+    store
+        .decide(id, Decision::Approve, NOW + 10, &jti("dev", &format!("d-{id}")))
+        .await
+        .unwrap();
+}
+
+pub async fn client_round_trips(store: Arc<dyn Store>) {
+    let c = client("c1");
+    store.put_client(&c).await.unwrap();
+    assert_eq!(store.get_client("c1").await.unwrap(), Some(c));
+}
+
+pub async fn unknown_client_is_none(store: Arc<dyn Store>) {
+    assert_eq!(store.get_client("nobody").await.unwrap(), None);
+}
+
+pub async fn user_is_found_by_each_login_hint_ignoring_case(store: Arc<dyn Store>) {
+    let user = User {
+        sub: "alice".into(),
+        login_hints: vec!["alice".into(), "Alice@Example.com".into(), "+15555550100".into()],
+        claims: serde_json::from_value(serde_json::json!({"name": "Alice"})).unwrap(),
+        user_code_hash: None,
+    };
+    store.put_user(&user).await.unwrap();
+    for hint in ["alice", "ALICE", "alice@example.com", " +15555550100 "] {
+        let found = store.find_user_by_hint(hint).await.unwrap();
+        assert_eq!(found.as_ref(), Some(&user), "hint {hint}");
+    }
+    assert_eq!(store.get_user("alice").await.unwrap(), Some(user));
+}
+
+pub async fn unknown_hint_finds_nobody(store: Arc<dyn Store>) {
+    assert_eq!(store.find_user_by_hint("mallory").await.unwrap(), None);
+    assert_eq!(store.get_user("mallory").await.unwrap(), None);
+}
+
+pub async fn devices_are_listed_per_user(store: Arc<dyn Store>) {
+    let device = |id: &str, sub: &str| Device {
+        device_id: id.into(),
+        sub: sub.into(),
+        public_key: serde_json::json!({"kty": "EC", "crv": "P-256", "x": "x", "y": "y"}),
+        platform: Some("GCM".into()),
+        push_token: Some(format!("push-{id}")),
+        endpoint_arn: None,
+        enabled: true,
+    };
+    for (id, sub) in [("d1", "alice"), ("d2", "alice"), ("d3", "bob")] {
+        store.put_device(&device(id, sub)).await.unwrap();
+    }
+    let ids: Vec<String> = store
+        .list_devices("alice")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.device_id)
+        .collect();
+    assert_eq!(ids, ["d1", "d2"]);
+    assert_eq!(store.get_device("d3").await.unwrap(), Some(device("d3", "bob")));
+    assert!(store.list_devices("carol").await.unwrap().is_empty());
+}
+
+pub async fn jti_is_accepted_once(store: Arc<dyn Store>) {
+    let j = jti("c1", "j1");
+    assert!(store.use_jti(&j, NOW).await.unwrap());
+    assert!(!store.use_jti(&j, NOW + 1).await.unwrap());
+    assert!(store.use_jti(&jti("c2", "j1"), NOW).await.unwrap(), "jti is per scope");
+}
+
+pub async fn expired_jti_may_be_used_again(store: Arc<dyn Store>) {
+    let j = jti("c1", "j1");
+    assert!(store.use_jti(&j, NOW).await.unwrap());
+    assert!(store.use_jti(&j, j.expires_at + 1).await.unwrap());
+}
+
+pub async fn created_request_is_found_by_id_and_by_txn(store: Arc<dyn Store>) {
+    let r = request("r1");
+    store
+        .create_auth_request(&r, Some(&jti("c1", "ro-1")))
+        .await
+        .unwrap();
+    assert_eq!(store.get_auth_request("r1").await.unwrap(), Some(r.clone()));
+    assert_eq!(store.get_auth_request_by_txn("txn-r1").await.unwrap(), Some(r));
+    assert_eq!(store.get_auth_request("r2").await.unwrap(), None);
+    assert_eq!(store.get_auth_request_by_txn("txn-r2").await.unwrap(), None);
+}
+
+pub async fn replayed_request_object_jti_stores_nothing(store: Arc<dyn Store>) {
+    store
+        .create_auth_request(&request("r1"), Some(&jti("c1", "ro-1")))
+        .await
+        .unwrap();
+    let replay = store
+        .create_auth_request(&request("r2"), Some(&jti("c1", "ro-1")))
+        .await;
+    assert!(matches!(replay, Err(CreateError::JtiReplayed)), "{replay:?}");
+    assert_eq!(store.get_auth_request("r2").await.unwrap(), None);
+    assert_eq!(store.get_auth_request_by_txn("txn-r2").await.unwrap(), None);
+}
+
+pub async fn first_poll_is_in_time(store: Arc<dyn Store>) {
+    created(&store, "r1").await;
+    let outcome = store.record_poll("r1", NOW * 1000).await.unwrap();
+    assert_eq!(outcome, PollOutcome::InTime);
+}
+
+pub async fn poll_sooner_than_interval_grows_interval_by_five(store: Arc<dyn Store>) {
+    created(&store, "r1").await;
+    store.record_poll("r1", NOW * 1000).await.unwrap();
+    let second = store.record_poll("r1", NOW * 1000 + 1999).await.unwrap();
+    assert_eq!(second, PollOutcome::TooSoon { interval: 7 });
+    let third = store.record_poll("r1", NOW * 1000 + 5000).await.unwrap();
+    assert_eq!(third, PollOutcome::TooSoon { interval: 12 });
+    let stored = store.get_auth_request("r1").await.unwrap().unwrap();
+    assert_eq!(stored.interval, 12);
+    assert_eq!(stored.last_poll_ms, Some(NOW * 1000 + 5000));
+}
+
+pub async fn poll_after_interval_is_in_time(store: Arc<dyn Store>) {
+    created(&store, "r1").await;
+    store.record_poll("r1", NOW * 1000).await.unwrap();
+    let outcome = store.record_poll("r1", NOW * 1000 + 2000).await.unwrap();
+    assert_eq!(outcome, PollOutcome::InTime);
+    assert_eq!(store.get_auth_request("r1").await.unwrap().unwrap().interval, 2);
+}
+
+pub async fn poll_of_unknown_request_is_gone(store: Arc<dyn Store>) {
+    assert_eq!(store.record_poll("nope", NOW * 1000).await.unwrap(), PollOutcome::Gone);
+}
+
+pub async fn decision_is_recorded_once(store: Arc<dyn Store>) {
+    created(&store, "r1").await;
+    store
+        .decide("r1", Decision::Deny, NOW + 5, &jti("dev", "d1"))
+        .await
+        .unwrap();
+    let again = store
+        .decide("r1", Decision::Approve, NOW + 6, &jti("dev", "d2"))
+        .await;
+    assert!(matches!(again, Err(DecideError::AlreadyDecided)), "{again:?}");
+    let stored = store.get_auth_request("r1").await.unwrap().unwrap();
+    assert_eq!(stored.status, Status::Denied);
+    assert_eq!(stored.decided_at, Some(NOW + 5));
+}
+
+pub async fn decision_after_expiry_is_refused(store: Arc<dyn Store>) {
+    let r = created(&store, "r1").await;
+    let late = store
+        .decide("r1", Decision::Approve, r.expires_at, &jti("dev", "d1"))
+        .await;
+    assert!(matches!(late, Err(DecideError::Expired)), "{late:?}");
+    let stored = store.get_auth_request("r1").await.unwrap().unwrap();
+    assert_eq!(stored.status, Status::Pending);
+}
+
+pub async fn decision_with_replayed_jti_leaves_request_pending(store: Arc<dyn Store>) {
+    created(&store, "r1").await;
+    created(&store, "r2").await;
+    store
+        .decide("r1", Decision::Approve, NOW + 1, &jti("dev", "d1"))
+        .await
+        .unwrap();
+    let replay = store
+        .decide("r2", Decision::Approve, NOW + 2, &jti("dev", "d1"))
+        .await;
+    assert!(matches!(replay, Err(DecideError::JtiReplayed)), "{replay:?}");
+    let stored = store.get_auth_request("r2").await.unwrap().unwrap();
+    assert_eq!(stored.status, Status::Pending);
+}
+
+pub async fn decision_on_unknown_request_is_not_found(store: Arc<dyn Store>) {
+    let outcome = store
+        .decide("nope", Decision::Approve, NOW, &jti("dev", "d1"))
+        .await;
+    assert!(matches!(outcome, Err(DecideError::NotFound)), "{outcome:?}");
+}
+
+pub async fn pending_request_cannot_be_redeemed(store: Arc<dyn Store>) {
+    created(&store, "r1").await;
+    let outcome = store.redeem("r1", NOW + 1, &[]).await;
+    assert!(matches!(outcome, Err(RedeemError::NotRedeemable)), "{outcome:?}");
+}
+
+pub async fn denied_request_cannot_be_redeemed(store: Arc<dyn Store>) {
+    created(&store, "r1").await;
+    store
+        .decide("r1", Decision::Deny, NOW + 1, &jti("dev", "d1"))
+        .await
+        .unwrap();
+    let outcome = store.redeem("r1", NOW + 2, &[]).await;
+    assert!(matches!(outcome, Err(RedeemError::NotRedeemable)), "{outcome:?}");
+}
+
+pub async fn expired_request_cannot_be_redeemed(store: Arc<dyn Store>) {
+    approved(&store, "r1").await;
+    let outcome = store.redeem("r1", NOW + 600, &[token("h", TokenKind::Access)]).await;
+    assert!(matches!(outcome, Err(RedeemError::NotRedeemable)), "{outcome:?}");
+    assert_eq!(store.get_token("h").await.unwrap(), None);
+}
+
+pub async fn approved_request_is_redeemed_once_and_tokens_are_stored(store: Arc<dyn Store>) {
+    approved(&store, "r1").await;
+    let tokens = [token("at-hash", TokenKind::Access), token("rt-hash", TokenKind::Refresh)];
+    store.redeem("r1", NOW + 20, &tokens).await.unwrap();
+    assert_eq!(store.get_token("at-hash").await.unwrap(), Some(tokens[0].clone()));
+    assert_eq!(store.get_token("rt-hash").await.unwrap(), Some(tokens[1].clone()));
+    let again = store.redeem("r1", NOW + 21, &[token("other", TokenKind::Access)]).await;
+    assert!(matches!(again, Err(RedeemError::NotRedeemable)), "{again:?}");
+    assert_eq!(store.get_token("other").await.unwrap(), None);
+    let stored = store.get_auth_request("r1").await.unwrap().unwrap();
+    assert_eq!(stored.status, Status::Redeemed);
+}
+
+pub async fn concurrent_redemptions_succeed_exactly_once(store: Arc<dyn Store>) {
+    approved(&store, "r1").await;
+    let attempts = (0..20).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let t = token(&format!("at-{i}"), TokenKind::Access);
+            store.redeem("r1", NOW + 20, &[t]).await.is_ok()
+        })
+    });
+    let mut wins = 0;
+    for attempt in attempts.collect::<Vec<_>>() {
+        wins += usize::from(attempt.await.unwrap());
+    }
+    assert_eq!(wins, 1);
+}
+
+pub async fn concurrent_decisions_succeed_exactly_once(store: Arc<dyn Store>) {
+    created(&store, "r1").await;
+    let attempts = (0..10).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let decision = if i % 2 == 0 { Decision::Approve } else { Decision::Deny };
+            store
+                .decide("r1", decision, NOW + 3, &jti("dev", &format!("d{i}")))
+                .await
+                .is_ok()
+        })
+    });
+    let mut wins = 0;
+    for attempt in attempts.collect::<Vec<_>>() {
+        wins += usize::from(attempt.await.unwrap());
+    }
+    assert_eq!(wins, 1);
+}
