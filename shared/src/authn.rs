@@ -79,7 +79,11 @@ impl AuthnParams {
                 (Some(Value::String(s)), _) if s.is_empty() => {}
                 (Some(Value::String(s)), _) => params.set(name, s.clone()),
                 (Some(Value::Number(n)), "requested_expiry") => params.set(name, n.to_string()),
-                (Some(_), _) => return Err(invalid(format!("request object claim {name} must be a string"))),
+                (Some(_), _) => {
+                    return Err(invalid(format!(
+                        "request object claim {name} must be a string"
+                    )));
+                }
             }
         }
         Ok(params)
@@ -107,7 +111,11 @@ pub struct ValidParams {
 }
 
 /// Applies the contract's parameter rules in order; the first broken rule answers.
-pub fn validate(params: AuthnParams, client: &Client, config: &Config) -> Result<ValidParams, AuthnError> {
+pub fn validate(
+    params: AuthnParams,
+    client: &Client,
+    config: &Config,
+) -> Result<ValidParams, AuthnError> {
     let scope = validate_scope(params.scope.as_deref())?;
     let hint = exactly_one_hint(&params)?;
     if let Some(message) = &params.binding_message {
@@ -121,17 +129,21 @@ pub fn validate(params: AuthnParams, client: &Client, config: &Config) -> Result
     match &params.client_notification_token {
         Some(token) => validate_notification_token(token)?,
         None if notification_required => {
-            return Err(invalid("client_notification_token is required in ping and push mode"));
+            return Err(invalid(
+                "client_notification_token is required in ping and push mode",
+            ));
         }
         None => {}
     }
     if client.backchannel_user_code_parameter && params.user_code.is_none() {
-        return Err(AuthnError::MissingUserCode("this client requires a user_code".into()));
+        return Err(AuthnError::MissingUserCode(
+            "this client requires a user_code".into(),
+        ));
     }
-    if let Some(acr) = &params.acr_values {
-        if acr.split(' ').any(str::is_empty) {
-            return Err(invalid("acr_values must be space-separated values"));
-        }
+    if let Some(acr) = &params.acr_values
+        && acr.split(' ').any(str::is_empty)
+    {
+        return Err(invalid("acr_values must be space-separated values"));
     }
     Ok(ValidParams {
         scope,
@@ -149,7 +161,9 @@ pub fn validate_scope(scope: Option<&str>) -> Result<String, AuthnError> {
     let scope = scope.ok_or_else(|| invalid("scope is required"))?;
     let values: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
     if let Some(unknown) = values.iter().find(|v| !SUPPORTED_SCOPES.contains(v)) {
-        return Err(AuthnError::InvalidScope(format!("unknown scope {unknown}").into()));
+        return Err(AuthnError::InvalidScope(
+            format!("unknown scope {unknown}").into(),
+        ));
     }
     if !values.contains(&"openid") {
         return Err(invalid("scope must contain openid"));
@@ -173,8 +187,12 @@ pub fn exactly_one_hint(params: &AuthnParams) -> Result<Hint, AuthnError> {
     let mut present = hints.into_iter().flatten();
     match (present.next(), present.next()) {
         (Some(hint), None) => Ok(hint),
-        (None, _) => Err(invalid("one of login_hint, login_hint_token or id_token_hint is required")),
-        (Some(_), Some(_)) => Err(invalid("only one of login_hint, login_hint_token or id_token_hint may be sent")),
+        (None, _) => Err(invalid(
+            "one of login_hint, login_hint_token or id_token_hint is required",
+        )),
+        (Some(_), Some(_)) => Err(invalid(
+            "only one of login_hint, login_hint_token or id_token_hint may be sent",
+        )),
     }
 }
 
@@ -191,14 +209,33 @@ pub fn validate_binding_message(message: &str) -> Result<(), AuthnError> {
     if !(first.is_alphanumeric() || first.is_ascii_punctuation() || is_unicode_punctuation(first)) {
         return bad("binding_message must start with a letter, digit or punctuation mark");
     }
-    if message.chars().any(|c| c.is_control() || c == '\u{2028}' || c == '\u{2029}') {
+    if message
+        .chars()
+        .any(|c| c.is_control() || c == '\u{2028}' || c == '\u{2029}')
+    {
         return bad("binding_message must not contain line breaks or control characters");
     }
     Ok(())
 }
 
 fn is_unicode_punctuation(c: char) -> bool {
-    matches!(c, '¡' | '¿' | '«' | '»' | '“' | '”' | '‘' | '’' | '„' | '…' | '–' | '—' | '€' | '£' | '¥')
+    matches!(
+        c,
+        '¡' | '¿'
+            | '«'
+            | '»'
+            | '“'
+            | '”'
+            | '‘'
+            | '’'
+            | '„'
+            | '…'
+            | '–'
+            | '—'
+            | '€'
+            | '£'
+            | '¥'
+    )
 }
 
 /// A positive integer number of seconds.
@@ -212,7 +249,9 @@ pub fn parse_requested_expiry(raw: &str) -> Result<i64, AuthnError> {
 /// b64token syntax (RFC 6750 §2.1), at most 1024 characters.
 pub fn validate_notification_token(token: &str) -> Result<(), AuthnError> {
     if token.len() > 1024 {
-        return Err(invalid("client_notification_token must be at most 1024 characters"));
+        return Err(invalid(
+            "client_notification_token must be at most 1024 characters",
+        ));
     }
     let body = token.trim_end_matches('=');
     let valid = !body.is_empty()
@@ -220,7 +259,9 @@ pub fn validate_notification_token(token: &str) -> Result<(), AuthnError> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | '+' | '/'));
     if !valid {
-        return Err(invalid("client_notification_token must have b64token syntax"));
+        return Err(invalid(
+            "client_notification_token must have b64token syntax",
+        ));
     }
     Ok(())
 }
@@ -272,10 +313,10 @@ fn login_hint_token_subject(
     let verified = jose::verify(token, keys, &[Algorithm::ES256, Algorithm::PS256])
         .map_err(|e| invalid(format!("login_hint_token: {}", e.describe())))?;
     let claims = &verified.claims;
-    if let Some(exp) = jose::numeric_date(claims, "exp") {
-        if exp <= now {
-            return Err(AuthnError::ExpiredLoginHintToken("login_hint_token has expired".into()));
-        }
+    if jose::numeric_date(claims, "exp").is_some_and(|exp| exp <= now) {
+        return Err(AuthnError::ExpiredLoginHintToken(
+            "login_hint_token has expired".into(),
+        ));
     }
     let sub_id = claims
         .get("sub_id")
@@ -305,7 +346,9 @@ fn id_token_hint_subject(
     let keys = jose::single_key_set(signer.public_jwk())
         .ok_or_else(|| invalid("the OP's key is unusable"))?;
     let verified = jose::verify(token, &keys, &[Algorithm::ES256]).map_err(|e| match e {
-        JwsError::NoMatchingKey | JwsError::BadSignature => invalid("id_token_hint was not issued by this OP"),
+        JwsError::NoMatchingKey | JwsError::BadSignature => {
+            invalid("id_token_hint was not issued by this OP")
+        }
         other => invalid(format!("id_token_hint: {}", other.describe())),
     })?;
     let claims = &verified.claims;
@@ -323,11 +366,16 @@ fn id_token_hint_subject(
 }
 
 /// Checks the user's `user_code` when the client registered `backchannel_user_code_parameter`.
-pub fn check_user_code(client: &Client, user: &User, user_code: Option<&str>) -> Result<(), AuthnError> {
+pub fn check_user_code(
+    client: &Client,
+    user: &User,
+    user_code: Option<&str>,
+) -> Result<(), AuthnError> {
     if !client.backchannel_user_code_parameter {
         return Ok(());
     }
-    let code = user_code.ok_or_else(|| AuthnError::MissingUserCode("this client requires a user_code".into()))?;
+    let code = user_code
+        .ok_or_else(|| AuthnError::MissingUserCode("this client requires a user_code".into()))?;
     let ok = user
         .user_code_hash
         .as_deref()
@@ -335,7 +383,9 @@ pub fn check_user_code(client: &Client, user: &User, user_code: Option<&str>) ->
     if ok {
         Ok(())
     } else {
-        Err(AuthnError::InvalidUserCode("the user_code is not valid".into()))
+        Err(AuthnError::InvalidUserCode(
+            "the user_code is not valid".into(),
+        ))
     }
 }
 
@@ -371,32 +421,59 @@ mod tests {
 
     #[test]
     fn missing_scope_is_invalid_request() {
-        let p = AuthnParams { scope: None, ..params() };
-        assert_eq!(code(validate(p, &client("c1"), &config())), "invalid_request");
+        let p = AuthnParams {
+            scope: None,
+            ..params()
+        };
+        assert_eq!(
+            code(validate(p, &client("c1"), &config())),
+            "invalid_request"
+        );
     }
 
     #[test]
     fn scope_without_openid_is_invalid_request() {
-        let p = AuthnParams { scope: Some("email".into()), ..params() };
-        assert_eq!(code(validate(p, &client("c1"), &config())), "invalid_request");
+        let p = AuthnParams {
+            scope: Some("email".into()),
+            ..params()
+        };
+        assert_eq!(
+            code(validate(p, &client("c1"), &config())),
+            "invalid_request"
+        );
     }
 
     #[test]
     fn unknown_scope_is_invalid_scope() {
-        let p = AuthnParams { scope: Some("openid payments".into()), ..params() };
+        let p = AuthnParams {
+            scope: Some("openid payments".into()),
+            ..params()
+        };
         assert_eq!(code(validate(p, &client("c1"), &config())), "invalid_scope");
     }
 
     #[test]
     fn no_hint_is_invalid_request() {
-        let p = AuthnParams { login_hint: None, ..params() };
-        assert_eq!(code(validate(p, &client("c1"), &config())), "invalid_request");
+        let p = AuthnParams {
+            login_hint: None,
+            ..params()
+        };
+        assert_eq!(
+            code(validate(p, &client("c1"), &config())),
+            "invalid_request"
+        );
     }
 
     #[test]
     fn two_hints_are_invalid_request() {
-        let p = AuthnParams { id_token_hint: Some("x.y.z".into()), ..params() };
-        assert_eq!(code(validate(p, &client("c1"), &config())), "invalid_request");
+        let p = AuthnParams {
+            id_token_hint: Some("x.y.z".into()),
+            ..params()
+        };
+        assert_eq!(
+            code(validate(p, &client("c1"), &config())),
+            "invalid_request"
+        );
     }
 
     #[test]
@@ -406,8 +483,14 @@ mod tests {
 
     #[test]
     fn binding_message_of_101_characters_is_invalid_binding_message() {
-        let p = AuthnParams { binding_message: Some("a".repeat(101)), ..params() };
-        assert_eq!(code(validate(p, &client("c1"), &config())), "invalid_binding_message");
+        let p = AuthnParams {
+            binding_message: Some("a".repeat(101)),
+            ..params()
+        };
+        assert_eq!(
+            code(validate(p, &client("c1"), &config())),
+            "invalid_binding_message"
+        );
     }
 
     #[test]
@@ -430,30 +513,59 @@ mod tests {
 
     #[test]
     fn requested_expiry_is_honoured_up_to_the_cap() {
-        let p = AuthnParams { requested_expiry: Some("120".into()), ..params() };
-        assert_eq!(validate(p, &client("c1"), &config()).unwrap().expires_in, 120);
-        let p = AuthnParams { requested_expiry: Some("99999".into()), ..params() };
-        assert_eq!(validate(p, &client("c1"), &config()).unwrap().expires_in, 1800);
+        let p = AuthnParams {
+            requested_expiry: Some("120".into()),
+            ..params()
+        };
+        assert_eq!(
+            validate(p, &client("c1"), &config()).unwrap().expires_in,
+            120
+        );
+        let p = AuthnParams {
+            requested_expiry: Some("99999".into()),
+            ..params()
+        };
+        assert_eq!(
+            validate(p, &client("c1"), &config()).unwrap().expires_in,
+            1800
+        );
     }
 
     #[test]
     fn requested_expiry_must_be_a_positive_integer() {
         for bad in ["0", "-5", "1.5", "ten"] {
-            let p = AuthnParams { requested_expiry: Some(bad.into()), ..params() };
-            assert_eq!(code(validate(p, &client("c1"), &config())), "invalid_request", "{bad}");
+            let p = AuthnParams {
+                requested_expiry: Some(bad.into()),
+                ..params()
+            };
+            assert_eq!(
+                code(validate(p, &client("c1"), &config())),
+                "invalid_request",
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn requested_expiry_may_be_a_json_number_in_a_request_object() {
-        let claims: Claims = serde_json::from_value(serde_json::json!({"requested_expiry": 300})).unwrap();
-        assert_eq!(AuthnParams::from_claims(&claims).unwrap().requested_expiry.as_deref(), Some("300"));
+        let claims: Claims =
+            serde_json::from_value(serde_json::json!({"requested_expiry": 300})).unwrap();
+        assert_eq!(
+            AuthnParams::from_claims(&claims)
+                .unwrap()
+                .requested_expiry
+                .as_deref(),
+            Some("300")
+        );
     }
 
     #[test]
     fn non_string_request_object_parameter_is_invalid_request() {
         let claims: Claims = serde_json::from_value(serde_json::json!({"login_hint": 42})).unwrap();
-        assert_eq!(AuthnParams::from_claims(&claims).unwrap_err().code(), "invalid_request");
+        assert_eq!(
+            AuthnParams::from_claims(&claims).unwrap_err().code(),
+            "invalid_request"
+        );
     }
 
     #[test]
@@ -461,7 +573,10 @@ mod tests {
         let mut c = client("c1");
         c.backchannel_token_delivery_mode = DeliveryMode::Ping;
         assert_eq!(code(validate(params(), &c, &config())), "invalid_request");
-        let p = AuthnParams { client_notification_token: Some("8d67dc78-7faa-4d41-aabd-67707b374255".into()), ..params() };
+        let p = AuthnParams {
+            client_notification_token: Some("8d67dc78-7faa-4d41-aabd-67707b374255".into()),
+            ..params()
+        };
         assert_eq!(code(validate(p, &c, &config())), "ok");
     }
 
@@ -491,6 +606,9 @@ mod tests {
             user_code_hash: Some(crate::secret::hash("1234")),
         };
         assert!(check_user_code(&c, &user, Some("1234")).is_ok());
-        assert_eq!(check_user_code(&c, &user, Some("9999")).unwrap_err().code(), "invalid_user_code");
+        assert_eq!(
+            check_user_code(&c, &user, Some("9999")).unwrap_err().code(),
+            "invalid_user_code"
+        );
     }
 }

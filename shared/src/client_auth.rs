@@ -18,8 +18,12 @@ use crate::store::{JtiUse, Store};
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// The parameters that belong to client authentication, not to the request itself.
-pub const CLIENT_AUTH_PARAMS: &[&str] =
-    &["client_id", "client_secret", "client_assertion", "client_assertion_type"];
+pub const CLIENT_AUTH_PARAMS: &[&str] = &[
+    "client_id",
+    "client_secret",
+    "client_assertion",
+    "client_assertion_type",
+];
 
 /// The credentials a request presents, before any lookup.
 #[derive(Debug)]
@@ -30,7 +34,10 @@ enum Presented {
 }
 
 fn invalid(description: &'static str, basic: bool) -> ClientAuthError {
-    ClientAuthError::InvalidClient { description: description.into(), basic }
+    ClientAuthError::InvalidClient {
+        description: description.into(),
+        basic,
+    }
 }
 
 fn bad_request(description: &'static str) -> ClientAuthError {
@@ -66,20 +73,27 @@ fn presented(headers: &HeaderMap, form: &Form) -> Result<Presented, ClientAuthEr
     let basic = basic_credentials(headers).transpose()?;
     let post = form.get("client_secret");
     let assertion = form.get("client_assertion");
-    let methods = usize::from(basic.is_some()) + usize::from(post.is_some()) + usize::from(assertion.is_some());
+    let methods = usize::from(basic.is_some())
+        + usize::from(post.is_some())
+        + usize::from(assertion.is_some());
     if methods > 1 {
         return Err(bad_request("use exactly one client authentication method"));
     }
     let form_id = form.get("client_id");
     if let Some((id, secret)) = basic {
         if form_id.is_some_and(|f| f != id) {
-            return Err(bad_request("client_id does not match the Basic credentials"));
+            return Err(bad_request(
+                "client_id does not match the Basic credentials",
+            ));
         }
         return Ok(Presented::Basic { id, secret });
     }
     if let Some(secret) = post {
         let id = form_id.ok_or_else(|| bad_request("client_secret needs client_id"))?;
-        return Ok(Presented::Post { id: id.into(), secret: secret.into() });
+        return Ok(Presented::Post {
+            id: id.into(),
+            secret: secret.into(),
+        });
     }
     if let Some(assertion) = assertion {
         if form.get("client_assertion_type") != Some(ASSERTION_TYPE) {
@@ -90,7 +104,10 @@ fn presented(headers: &HeaderMap, form: &Form) -> Result<Presented, ClientAuthEr
         if form_id.is_some_and(|f| f != id) {
             return Err(bad_request("client_id does not match the client assertion"));
         }
-        return Ok(Presented::Assertion { id, assertion: assertion.into() });
+        return Ok(Presented::Assertion {
+            id,
+            assertion: assertion.into(),
+        });
     }
     Err(invalid("client authentication is required", false))
 }
@@ -98,7 +115,9 @@ fn presented(headers: &HeaderMap, form: &Form) -> Result<Presented, ClientAuthEr
 /// The `iss` of an assertion, read before verification only to find the client's keys.
 fn unverified_issuer(assertion: &str) -> Option<String> {
     let payload = assertion.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
     let claims: Claims = serde_json::from_slice(&bytes).ok()?;
     claims.get("iss")?.as_str().map(str::to_owned)
 }
@@ -158,7 +177,10 @@ async fn verify_assertion(
     if claim("iss") != Some(id) || claim("sub") != Some(id) {
         return Err(failed());
     }
-    if !jose::audiences(c).iter().any(|a| config.accepts_audience(a)) {
+    if !jose::audiences(c)
+        .iter()
+        .any(|a| config.accepts_audience(a))
+    {
         return Err(failed());
     }
     let exp = jose::numeric_date(c, "exp").ok_or_else(failed)?;
@@ -166,7 +188,11 @@ async fn verify_assertion(
         return Err(failed());
     }
     let jti = claim("jti").filter(|j| !j.is_empty()).ok_or_else(failed)?;
-    let use_ = JtiUse { scope: format!("assertion#{id}"), jti: jti.into(), expires_at: exp };
+    let use_ = JtiUse {
+        scope: format!("assertion#{id}"),
+        jti: jti.into(),
+        expires_at: exp,
+    };
     if !store.use_jti(&use_, now).await? {
         return Err(invalid("client assertion was already used", false));
     }

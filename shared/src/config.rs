@@ -4,7 +4,14 @@
 use std::collections::HashMap;
 
 /// Scope values the OP knows. Anything else is `invalid_scope`.
-pub const SUPPORTED_SCOPES: &[&str] = &["openid", "profile", "email", "phone", "address", "offline_access"];
+pub const SUPPORTED_SCOPES: &[&str] = &[
+    "openid",
+    "profile",
+    "email",
+    "phone",
+    "address",
+    "offline_access",
+];
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -72,11 +79,9 @@ impl Config {
         let mut config = Self::new(issuer)?;
         let number = |name: &str, slot: &mut i64| -> Result<(), ConfigError> {
             if let Some(raw) = vars.get(name) {
-                *slot = raw
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| ConfigError(format!("{name} must be a positive integer, got {raw:?}")))?;
+                *slot = raw.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    ConfigError(format!("{name} must be a positive integer, got {raw:?}"))
+                })?;
             }
             Ok(())
         };
@@ -111,7 +116,8 @@ impl Config {
 /// The issuer must be an https URL without query or fragment (OIDC Discovery §3); plain http is
 /// allowed only on a loopback host, for the local API.
 fn validate_issuer(raw: &str) -> Result<String, ConfigError> {
-    let url = url::Url::parse(raw).map_err(|e| ConfigError(format!("ISSUER {raw:?} is not a URL: {e}")))?;
+    let url = url::Url::parse(raw)
+        .map_err(|e| ConfigError(format!("ISSUER {raw:?} is not a URL: {e}")))?;
     let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
     match url.scheme() {
         "https" => {}
@@ -119,7 +125,9 @@ fn validate_issuer(raw: &str) -> Result<String, ConfigError> {
         _ => return Err(ConfigError(format!("ISSUER {raw:?} must be an https URL"))),
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(ConfigError(format!("ISSUER {raw:?} must not have a query or fragment")));
+        return Err(ConfigError(format!(
+            "ISSUER {raw:?} must not have a query or fragment"
+        )));
     }
     Ok(raw.trim_end_matches('/').to_string())
 }
@@ -129,7 +137,10 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -148,7 +159,10 @@ mod tests {
 
     #[test]
     fn issuer_loses_trailing_slash() {
-        assert_eq!(Config::new("https://op.example.com/").unwrap().issuer, "https://op.example.com");
+        assert_eq!(
+            Config::new("https://op.example.com/").unwrap().issuer,
+            "https://op.example.com"
+        );
     }
 
     #[test]
@@ -164,7 +178,10 @@ mod tests {
 
     #[test]
     fn non_numeric_policy_number_fails_at_start() {
-        let e = Config::from_vars(&vars(&[("ISSUER", "https://op.example.com"), ("POLL_INTERVAL", "fast")]));
+        let e = Config::from_vars(&vars(&[
+            ("ISSUER", "https://op.example.com"),
+            ("POLL_INTERVAL", "fast"),
+        ]));
         assert!(e.is_err());
     }
 }

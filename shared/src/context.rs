@@ -3,9 +3,11 @@
 
 use std::sync::Arc;
 
-use crate::config::Config;
-use crate::ports::{Clock, PushSender, Random, Signer};
-use crate::store::Store;
+use crate::config::{Config, ConfigError};
+use crate::ports::{
+    Clock, LocalSigner, LoggingPushSender, OsRandom, PushSender, Random, Signer, SystemClock,
+};
+use crate::store::{DynamoStore, Store};
 
 #[derive(Clone)]
 pub struct Ctx {
@@ -15,4 +17,47 @@ pub struct Ctx {
     pub random: Arc<dyn Random>,
     pub signer: Arc<dyn Signer>,
     pub push: Arc<dyn PushSender>,
+}
+
+impl Ctx {
+    /// The Lambda wiring: configuration from the environment, DynamoDB from `TABLE_NAME`, the
+    /// signing key from `SIGNING_KEY_PEM` / `SIGNING_KEY_FILE`. Fails at cold start when any of it
+    /// is missing or malformed.
+    pub async fn from_env() -> Result<Self, ConfigError> {
+        let config = Config::from_env()?;
+        let table = std::env::var("TABLE_NAME")
+            .ok()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ConfigError("TABLE_NAME is not set".into()))?;
+        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table);
+        Ok(Self {
+            config: Arc::new(config),
+            store: Arc::new(store),
+            clock: Arc::new(SystemClock),
+            random: Arc::new(OsRandom),
+            signer: signer_from_env().await?,
+            push: Arc::new(LoggingPushSender),
+        })
+    }
+}
+
+/// The OP signing key from `SIGNING_KEY_PEM` (PKCS#8 PEM text) or `SIGNING_KEY_FILE` (its path).
+pub async fn signer_from_env() -> Result<Arc<dyn Signer>, ConfigError> {
+    let pem = match (
+        std::env::var("SIGNING_KEY_PEM"),
+        std::env::var("SIGNING_KEY_FILE"),
+    ) {
+        (Ok(pem), _) if !pem.is_empty() => pem,
+        (_, Ok(path)) if !path.is_empty() => std::fs::read_to_string(&path)
+            .map_err(|e| ConfigError(format!("SIGNING_KEY_FILE {path}: {e}")))?,
+        _ => {
+            return Err(ConfigError(
+                "SIGNING_KEY_PEM or SIGNING_KEY_FILE must be set".into(),
+            ));
+        }
+    };
+    let signer = LocalSigner::from_pkcs8_pem(&pem)
+        .map_err(|_| ConfigError("the signing key is not a PKCS#8 P-256 PEM".into()))?;
+    Ok(Arc::new(signer))
 }

@@ -96,7 +96,10 @@ pub enum ClientAuthError {
     /// 400 `invalid_request`: more than one method, malformed credentials.
     InvalidRequest(Text),
     /// 401 `invalid_client`; `basic` adds the `WWW-Authenticate: Basic` challenge.
-    InvalidClient { description: Text, basic: bool },
+    InvalidClient {
+        description: Text,
+        basic: bool,
+    },
     Internal(Internal),
 }
 
@@ -347,9 +350,17 @@ impl WireError for RouteError {
 pub fn error_response(error: &dyn WireError) -> Response<Body> {
     let status = error.status();
     if status.is_server_error() {
-        tracing::warn!(code = error.code(), status = status.as_u16(), "request failed");
+        tracing::warn!(
+            code = error.code(),
+            status = status.as_u16(),
+            "request failed"
+        );
     } else {
-        tracing::info!(code = error.code(), status = status.as_u16(), "request refused");
+        tracing::info!(
+            code = error.code(),
+            status = status.as_u16(),
+            "request refused"
+        );
     }
     let body = serde_json::json!({
         "error": error.code(),
@@ -402,7 +413,12 @@ mod tests {
         .into();
         let r = error_response(&e);
         assert_eq!(r.status(), 401);
-        assert!(r.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic "));
+        assert!(
+            r.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Basic ")
+        );
         assert_eq!(body(&r)["error"], "invalid_client");
     }
 
@@ -413,12 +429,18 @@ mod tests {
             basic: false,
         }
         .into();
-        assert!(error_response(&e).headers().get("www-authenticate").is_none());
+        assert!(
+            error_response(&e)
+                .headers()
+                .get("www-authenticate")
+                .is_none()
+        );
     }
 
     #[test]
     fn unavailable_store_is_503_with_retry_after_and_no_detail() {
-        let e: TokenError = StoreError::Unavailable("ThrottlingException: secret detail".into()).into();
+        let e: TokenError =
+            StoreError::Unavailable("ThrottlingException: secret detail".into()).into();
         let r = error_response(&e);
         assert_eq!(r.status(), 503);
         assert_eq!(r.headers()["retry-after"], "1");
@@ -445,9 +467,11 @@ mod tests {
     fn invalid_bearer_token_is_401_with_bearer_challenge() {
         let r = error_response(&BearerError::InvalidToken("expired".into()));
         assert_eq!(r.status(), 401);
-        assert!(r.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .contains(r#"error="invalid_token""#));
+        assert!(
+            r.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .contains(r#"error="invalid_token""#)
+        );
     }
 }

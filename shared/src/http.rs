@@ -134,8 +134,13 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(
             "content-type",
-            "Application/X-WWW-Form-Urlencoded; charset=UTF-8".parse().unwrap(),
+            "Application/X-WWW-Form-Urlencoded; charset=UTF-8"
+                .parse()
+                .unwrap(),
         );
-        assert_eq!(media_type(&h).as_deref(), Some("application/x-www-form-urlencoded"));
+        assert_eq!(
+            media_type(&h).as_deref(),
+            Some("application/x-www-form-urlencoded")
+        );
     }
 }

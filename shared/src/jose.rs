@@ -79,13 +79,15 @@ fn key_fits(jwk: &Jwk, alg: Algorithm, kid: Option<&str>) -> bool {
     if matches!(&jwk.common.public_key_use, Some(u) if *u != PublicKeyUse::Signature) {
         return false;
     }
-    if let Some(key_alg) = jwk.common.key_algorithm {
-        if key_alg.to_string() != format!("{alg:?}") {
-            return false;
-        }
+    if let Some(key_alg) = jwk.common.key_algorithm
+        && key_alg.to_string() != format!("{alg:?}")
+    {
+        return false;
     }
     match (&jwk.algorithm, alg) {
-        (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES256) => ec.curve == EllipticCurve::P256,
+        (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES256) => {
+            ec.curve == EllipticCurve::P256
+        }
         (AlgorithmParameters::RSA(_), Algorithm::PS256 | Algorithm::RS256) => true,
         _ => false,
     }
@@ -103,7 +105,11 @@ pub fn verify(token: &str, keys: &JwkSet, allowed: &[Algorithm]) -> Result<Verif
     validation.validate_aud = false;
     validation.required_spec_claims.clear();
 
-    let mut candidates = keys.keys.iter().filter(|k| key_fits(k, alg, kid.as_deref())).peekable();
+    let mut candidates = keys
+        .keys
+        .iter()
+        .filter(|k| key_fits(k, alg, kid.as_deref()))
+        .peekable();
     if candidates.peek().is_none() {
         return Err(JwsError::NoMatchingKey);
     }
@@ -112,7 +118,13 @@ pub fn verify(token: &str, keys: &JwkSet, allowed: &[Algorithm]) -> Result<Verif
             continue;
         };
         match jsonwebtoken::decode::<Claims>(token, &key, &validation) {
-            Ok(data) => return Ok(Verified { kid, alg, claims: data.claims }),
+            Ok(data) => {
+                return Ok(Verified {
+                    kid,
+                    alg,
+                    claims: data.claims,
+                });
+            }
             Err(e) => match e.kind() {
                 jsonwebtoken::errors::ErrorKind::InvalidSignature
                 | jsonwebtoken::errors::ErrorKind::InvalidEcdsaKey
@@ -147,6 +159,20 @@ pub async fn sign_es256(
     Ok(out)
 }
 
+/// Signs `claims` as a compact ES256 JWS with a P-256 key held here (device and RP tooling,
+/// tests); `header` must carry `alg: ES256` and whatever `kid` the verifier looks up.
+pub fn sign_with_key(key: &p256::ecdsa::SigningKey, header: &Value, claims: &Value) -> String {
+    use p256::ecdsa::signature::Signer as _;
+    let mut out = String::with_capacity(512);
+    URL_SAFE_NO_PAD.encode_string(header.to_string(), &mut out);
+    out.push('.');
+    URL_SAFE_NO_PAD.encode_string(claims.to_string(), &mut out);
+    let signature: p256::ecdsa::Signature = key.sign(out.as_bytes());
+    out.push('.');
+    URL_SAFE_NO_PAD.encode_string(signature.to_bytes(), &mut out);
+    out
+}
+
 /// `aud` as a string or an array of strings (RFC 7519 §4.1.3).
 pub fn audiences(claims: &Claims) -> Vec<&str> {
     match claims.get("aud") {
@@ -174,7 +200,9 @@ mod tests {
     #[tokio::test]
     async fn own_signature_verifies() {
         let signer = LocalSigner::generate();
-        let jwt = sign_es256(&signer, "JWT", &serde_json::json!({"a": 1})).await.unwrap();
+        let jwt = sign_es256(&signer, "JWT", &serde_json::json!({"a": 1}))
+            .await
+            .unwrap();
         let v = verify(&jwt, &keyset(&signer), &[Algorithm::ES256]).unwrap();
         assert_eq!(v.claims["a"], 1);
         assert_eq!(v.kid.as_deref(), Some(signer.kid()));
@@ -184,18 +212,28 @@ mod tests {
     async fn signature_by_another_key_is_refused() {
         let signer = LocalSigner::generate();
         let other = LocalSigner::generate();
-        let jwt = sign_es256(&signer, "JWT", &serde_json::json!({})).await.unwrap();
+        let jwt = sign_es256(&signer, "JWT", &serde_json::json!({}))
+            .await
+            .unwrap();
         let mut set = keyset(&other);
         set.keys[0].common.key_id = Some(signer.kid().into());
-        assert_eq!(verify(&jwt, &set, &[Algorithm::ES256]).unwrap_err(), JwsError::BadSignature);
+        assert_eq!(
+            verify(&jwt, &set, &[Algorithm::ES256]).unwrap_err(),
+            JwsError::BadSignature
+        );
     }
 
     #[tokio::test]
     async fn unknown_kid_has_no_matching_key() {
         let signer = LocalSigner::generate();
-        let jwt = sign_es256(&signer, "JWT", &serde_json::json!({})).await.unwrap();
+        let jwt = sign_es256(&signer, "JWT", &serde_json::json!({}))
+            .await
+            .unwrap();
         let other = LocalSigner::generate();
-        assert_eq!(verify(&jwt, &keyset(&other), &[Algorithm::ES256]).unwrap_err(), JwsError::NoMatchingKey);
+        assert_eq!(
+            verify(&jwt, &keyset(&other), &[Algorithm::ES256]).unwrap_err(),
+            JwsError::NoMatchingKey
+        );
     }
 
     #[test]
@@ -220,7 +258,12 @@ mod tests {
         .unwrap();
         let signer = LocalSigner::generate();
         assert_eq!(
-            verify(&token, &keyset(&signer), &[Algorithm::ES256, Algorithm::PS256]).unwrap_err(),
+            verify(
+                &token,
+                &keyset(&signer),
+                &[Algorithm::ES256, Algorithm::PS256]
+            )
+            .unwrap_err(),
             JwsError::AlgorithmNotAllowed
         );
     }
@@ -228,7 +271,10 @@ mod tests {
     #[test]
     fn garbage_is_malformed() {
         let signer = LocalSigner::generate();
-        assert_eq!(verify("a.b.c", &keyset(&signer), &[Algorithm::ES256]).unwrap_err(), JwsError::Malformed);
+        assert_eq!(
+            verify("a.b.c", &keyset(&signer), &[Algorithm::ES256]).unwrap_err(),
+            JwsError::Malformed
+        );
     }
 
     #[test]

@@ -202,8 +202,26 @@ pub enum PushError {
 /// Sends a push notification to one enrolled device.
 #[async_trait]
 pub trait PushSender: Send + Sync {
-    async fn send(&self, device: &crate::domain::Device, message: &PushMessage)
-    -> Result<(), PushError>;
+    async fn send(
+        &self,
+        device: &crate::domain::Device,
+        message: &PushMessage,
+    ) -> Result<(), PushError>;
+}
+
+/// Logs that a push would be sent, for deployments without a push service configured.
+pub struct LoggingPushSender;
+
+#[async_trait]
+impl PushSender for LoggingPushSender {
+    async fn send(
+        &self,
+        device: &crate::domain::Device,
+        _message: &PushMessage,
+    ) -> Result<(), PushError> {
+        tracing::warn!(device_id = %device.device_id, "no push service configured: push not sent");
+        Ok(())
+    }
 }
 
 /// Keeps every push in memory; the local API lists them at `GET /_local/pushes`.
@@ -269,6 +287,9 @@ mod tests {
     fn random_tokens_are_url_safe_and_long_enough() {
         let t = OsRandom.token(16);
         assert_eq!(t.len(), 22);
-        assert!(t.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(
+            t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
     }
 }

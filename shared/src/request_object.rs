@@ -25,7 +25,10 @@ pub fn verify(
         .jwks
         .as_ref()
         .ok_or_else(|| invalid("the client has no registered keys to verify a request object"))?;
-    let allowed: &[Algorithm] = match client.backchannel_authentication_request_signing_alg.as_deref() {
+    let allowed: &[Algorithm] = match client
+        .backchannel_authentication_request_signing_alg
+        .as_deref()
+    {
         Some("ES256") => &[Algorithm::ES256],
         Some("PS256") => &[Algorithm::PS256],
         _ => &[Algorithm::ES256, Algorithm::PS256],
@@ -44,19 +47,22 @@ pub fn verify(
     if !jose::audiences(claims).contains(&config.issuer.as_str()) {
         return Err(invalid("request object aud must name the OP's issuer"));
     }
-    let exp = jose::numeric_date(claims, "exp").ok_or_else(|| invalid("request object exp is required"))?;
+    let exp = jose::numeric_date(claims, "exp")
+        .ok_or_else(|| invalid("request object exp is required"))?;
     if exp <= now {
         return Err(invalid("request object has expired"));
     }
     if exp > now + config.request_object_max_exp {
         return Err(invalid("request object exp is too far in the future"));
     }
-    let iat = jose::numeric_date(claims, "iat").ok_or_else(|| invalid("request object iat is required"))?;
+    let iat = jose::numeric_date(claims, "iat")
+        .ok_or_else(|| invalid("request object iat is required"))?;
     if iat > now + config.clock_skew {
         return Err(invalid("request object iat is in the future"));
     }
     if claims.contains_key("nbf") {
-        let nbf = jose::numeric_date(claims, "nbf").ok_or_else(|| invalid("request object nbf is not a number"))?;
+        let nbf = jose::numeric_date(claims, "nbf")
+            .ok_or_else(|| invalid("request object nbf is not a number"))?;
         if nbf > now + config.clock_skew {
             return Err(invalid("request object is not yet valid (nbf)"));
         }
@@ -73,6 +79,10 @@ pub fn verify(
         .filter(|j| !j.is_empty())
         .ok_or_else(|| invalid("request object jti is required"))?;
     let params = AuthnParams::from_claims(claims)?;
-    let jti = JtiUse { scope: format!("request#{}", client.client_id), jti: jti.into(), expires_at: exp };
+    let jti = JtiUse {
+        scope: format!("request#{}", client.client_id),
+        jti: jti.into(),
+        expires_at: exp,
+    };
     Ok((params, jti))
 }

@@ -38,7 +38,10 @@ pub fn hash(value: &str) -> String {
 
 /// Compares a presented secret with a stored hash in constant time.
 pub fn matches(presented: &str, stored_hash: &str) -> bool {
-    hash(presented).as_bytes().ct_eq(stored_hash.as_bytes()).into()
+    hash(presented)
+        .as_bytes()
+        .ct_eq(stored_hash.as_bytes())
+        .into()
 }
 
 /// The left half of SHA-256 of `value`, base64url: `at_hash` and `rt_hash` (OIDC Core §3.1.3.6).

@@ -48,7 +48,11 @@ pub async fn mint(
         "at_hash": secret::left_half_hash(access.expose()),
         "urn:openid:params:jwt:claim:rt_hash": secret::left_half_hash(refresh.expose()),
     });
-    if let Some(acr) = request.acr_values.as_deref().and_then(|a| a.split(' ').next()) {
+    if let Some(acr) = request
+        .acr_values
+        .as_deref()
+        .and_then(|a| a.split(' ').next())
+    {
         claims["acr"] = acr.into();
     }
     let id_token = jose::sign_es256(signer, "JWT", &claims).await?;
@@ -93,7 +97,9 @@ mod tests {
         let mut r = request("r1");
         r.decided_at = Some(r.created_at + 7);
         r.acr_values = Some("urn:acr:high urn:acr:low".into());
-        let minted = mint(&r, &config, &signer, &OsRandom, r.created_at + 9).await.unwrap();
+        let minted = mint(&r, &config, &signer, &OsRandom, r.created_at + 9)
+            .await
+            .unwrap();
         let keys = jose::single_key_set(signer.public_jwk()).unwrap();
         let v = jose::verify(&minted.response.id_token, &keys, &[Algorithm::ES256]).unwrap();
         let c = v.claims;
@@ -104,7 +110,10 @@ mod tests {
         assert_eq!(c["auth_time"], r.created_at + 7);
         assert_eq!(c["acr"], "urn:acr:high");
         assert_eq!(c["urn:openid:params:jwt:claim:auth_req_id"], "r1");
-        assert_eq!(c["at_hash"], secret::left_half_hash(&minted.response.access_token));
+        assert_eq!(
+            c["at_hash"],
+            secret::left_half_hash(&minted.response.access_token)
+        );
         assert_eq!(
             c["urn:openid:params:jwt:claim:rt_hash"],
             secret::left_half_hash(&minted.response.refresh_token)
@@ -115,10 +124,21 @@ mod tests {
     async fn tokens_are_stored_only_as_hashes() {
         let config = Config::new("https://op.example.com").unwrap();
         let r = request("r1");
-        let minted = mint(&r, &config, &LocalSigner::generate(), &OsRandom, r.created_at).await.unwrap();
+        let minted = mint(
+            &r,
+            &config,
+            &LocalSigner::generate(),
+            &OsRandom,
+            r.created_at,
+        )
+        .await
+        .unwrap();
         let stored = serde_json::to_string(&minted.records).unwrap();
         assert!(!stored.contains(&minted.response.access_token));
         assert!(!stored.contains(&minted.response.refresh_token));
-        assert_eq!(minted.records[0].hash, secret::hash(&minted.response.access_token));
+        assert_eq!(
+            minted.records[0].hash,
+            secret::hash(&minted.response.access_token)
+        );
     }
 }

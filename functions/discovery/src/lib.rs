@@ -1,1 +1,70 @@
+//! `GET /.well-known/openid-configuration`: the OP's metadata (OIDC Discovery, CIBA Core §4).
 
+use ciba_shared::config::{Config, SUPPORTED_SCOPES};
+use ciba_shared::http::json_response;
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Response};
+use serde_json::{Value, json};
+
+pub const CIBA_GRANT: &str = "urn:openid:params:grant-type:ciba";
+
+/// The metadata document; it depends on configuration only, so it is built once per cold start.
+pub fn metadata(config: &Config) -> Value {
+    json!({
+        "issuer": config.issuer,
+        "jwks_uri": config.endpoint("/jwks"),
+        "token_endpoint": config.endpoint("/token"),
+        "userinfo_endpoint": config.endpoint("/userinfo"),
+        "registration_endpoint": config.endpoint("/register"),
+        "backchannel_authentication_endpoint": config.endpoint("/bc-authorize"),
+        "backchannel_token_delivery_modes_supported": ["poll", "ping", "push"],
+        "backchannel_authentication_request_signing_alg_values_supported": ["ES256", "PS256"],
+        "backchannel_user_code_parameter_supported": true,
+        "grant_types_supported": [CIBA_GRANT, "refresh_token"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ["ES256", "PS256"],
+        "id_token_signing_alg_values_supported": ["ES256"],
+        "subject_types_supported": ["public"],
+        "response_types_supported": [],
+        "scopes_supported": SUPPORTED_SCOPES,
+        "claims_supported": [
+            "sub", "iss", "aud", "exp", "iat", "auth_time", "acr", "name", "given_name",
+            "family_name", "preferred_username", "email", "email_verified", "phone_number",
+            "phone_number_verified", "address"
+        ],
+        "claims_parameter_supported": false,
+        "request_parameter_supported": true,
+        "request_uri_parameter_supported": false,
+    })
+}
+
+pub fn handle(metadata: &Value) -> Response<Body> {
+    json_response(StatusCode::OK, metadata, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_hang_off_the_issuer() {
+        let m = metadata(&Config::new("https://op.example.com").unwrap());
+        assert_eq!(m["issuer"], "https://op.example.com");
+        assert_eq!(
+            m["backchannel_authentication_endpoint"],
+            "https://op.example.com/bc-authorize"
+        );
+        assert_eq!(m["jwks_uri"], "https://op.example.com/jwks");
+        assert!(
+            m["grant_types_supported"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(CIBA_GRANT))
+        );
+        assert_eq!(
+            m["backchannel_token_delivery_modes_supported"],
+            json!(["poll", "ping", "push"])
+        );
+        assert_eq!(m["id_token_signing_alg_values_supported"], json!(["ES256"]));
+    }
+}

@@ -1,1 +1,114 @@
+//! `POST /token`: the token endpoint, CIBA grant (CIBA Core §10, §11).
+//!
+//! parse → authenticate the client → look up the request → answer its state; an approved
+//! request is redeemed exactly once, atomically with storing its tokens.
 
+use ciba_shared::client_auth;
+use ciba_shared::context::Ctx;
+use ciba_shared::domain::{AuthRequest, Client, DeliveryMode, Status};
+use ciba_shared::error::{TokenError, error_response};
+use ciba_shared::http::{Form, json_response};
+use ciba_shared::store::{PollOutcome, RedeemError};
+use ciba_shared::tokens;
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+
+pub const CIBA_GRANT: &str = "urn:openid:params:grant-type:ciba";
+
+pub async fn handle(ctx: &Ctx, req: Request) -> Response<Body> {
+    match token(ctx, &req).await {
+        Ok(response) => response,
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn token(ctx: &Ctx, req: &Request) -> Result<Response<Body>, TokenError> {
+    if req.method() != Method::POST {
+        return Err(TokenError::InvalidRequest(
+            "the token endpoint accepts POST only".into(),
+        ));
+    }
+    let form =
+        Form::from_request(req).map_err(|e| TokenError::InvalidRequest(e.describe().into()))?;
+    let grant_type = form
+        .get("grant_type")
+        .ok_or_else(|| TokenError::InvalidRequest("grant_type is required".into()))?;
+    let client = client_auth::authenticate(
+        req.headers(),
+        &form,
+        ctx.store.as_ref(),
+        &ctx.config,
+        ctx.clock.now(),
+    )
+    .await?;
+    match grant_type {
+        CIBA_GRANT => ciba_grant(ctx, &client, &form).await,
+        other => Err(TokenError::UnsupportedGrantType(
+            format!("grant_type {other} is not supported").into(),
+        )),
+    }
+}
+
+async fn ciba_grant(ctx: &Ctx, client: &Client, form: &Form) -> Result<Response<Body>, TokenError> {
+    if client.backchannel_token_delivery_mode == DeliveryMode::Push {
+        return Err(TokenError::UnauthorizedClient(
+            "tokens of a push-mode client are delivered to its notification endpoint".into(),
+        ));
+    }
+    let id = form
+        .get("auth_req_id")
+        .ok_or_else(|| TokenError::InvalidRequest("auth_req_id is required".into()))?;
+    let unknown =
+        || TokenError::InvalidGrant("auth_req_id is unknown, expired or already redeemed".into());
+    let request = ctx.store.get_auth_request(id).await?.ok_or_else(unknown)?;
+    // Another client's id answers exactly like an unknown one: ids are not confirmed to others.
+    if request.client_id != client.client_id {
+        return Err(unknown());
+    }
+    let now_ms = ctx.clock.now_ms();
+    let now = now_ms.div_euclid(1000);
+    match request.status {
+        Status::Redeemed => Err(unknown()),
+        _ if request.is_expired(now) => Err(TokenError::ExpiredToken(
+            "the authentication request has expired".into(),
+        )),
+        Status::Denied => Err(TokenError::AccessDenied(
+            "the user denied the request".into(),
+        )),
+        Status::Approved => redeem(ctx, &request, now).await,
+        Status::Pending => match ctx.store.record_poll(id, now_ms).await? {
+            PollOutcome::InTime => Err(TokenError::AuthorizationPending(
+                "the user has not yet decided".into(),
+            )),
+            PollOutcome::TooSoon { interval } => Err(TokenError::SlowDown(
+                format!("polled too soon: wait at least {interval} seconds between polls").into(),
+            )),
+            PollOutcome::Gone => Err(unknown()),
+        },
+    }
+}
+
+async fn redeem(ctx: &Ctx, request: &AuthRequest, now: i64) -> Result<Response<Body>, TokenError> {
+    let minted = tokens::mint(
+        request,
+        &ctx.config,
+        ctx.signer.as_ref(),
+        ctx.random.as_ref(),
+        now,
+    )
+    .await?;
+    match ctx
+        .store
+        .redeem(&request.auth_req_id, now, &minted.records)
+        .await
+    {
+        Ok(()) => {
+            tracing::info!(client_id = %request.client_id, "tokens issued");
+            Ok(json_response(StatusCode::OK, &minted.response, true))
+        }
+        Err(RedeemError::NotRedeemable) => Err(TokenError::InvalidGrant(
+            "auth_req_id is unknown, expired or already redeemed".into(),
+        )),
+        Err(RedeemError::Store(e)) => Err(e.into()),
+    }
+}

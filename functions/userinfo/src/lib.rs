@@ -1,1 +1,134 @@
+//! `GET or POST /userinfo`: the user's claims for a Bearer access token (OIDC Core §5.3,
+//! RFC 6750 §2).
 
+use ciba_shared::context::Ctx;
+use ciba_shared::domain::{TokenKind, User};
+use ciba_shared::error::{BearerError, error_response};
+use ciba_shared::http::{Form, json_response, media_type};
+use ciba_shared::secret;
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use serde_json::{Map, Value};
+
+/// Which standard claims each scope releases (OIDC Core §5.4).
+const SCOPE_CLAIMS: &[(&str, &[&str])] = &[
+    (
+        "profile",
+        &[
+            "name",
+            "family_name",
+            "given_name",
+            "middle_name",
+            "nickname",
+            "preferred_username",
+            "profile",
+            "picture",
+            "website",
+            "gender",
+            "birthdate",
+            "zoneinfo",
+            "locale",
+            "updated_at",
+        ],
+    ),
+    ("email", &["email", "email_verified"]),
+    ("phone", &["phone_number", "phone_number_verified"]),
+    ("address", &["address"]),
+];
+
+pub async fn handle(ctx: &Ctx, req: Request) -> Response<Body> {
+    match userinfo(ctx, &req).await {
+        Ok(response) => response,
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn userinfo(ctx: &Ctx, req: &Request) -> Result<Response<Body>, BearerError> {
+    let token = bearer_token(req)?;
+    let record = ctx
+        .store
+        .get_token(&secret::hash(&token))
+        .await?
+        .filter(|r| r.kind == TokenKind::Access && r.expires_at > ctx.clock.now())
+        .ok_or_else(|| {
+            BearerError::InvalidToken("the access token is invalid or expired".into())
+        })?;
+    let user = ctx.store.get_user(&record.sub).await?.ok_or_else(|| {
+        BearerError::InvalidToken("the access token's user no longer exists".into())
+    })?;
+    Ok(json_response(
+        StatusCode::OK,
+        &claims(&user, &record.scope),
+        true,
+    ))
+}
+
+/// The token from the `Authorization` header, or from a POST form's `access_token`; never both.
+fn bearer_token(req: &Request) -> Result<String, BearerError> {
+    let header = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().to_owned())
+        });
+    let form_token = if req.method() == Method::POST
+        && media_type(req.headers()).as_deref() == Some("application/x-www-form-urlencoded")
+    {
+        Form::from_request(req)
+            .map_err(|e| BearerError::InvalidRequest(e.describe().into()))?
+            .get("access_token")
+            .map(str::to_owned)
+    } else {
+        None
+    };
+    match (header, form_token) {
+        (Some(_), Some(_)) => Err(BearerError::InvalidRequest(
+            "send the access token in one place only".into(),
+        )),
+        (Some(t), None) | (None, Some(t)) if !t.is_empty() => Ok(t),
+        _ => Err(BearerError::Missing),
+    }
+}
+
+fn claims(user: &User, scope: &str) -> Value {
+    let mut out = Map::new();
+    out.insert("sub".into(), user.sub.clone().into());
+    for granted in scope.split(' ') {
+        let Some((_, names)) = SCOPE_CLAIMS.iter().find(|(s, _)| *s == granted) else {
+            continue;
+        };
+        for name in *names {
+            if let Some(value) = user.claims.get(*name) {
+                out.insert((*name).into(), value.clone());
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_follow_the_granted_scopes() {
+        let user = User {
+            sub: "u1".into(),
+            login_hints: vec![],
+            claims: serde_json::from_value(serde_json::json!({
+                "name": "Alice", "email": "alice@example.com", "phone_number": "+1555"
+            }))
+            .unwrap(),
+            user_code_hash: None,
+        };
+        let c = claims(&user, "openid email");
+        assert_eq!(
+            c,
+            serde_json::json!({"sub": "u1", "email": "alice@example.com"})
+        );
+    }
+}

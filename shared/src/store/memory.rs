@@ -7,9 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use super::{
-    CreateError, DecideError, JtiUse, PollOutcome, RedeemError, Store, StoreError,
-};
+use super::{CreateError, DecideError, JtiUse, PollOutcome, RedeemError, Store, StoreError};
 use crate::domain::{
     AuthRequest, Client, Decision, Device, Status, TokenRecord, User, normalize_hint,
 };
@@ -126,10 +124,10 @@ impl Store for MemoryStore {
         jti: Option<&JtiUse>,
     ) -> Result<(), CreateError> {
         let mut t = self.lock()?;
-        if let Some(jti) = jti {
-            if jti_is_live(&t, jti, request.created_at) {
-                return Err(CreateError::JtiReplayed);
-            }
+        if let Some(jti) = jti
+            && jti_is_live(&t, jti, request.created_at)
+        {
+            return Err(CreateError::JtiReplayed);
         }
         if t.requests.contains_key(&request.auth_req_id) || t.txns.contains_key(&request.txn) {
             return Err(CreateError::Store(StoreError::Fault(
@@ -152,10 +150,7 @@ impl Store for MemoryStore {
 
     async fn get_auth_request_by_txn(&self, txn: &str) -> Result<Option<AuthRequest>, StoreError> {
         let t = self.lock()?;
-        Ok(t.txns
-            .get(txn)
-            .and_then(|id| t.requests.get(id))
-            .cloned())
+        Ok(t.txns.get(txn).and_then(|id| t.requests.get(id)).cloned())
     }
 
     async fn record_poll(&self, auth_req_id: &str, now_ms: i64) -> Result<PollOutcome, StoreError> {
@@ -188,14 +183,14 @@ impl Store for MemoryStore {
         let Some(request) = t.requests.get_mut(auth_req_id) else {
             return Err(DecideError::NotFound);
         };
+        if replayed {
+            return Err(DecideError::JtiReplayed);
+        }
         if request.status != Status::Pending {
             return Err(DecideError::AlreadyDecided);
         }
         if request.is_expired(now) {
             return Err(DecideError::Expired);
-        }
-        if replayed {
-            return Err(DecideError::JtiReplayed);
         }
         request.status = match decision {
             Decision::Approve => Status::Approved,

@@ -129,7 +129,9 @@ pub trait Store: Send + Sync {
     async fn record_poll(&self, auth_req_id: &str, now_ms: i64) -> Result<PollOutcome, StoreError>;
 
     /// Records the user's one decision on a pending, unexpired request, consuming the decision's
-    /// `jti` in the same atomic write.
+    /// `jti` in the same atomic write. When several things are wrong, the first of `NotFound`,
+    /// `JtiReplayed`, `AlreadyDecided`, `Expired` answers: a replayed decision is a replay even
+    /// when the request has been decided since.
     async fn decide(
         &self,
         auth_req_id: &str,

@@ -41,6 +41,7 @@ macro_rules! store_suite {
             decision_after_expiry_is_refused,
             decision_with_replayed_jti_leaves_request_pending,
             decision_on_unknown_request_is_not_found,
+            replayed_decision_on_decided_request_is_a_replay,
             pending_request_cannot_be_redeemed,
             denied_request_cannot_be_redeemed,
             expired_request_cannot_be_redeemed,
@@ -126,7 +127,12 @@ async fn created(store: &Arc<dyn Store>, id: &str) -> AuthRequest {
 async fn approved(store: &Arc<dyn Store>, id: &str) {
     created(store, id).await;
     store
-        .decide(id, Decision::Approve, NOW + 10, &jti("dev", &format!("d-{id}")))
+        .decide(
+            id,
+            Decision::Approve,
+            NOW + 10,
+            &jti("dev", &format!("d-{id}")),
+        )
         .await
         .unwrap();
 }
@@ -144,7 +150,11 @@ pub async fn unknown_client_is_none(store: Arc<dyn Store>) {
 pub async fn user_is_found_by_each_login_hint_ignoring_case(store: Arc<dyn Store>) {
     let user = User {
         sub: "alice".into(),
-        login_hints: vec!["alice".into(), "Alice@Example.com".into(), "+15555550100".into()],
+        login_hints: vec![
+            "alice".into(),
+            "Alice@Example.com".into(),
+            "+15555550100".into(),
+        ],
         claims: serde_json::from_value(serde_json::json!({"name": "Alice"})).unwrap(),
         user_code_hash: None,
     };
@@ -182,7 +192,10 @@ pub async fn devices_are_listed_per_user(store: Arc<dyn Store>) {
         .map(|d| d.device_id)
         .collect();
     assert_eq!(ids, ["d1", "d2"]);
-    assert_eq!(store.get_device("d3").await.unwrap(), Some(device("d3", "bob")));
+    assert_eq!(
+        store.get_device("d3").await.unwrap(),
+        Some(device("d3", "bob"))
+    );
     assert!(store.list_devices("carol").await.unwrap().is_empty());
 }
 
@@ -190,7 +203,10 @@ pub async fn jti_is_accepted_once(store: Arc<dyn Store>) {
     let j = jti("c1", "j1");
     assert!(store.use_jti(&j, NOW).await.unwrap());
     assert!(!store.use_jti(&j, NOW + 1).await.unwrap());
-    assert!(store.use_jti(&jti("c2", "j1"), NOW).await.unwrap(), "jti is per scope");
+    assert!(
+        store.use_jti(&jti("c2", "j1"), NOW).await.unwrap(),
+        "jti is per scope"
+    );
 }
 
 pub async fn expired_jti_may_be_used_again(store: Arc<dyn Store>) {
@@ -206,7 +222,10 @@ pub async fn created_request_is_found_by_id_and_by_txn(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(store.get_auth_request("r1").await.unwrap(), Some(r.clone()));
-    assert_eq!(store.get_auth_request_by_txn("txn-r1").await.unwrap(), Some(r));
+    assert_eq!(
+        store.get_auth_request_by_txn("txn-r1").await.unwrap(),
+        Some(r)
+    );
     assert_eq!(store.get_auth_request("r2").await.unwrap(), None);
     assert_eq!(store.get_auth_request_by_txn("txn-r2").await.unwrap(), None);
 }
@@ -219,7 +238,10 @@ pub async fn replayed_request_object_jti_stores_nothing(store: Arc<dyn Store>) {
     let replay = store
         .create_auth_request(&request("r2"), Some(&jti("c1", "ro-1")))
         .await;
-    assert!(matches!(replay, Err(CreateError::JtiReplayed)), "{replay:?}");
+    assert!(
+        matches!(replay, Err(CreateError::JtiReplayed)),
+        "{replay:?}"
+    );
     assert_eq!(store.get_auth_request("r2").await.unwrap(), None);
     assert_eq!(store.get_auth_request_by_txn("txn-r2").await.unwrap(), None);
 }
@@ -247,11 +269,22 @@ pub async fn poll_after_interval_is_in_time(store: Arc<dyn Store>) {
     store.record_poll("r1", NOW * 1000).await.unwrap();
     let outcome = store.record_poll("r1", NOW * 1000 + 2000).await.unwrap();
     assert_eq!(outcome, PollOutcome::InTime);
-    assert_eq!(store.get_auth_request("r1").await.unwrap().unwrap().interval, 2);
+    assert_eq!(
+        store
+            .get_auth_request("r1")
+            .await
+            .unwrap()
+            .unwrap()
+            .interval,
+        2
+    );
 }
 
 pub async fn poll_of_unknown_request_is_gone(store: Arc<dyn Store>) {
-    assert_eq!(store.record_poll("nope", NOW * 1000).await.unwrap(), PollOutcome::Gone);
+    assert_eq!(
+        store.record_poll("nope", NOW * 1000).await.unwrap(),
+        PollOutcome::Gone
+    );
 }
 
 pub async fn decision_is_recorded_once(store: Arc<dyn Store>) {
@@ -263,7 +296,10 @@ pub async fn decision_is_recorded_once(store: Arc<dyn Store>) {
     let again = store
         .decide("r1", Decision::Approve, NOW + 6, &jti("dev", "d2"))
         .await;
-    assert!(matches!(again, Err(DecideError::AlreadyDecided)), "{again:?}");
+    assert!(
+        matches!(again, Err(DecideError::AlreadyDecided)),
+        "{again:?}"
+    );
     let stored = store.get_auth_request("r1").await.unwrap().unwrap();
     assert_eq!(stored.status, Status::Denied);
     assert_eq!(stored.decided_at, Some(NOW + 5));
@@ -289,7 +325,10 @@ pub async fn decision_with_replayed_jti_leaves_request_pending(store: Arc<dyn St
     let replay = store
         .decide("r2", Decision::Approve, NOW + 2, &jti("dev", "d1"))
         .await;
-    assert!(matches!(replay, Err(DecideError::JtiReplayed)), "{replay:?}");
+    assert!(
+        matches!(replay, Err(DecideError::JtiReplayed)),
+        "{replay:?}"
+    );
     let stored = store.get_auth_request("r2").await.unwrap().unwrap();
     assert_eq!(stored.status, Status::Pending);
 }
@@ -301,10 +340,27 @@ pub async fn decision_on_unknown_request_is_not_found(store: Arc<dyn Store>) {
     assert!(matches!(outcome, Err(DecideError::NotFound)), "{outcome:?}");
 }
 
+pub async fn replayed_decision_on_decided_request_is_a_replay(store: Arc<dyn Store>) {
+    created(&store, "r1").await;
+    let j = jti("dev", "d1");
+    store
+        .decide("r1", Decision::Approve, NOW + 1, &j)
+        .await
+        .unwrap();
+    let replay = store.decide("r1", Decision::Approve, NOW + 2, &j).await;
+    assert!(
+        matches!(replay, Err(DecideError::JtiReplayed)),
+        "{replay:?}"
+    );
+}
+
 pub async fn pending_request_cannot_be_redeemed(store: Arc<dyn Store>) {
     created(&store, "r1").await;
     let outcome = store.redeem("r1", NOW + 1, &[]).await;
-    assert!(matches!(outcome, Err(RedeemError::NotRedeemable)), "{outcome:?}");
+    assert!(
+        matches!(outcome, Err(RedeemError::NotRedeemable)),
+        "{outcome:?}"
+    );
 }
 
 pub async fn denied_request_cannot_be_redeemed(store: Arc<dyn Store>) {
@@ -314,24 +370,46 @@ pub async fn denied_request_cannot_be_redeemed(store: Arc<dyn Store>) {
         .await
         .unwrap();
     let outcome = store.redeem("r1", NOW + 2, &[]).await;
-    assert!(matches!(outcome, Err(RedeemError::NotRedeemable)), "{outcome:?}");
+    assert!(
+        matches!(outcome, Err(RedeemError::NotRedeemable)),
+        "{outcome:?}"
+    );
 }
 
 pub async fn expired_request_cannot_be_redeemed(store: Arc<dyn Store>) {
     approved(&store, "r1").await;
-    let outcome = store.redeem("r1", NOW + 600, &[token("h", TokenKind::Access)]).await;
-    assert!(matches!(outcome, Err(RedeemError::NotRedeemable)), "{outcome:?}");
+    let outcome = store
+        .redeem("r1", NOW + 600, &[token("h", TokenKind::Access)])
+        .await;
+    assert!(
+        matches!(outcome, Err(RedeemError::NotRedeemable)),
+        "{outcome:?}"
+    );
     assert_eq!(store.get_token("h").await.unwrap(), None);
 }
 
 pub async fn approved_request_is_redeemed_once_and_tokens_are_stored(store: Arc<dyn Store>) {
     approved(&store, "r1").await;
-    let tokens = [token("at-hash", TokenKind::Access), token("rt-hash", TokenKind::Refresh)];
+    let tokens = [
+        token("at-hash", TokenKind::Access),
+        token("rt-hash", TokenKind::Refresh),
+    ];
     store.redeem("r1", NOW + 20, &tokens).await.unwrap();
-    assert_eq!(store.get_token("at-hash").await.unwrap(), Some(tokens[0].clone()));
-    assert_eq!(store.get_token("rt-hash").await.unwrap(), Some(tokens[1].clone()));
-    let again = store.redeem("r1", NOW + 21, &[token("other", TokenKind::Access)]).await;
-    assert!(matches!(again, Err(RedeemError::NotRedeemable)), "{again:?}");
+    assert_eq!(
+        store.get_token("at-hash").await.unwrap(),
+        Some(tokens[0].clone())
+    );
+    assert_eq!(
+        store.get_token("rt-hash").await.unwrap(),
+        Some(tokens[1].clone())
+    );
+    let again = store
+        .redeem("r1", NOW + 21, &[token("other", TokenKind::Access)])
+        .await;
+    assert!(
+        matches!(again, Err(RedeemError::NotRedeemable)),
+        "{again:?}"
+    );
     assert_eq!(store.get_token("other").await.unwrap(), None);
     let stored = store.get_auth_request("r1").await.unwrap().unwrap();
     assert_eq!(stored.status, Status::Redeemed);
@@ -358,7 +436,11 @@ pub async fn concurrent_decisions_succeed_exactly_once(store: Arc<dyn Store>) {
     let attempts = (0..10).map(|i| {
         let store = store.clone();
         tokio::spawn(async move {
-            let decision = if i % 2 == 0 { Decision::Approve } else { Decision::Deny };
+            let decision = if i % 2 == 0 {
+                Decision::Approve
+            } else {
+                Decision::Deny
+            };
             store
                 .decide("r1", decision, NOW + 3, &jti("dev", &format!("d{i}")))
                 .await

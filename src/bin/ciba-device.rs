@@ -1,0 +1,158 @@
+//! The device simulator: plays the user's authenticator app against the local API.
+//!
+//!   ciba-device keygen --out KEY.pem
+//!   ciba-device pushes  --user HINT [--api URL]
+//!   ciba-device approve --user HINT --device-id ID --key KEY.pem [--txn TXN] [--api URL]
+//!   ciba-device deny    --user HINT --device-id ID --key KEY.pem [--txn TXN] [--api URL]
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+use ciba_local::client;
+use ciba_shared::jose;
+use ciba_shared::ports::{OsRandom, Random, public_jwk_with_kid};
+use p256::ecdsa::SigningKey;
+use p256::elliptic_curve::rand_core::OsRng;
+use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
+use serde_json::{Value, json};
+
+const USAGE: &str = "usage: ciba-device keygen --out KEY.pem
+       ciba-device pushes  --user HINT [--api URL]
+       ciba-device approve|deny --user HINT --device-id ID --key KEY.pem [--txn TXN] [--api URL]";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("ciba-device: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn flags(args: &[String]) -> Result<HashMap<String, String>, String> {
+    let mut out = HashMap::new();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let name = flag
+            .strip_prefix("--")
+            .ok_or_else(|| format!("unexpected {flag}\n{USAGE}"))?;
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        out.insert(name.to_owned(), value.clone());
+    }
+    Ok(out)
+}
+
+fn run(args: &[String]) -> Result<(), String> {
+    let (command, rest) = args.split_first().ok_or(USAGE)?;
+    let flags = flags(rest)?;
+    let flag = |name: &str| {
+        flags
+            .get(name)
+            .cloned()
+            .ok_or_else(|| format!("--{name} is required\n{USAGE}"))
+    };
+    let api = flags.get("api").cloned().unwrap_or_else(|| {
+        std::env::var("CIBA_API").unwrap_or_else(|_| "http://127.0.0.1:8080".into())
+    });
+    match command.as_str() {
+        "keygen" => keygen(&flag("out")?),
+        "pushes" => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&pushes(&api, &flag("user")?)?).unwrap_or_default()
+            );
+            Ok(())
+        }
+        "approve" | "deny" => {
+            let key = load_key(&flag("key")?)?;
+            let device_id = flag("device-id")?;
+            let txn = match flags.get("txn") {
+                Some(txn) => txn.clone(),
+                None => latest_txn(&api, &flag("user")?, &device_id)?,
+            };
+            decide(&api, &key, &device_id, &txn, command)
+        }
+        _ => Err(USAGE.into()),
+    }
+}
+
+fn keygen(out: &str) -> Result<(), String> {
+    let key = SigningKey::random(&mut OsRng);
+    let pem = key
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| e.to_string())?;
+    std::fs::write(out, pem.as_bytes()).map_err(|e| format!("{out}: {e}"))?;
+    let (_, jwk) = public_jwk_with_kid(&p256::PublicKey::from(key.verifying_key()));
+    println!("{jwk}");
+    Ok(())
+}
+
+fn load_key(path: &str) -> Result<SigningKey, String> {
+    let pem = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    SigningKey::from_pkcs8_pem(&pem).map_err(|e| format!("{path}: {e}"))
+}
+
+fn pushes(api: &str, user: &str) -> Result<Value, String> {
+    let target = format!("/_local/pushes?user={}", urlencode(user));
+    let response = client::send(api, "GET", &target, &[], b"")?;
+    if response.status != 200 {
+        return Err(format!(
+            "GET {target}: {} {}",
+            response.status, response.body
+        ));
+    }
+    Ok(response.json())
+}
+
+fn latest_txn(api: &str, user: &str, device_id: &str) -> Result<String, String> {
+    let list = pushes(api, user)?;
+    list.as_array()
+        .and_then(|pushes| {
+            pushes
+                .iter()
+                .rev()
+                .find(|p| p["device_id"] == device_id)
+                .and_then(|p| p["message"]["txn"].as_str())
+        })
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no push for {user} on device {device_id}"))
+}
+
+fn decide(
+    api: &str,
+    key: &SigningKey,
+    device_id: &str,
+    txn: &str,
+    action: &str,
+) -> Result<(), String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs();
+    let claims = json!({"txn": txn, "action": action, "iat": now, "exp": now + 120, "jti": OsRandom.token(16)});
+    let jwt = jose::sign_with_key(
+        key,
+        &json!({"alg": "ES256", "typ": "JWT", "kid": device_id}),
+        &claims,
+    );
+    let response = client::send(
+        api,
+        "POST",
+        "/device/decision",
+        &[("content-type", "application/jwt")],
+        jwt.as_bytes(),
+    )?;
+    match response.status {
+        204 => {
+            println!("{action}d txn {txn}");
+            Ok(())
+        }
+        status => Err(format!("decision refused: {status} {}", response.body)),
+    }
+}
+
+fn urlencode(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}

@@ -1,0 +1,93 @@
+//! The local API: every function's real handler behind one port, fed the same API Gateway HTTP
+//! API (payload 2.0) events that AWS would send, plus the operator and device tooling.
+
+pub mod client;
+pub mod event;
+pub mod options;
+
+use std::sync::Arc;
+
+use ciba_shared::context::Ctx;
+use ciba_shared::error::{RouteError, error_response};
+use ciba_shared::http::json_response;
+use ciba_shared::ports::RecordingPushSender;
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::Value;
+
+/// The routes of `template.yaml`: method, path, function.
+pub const ROUTES: &[(&str, &str, &str)] = &[
+    ("GET", "/.well-known/openid-configuration", "discovery"),
+    ("GET", "/jwks", "jwks"),
+    ("POST", "/bc-authorize", "bc-authorize"),
+    ("POST", "/token", "token"),
+    ("GET", "/userinfo", "userinfo"),
+    ("POST", "/userinfo", "userinfo"),
+    ("POST", "/device/decision", "device-decision"),
+];
+
+/// Every function's handler over one context, as each Lambda would hold it after a cold start.
+pub struct LocalApi {
+    pub ctx: Ctx,
+    pub pushes: Arc<RecordingPushSender>,
+    metadata: Value,
+    key_set: Value,
+}
+
+impl LocalApi {
+    /// `ctx.push` should be `pushes`, so `/_local/pushes` sees what bc-authorize sent.
+    pub fn new(ctx: Ctx, pushes: Arc<RecordingPushSender>) -> Self {
+        let metadata = discovery::metadata(&ctx.config);
+        let key_set = jwks::key_set(ctx.signer.as_ref());
+        Self {
+            ctx,
+            pushes,
+            metadata,
+            key_set,
+        }
+    }
+
+    /// Routes a request (as built from an API Gateway event) to its function's handler.
+    pub async fn handle(&self, req: Request) -> Response<Body> {
+        let path = req.raw_http_path().to_owned();
+        let path = if path.is_empty() {
+            req.uri().path().to_owned()
+        } else {
+            path
+        };
+        let method = req.method().clone();
+        let function = ROUTES
+            .iter()
+            .find(|(m, p, _)| *p == path && *m == method.as_str())
+            .map(|(_, _, f)| *f);
+        match function {
+            Some("discovery") => discovery::handle(&self.metadata),
+            Some("jwks") => jwks::handle(&self.key_set),
+            Some("bc-authorize") => bc_authorize::handle(&self.ctx, req).await,
+            Some("token") => token::handle(&self.ctx, req).await,
+            Some("userinfo") => userinfo::handle(&self.ctx, req).await,
+            Some("device-decision") => device_decision::handle(&self.ctx, req).await,
+            _ if path == "/_local/pushes" && method == Method::GET => self.pushes_for(&req).await,
+            _ if ROUTES.iter().any(|(_, p, _)| *p == path) => {
+                error_response(&RouteError::MethodNotAllowed("method not allowed"))
+            }
+            _ => error_response(&RouteError::NotFound),
+        }
+    }
+
+    /// `GET /_local/pushes?user=<login hint>`: what was pushed to that user's devices, oldest first.
+    async fn pushes_for(&self, req: &Request) -> Response<Body> {
+        let query = req.query_string_parameters();
+        let pushes = match query.first("user") {
+            Some(hint) => match self.ctx.store.find_user_by_hint(hint).await {
+                Ok(Some(user)) => self.pushes.sent_to(&user.sub),
+                Ok(None) => Vec::new(),
+                Err(e) => {
+                    return error_response(&ciba_shared::error::DeviceError::from(e));
+                }
+            },
+            None => self.pushes.all(),
+        };
+        json_response(StatusCode::OK, &pushes, true)
+    }
+}

@@ -1,0 +1,179 @@
+//! How the local API is configured: command-line flags first, then environment variables.
+
+use std::sync::Arc;
+
+use ciba_shared::config::Config;
+use ciba_shared::context::Ctx;
+use ciba_shared::ports::{Clock, LocalSigner, OsRandom, RecordingPushSender, Signer, SystemClock};
+use ciba_shared::seed::Seed;
+use ciba_shared::store::{DynamoStore, MemoryStore, Store, dynamodb};
+
+use crate::LocalApi;
+
+pub const USAGE: &str = "\
+ciba-local: every CIBA function's handler on one local port
+
+  --port N            port on 127.0.0.1 (PORT, default 8080)
+  --issuer URL        issuer URL (ISSUER, default http://127.0.0.1:<port>)
+  --seed PATH         seed file of clients, users and devices (CIBA_SEED, default tests/seed.json)
+  --store KIND        memory (default) or dynamodb (CIBA_STORE)
+  --table NAME        DynamoDB table (TABLE_NAME, default ciba-local); created when missing;
+                      the endpoint comes from AWS_ENDPOINT_URL_DYNAMODB (e.g. DynamoDB Local)
+  --signing-key PATH  PKCS#8 PEM of the OP's P-256 key (SIGNING_KEY_FILE; default: generated)
+";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    pub port: u16,
+    pub issuer: Option<String>,
+    pub seed: Option<String>,
+    pub dynamodb: bool,
+    pub table: String,
+    pub signing_key: Option<String>,
+}
+
+impl Options {
+    pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let mut flags = std::collections::HashMap::new();
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            if flag == "--help" || flag == "-h" {
+                return Err(USAGE.into());
+            }
+            let name = flag
+                .strip_prefix("--")
+                .ok_or_else(|| format!("unexpected argument {flag}\n\n{USAGE}"))?;
+            let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+            flags.insert(name.to_owned(), value.clone());
+        }
+        let get = |flag: &str, var: &str| flags.get(flag).cloned().or_else(|| env(var));
+        let port = match get("port", "PORT") {
+            Some(p) => p
+                .parse()
+                .map_err(|_| format!("port {p:?} is not a port number"))?,
+            None => 8080,
+        };
+        let store = get("store", "CIBA_STORE").unwrap_or_else(|| "memory".into());
+        let dynamodb = match store.as_str() {
+            "memory" => false,
+            "dynamodb" => true,
+            other => return Err(format!("store {other:?} must be memory or dynamodb")),
+        };
+        let seed = get("seed", "CIBA_SEED").or_else(|| {
+            std::path::Path::new("tests/seed.json")
+                .exists()
+                .then(|| "tests/seed.json".into())
+        });
+        Ok(Self {
+            port,
+            issuer: get("issuer", "ISSUER"),
+            seed,
+            dynamodb,
+            table: get("table", "TABLE_NAME").unwrap_or_else(|| "ciba-local".into()),
+            signing_key: get("signing-key", "SIGNING_KEY_FILE"),
+        })
+    }
+
+    pub fn issuer(&self) -> String {
+        self.issuer
+            .clone()
+            .unwrap_or_else(|| format!("http://127.0.0.1:{}", self.port))
+    }
+}
+
+/// What start-up prints: where the store is and what was seeded.
+pub struct Summary {
+    pub store: String,
+    pub clients: Vec<String>,
+    pub users: Vec<String>,
+}
+
+/// Builds the local API from options: the store, the seed, the signer, the recording pusher.
+pub async fn build(
+    options: &Options,
+    clock: Arc<dyn Clock>,
+) -> Result<(LocalApi, Summary), String> {
+    let config = Config::new(&options.issuer()).map_err(|e| e.to_string())?;
+    let (store, store_name): (Arc<dyn Store>, String) = if options.dynamodb {
+        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let client = aws_sdk_dynamodb::Client::new(&aws);
+        ensure_table(&client, &options.table).await?;
+        (
+            Arc::new(DynamoStore::new(client, &options.table)),
+            format!("DynamoDB table {}", options.table),
+        )
+    } else {
+        (Arc::new(MemoryStore::new()), "in-memory".into())
+    };
+    let signer: Arc<dyn Signer> = match &options.signing_key {
+        Some(path) => {
+            let pem = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+            Arc::new(LocalSigner::from_pkcs8_pem(&pem).map_err(|e| format!("{path}: {e}"))?)
+        }
+        None => Arc::new(LocalSigner::generate()),
+    };
+    let mut summary = Summary {
+        store: store_name,
+        clients: Vec::new(),
+        users: Vec::new(),
+    };
+    if let Some(path) = &options.seed {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        let seed = Seed::from_json(&text).map_err(|e| format!("{path}: {e}"))?;
+        seed.import(store.as_ref())
+            .await
+            .map_err(|e| format!("seeding {path}: {e}"))?;
+        summary.clients = seed
+            .clients()
+            .map(|c| {
+                format!(
+                    "{} ({}, {})",
+                    c.client_id,
+                    c.token_endpoint_auth_method.as_str(),
+                    mode(&c)
+                )
+            })
+            .collect();
+        summary.users = seed
+            .users()
+            .map(|u| format!("{} [{}]", u.sub, u.login_hints.join(", ")))
+            .collect();
+    }
+    let pushes = Arc::new(RecordingPushSender::default());
+    let ctx = Ctx {
+        config: Arc::new(config),
+        store,
+        clock,
+        random: Arc::new(OsRandom),
+        signer,
+        push: pushes.clone(),
+    };
+    Ok((LocalApi::new(ctx, pushes), summary))
+}
+
+fn mode(client: &ciba_shared::domain::Client) -> &'static str {
+    match client.backchannel_token_delivery_mode {
+        ciba_shared::domain::DeliveryMode::Poll => "poll",
+        ciba_shared::domain::DeliveryMode::Ping => "ping",
+        ciba_shared::domain::DeliveryMode::Push => "push",
+    }
+}
+
+async fn ensure_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<(), String> {
+    let exists = client
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .is_ok();
+    if !exists {
+        dynamodb::create_table(client, table)
+            .await
+            .map_err(|e| format!("creating table {table}: {e}"))?;
+    }
+    Ok(())
+}
+
+pub fn system_clock() -> Arc<dyn Clock> {
+    Arc::new(SystemClock)
+}
