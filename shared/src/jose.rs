@@ -73,7 +73,10 @@ fn header_alg_is_unsupported(token: &str) -> bool {
 }
 
 fn key_fits(jwk: &Jwk, alg: Algorithm, kid: Option<&str>) -> bool {
-    if kid.is_some() && jwk.common.key_id.as_deref() != kid {
+    // A header `kid` selects among keys that have one; a key without `kid` may match any.
+    if let (Some(wanted), Some(have)) = (kid, jwk.common.key_id.as_deref())
+        && wanted != have
+    {
         return false;
     }
     if matches!(&jwk.common.public_key_use, Some(u) if *u != PublicKeyUse::Signature) {
@@ -136,9 +139,11 @@ pub fn verify(token: &str, keys: &JwkSet, allowed: &[Algorithm]) -> Result<Verif
     Err(JwsError::BadSignature)
 }
 
-/// A JWK Set holding one JWK given as JSON (a device key, the OP's own key).
+/// A JWK Set holding one JWK given as JSON (a device key, the OP's own key). Its `kid` is
+/// dropped: with one key there is nothing to select, and a device's JWS names the device in `kid`.
 pub fn single_key_set(jwk: &Value) -> Option<JwkSet> {
-    let jwk: Jwk = serde_json::from_value(jwk.clone()).ok()?;
+    let mut jwk: Jwk = serde_json::from_value(jwk.clone()).ok()?;
+    jwk.common.key_id = None;
     Some(JwkSet { keys: vec![jwk] })
 }
 
@@ -230,8 +235,10 @@ mod tests {
             .await
             .unwrap();
         let other = LocalSigner::generate();
+        let with_kid: JwkSet =
+            serde_json::from_value(serde_json::json!({"keys": [other.public_jwk()]})).unwrap();
         assert_eq!(
-            verify(&jwt, &keyset(&other), &[Algorithm::ES256]).unwrap_err(),
+            verify(&jwt, &with_kid, &[Algorithm::ES256]).unwrap_err(),
             JwsError::NoMatchingKey
         );
     }
