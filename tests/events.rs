@@ -58,7 +58,15 @@ async fn every_event_gets_its_expected_answer_from_its_handler() {
             Body::Text(t) => serde_json::from_str::<serde_json::Value>(t).unwrap(),
             _ => serde_json::Value::Null,
         };
-        assert_eq!(response.status().as_u16(), *status, "events/{name}.json: {body}");
-        assert_eq!(body["error"].as_str().unwrap_or(""), *code, "events/{name}.json: {body}");
+        assert_eq!(
+            response.status().as_u16(),
+            *status,
+            "events/{name}.json: {body}"
+        );
+        assert_eq!(
+            body["error"].as_str().unwrap_or(""),
+            *code,
+            "events/{name}.json: {body}"
+        );
     }
 }
