@@ -8,9 +8,10 @@ pub mod options;
 use std::sync::Arc;
 
 use ciba_shared::context::Ctx;
-use ciba_shared::error::{RouteError, error_response};
+use ciba_shared::enrollment::{self, IssueError};
+use ciba_shared::error::{DeviceError, RouteError, error_response};
 use ciba_shared::http::json_response;
-use ciba_shared::ports::RecordingPushSender;
+use ciba_shared::push::RecordingPushSender;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::Value;
@@ -23,6 +24,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/token", "token"),
     ("GET", "/userinfo", "userinfo"),
     ("POST", "/userinfo", "userinfo"),
+    ("POST", "/device/register", "device-register"),
     ("POST", "/device/decision", "device-decision"),
 ];
 
@@ -66,12 +68,56 @@ impl LocalApi {
             Some("bc-authorize") => bc_authorize::handle(&self.ctx, req).await,
             Some("token") => token::handle(&self.ctx, req).await,
             Some("userinfo") => userinfo::handle(&self.ctx, req).await,
+            Some("device-register") => device_register::handle(&self.ctx, req).await,
             Some("device-decision") => device_decision::handle(&self.ctx, req).await,
             _ if path == "/_local/pushes" && method == Method::GET => self.pushes_for(&req).await,
+            _ if path == "/_local/enrollment-codes" && method == Method::POST => {
+                self.issue_enrollment_code(&req).await
+            }
             _ if ROUTES.iter().any(|(_, p, _)| *p == path) => {
                 error_response(&RouteError::MethodNotAllowed("method not allowed"))
             }
             _ => error_response(&RouteError::NotFound),
+        }
+    }
+
+    /// `POST /_local/enrollment-codes` with `{"user": <sub or login hint>, "ttl": seconds}`: the
+    /// operator tooling's enrolment code, for the in-memory store only this process can reach.
+    async fn issue_enrollment_code(&self, req: &Request) -> Response<Body> {
+        let body: Value =
+            serde_json::from_slice(ciba_shared::http::body_bytes(req)).unwrap_or_default();
+        let Some(user) = body.get("user").and_then(Value::as_str) else {
+            return error_response(&DeviceError::InvalidRequest("user is required".into()));
+        };
+        let ttl = body
+            .get("ttl")
+            .and_then(Value::as_i64)
+            .filter(|t| *t > 0)
+            .unwrap_or(600);
+        let now = self.ctx.clock.now();
+        match enrollment::issue(
+            self.ctx.store.as_ref(),
+            self.ctx.random.as_ref(),
+            user,
+            None,
+            ttl,
+            now,
+        )
+        .await
+        {
+            Ok((code, record)) => json_response(
+                StatusCode::CREATED,
+                &serde_json::json!({
+                    "enrollment_code": code.expose(),
+                    "sub": record.sub,
+                    "expires_at": record.expires_at,
+                }),
+                true,
+            ),
+            Err(IssueError::UnknownUser) => {
+                error_response(&DeviceError::InvalidRequest("unknown user".into()))
+            }
+            Err(IssueError::Store(e)) => error_response(&DeviceError::from(e)),
         }
     }
 
@@ -82,9 +128,7 @@ impl LocalApi {
             Some(hint) => match self.ctx.store.find_user_by_hint(hint).await {
                 Ok(Some(user)) => self.pushes.sent_to(&user.sub),
                 Ok(None) => Vec::new(),
-                Err(e) => {
-                    return error_response(&ciba_shared::error::DeviceError::from(e));
-                }
+                Err(e) => return error_response(&DeviceError::from(e)),
             },
             None => self.pushes.all(),
         };

@@ -56,6 +56,7 @@ async fn main() -> ExitCode {
         println!("  {method:<5} {path:<36} -> {function}");
     }
     println!("  GET   /_local/pushes?user=<login hint>     -> recorded pushes");
+    println!("  POST  /_local/enrollment-codes             -> issue an enrolment code");
     println!("  seeded clients: {}", summary.clients.join("; "));
     println!("  seeded users:   {}", summary.users.join("; "));
     serve(listener, Arc::new(api)).await;

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use ciba_shared::config::Config;
 use ciba_shared::context::Ctx;
-use ciba_shared::ports::{Clock, LocalSigner, OsRandom, RecordingPushSender, Signer, SystemClock};
+use ciba_shared::ports::{Clock, LocalSigner, OsRandom, Signer, SystemClock};
+use ciba_shared::push::RecordingPushSender;
 use ciba_shared::seed::Seed;
 use ciba_shared::store::{DynamoStore, MemoryStore, Store, dynamodb};
 
@@ -120,7 +121,7 @@ pub async fn build(
     if let Some(path) = &options.seed {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
         let seed = Seed::from_json(&text).map_err(|e| format!("{path}: {e}"))?;
-        seed.import(store.as_ref())
+        seed.import(store.as_ref(), clock.now())
             .await
             .map_err(|e| format!("seeding {path}: {e}"))?;
         summary.clients = seed

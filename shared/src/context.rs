@@ -4,9 +4,8 @@
 use std::sync::Arc;
 
 use crate::config::{Config, ConfigError};
-use crate::ports::{
-    Clock, LocalSigner, LoggingPushSender, OsRandom, PushSender, Random, Signer, SystemClock,
-};
+use crate::ports::{Clock, LocalSigner, OsRandom, Random, Signer, SystemClock};
+use crate::push::{PushSender, SnsPushSender};
 use crate::store::{DynamoStore, Store};
 
 #[derive(Clone)]
@@ -20,8 +19,9 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// The Lambda wiring: configuration from the environment, DynamoDB from `TABLE_NAME`, the
-    /// signing key from `SIGNING_KEY_PEM` / `SIGNING_KEY_FILE`. Fails at cold start when any of it
+    /// The Lambda wiring: configuration from the environment, DynamoDB from `TABLE_NAME`, SNS
+    /// with the platform applications of `SNS_PLATFORM_APP_GCM`, `SNS_PLATFORM_APP_APNS`,
+    /// `SNS_PLATFORM_APP_APNS_SANDBOX`, the signing key from `SIGNING_KEY_PEM` / `SIGNING_KEY_FILE`. Fails at cold start when any of it
     /// is missing or malformed.
     pub async fn from_env() -> Result<Self, ConfigError> {
         let config = Config::from_env()?;
@@ -37,7 +37,7 @@ impl Ctx {
             clock: Arc::new(SystemClock),
             random: Arc::new(OsRandom),
             signer: signer_from_env().await?,
-            push: Arc::new(LoggingPushSender),
+            push: Arc::new(SnsPushSender::from_env(&aws)),
         })
     }
 }

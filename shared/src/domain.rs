@@ -190,6 +190,15 @@ pub struct TokenRecord {
     pub expires_at: i64,
 }
 
+/// A one-time enrolment code the operator issued for a user, stored only as its hash.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EnrollmentCode {
+    pub code_hash: String,
+    pub sub: String,
+    /// Epoch seconds; at and after this instant the code is void.
+    pub expires_at: i64,
+}
+
 /// A user's decision on the device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {

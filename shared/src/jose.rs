@@ -178,6 +178,37 @@ pub fn sign_with_key(key: &p256::ecdsa::SigningKey, header: &Value, claims: &Val
     out
 }
 
+/// Checks a device's public key: an EC JWK on P-256 whose `x`, `y` are a point on the curve, with
+/// no private part. Answers the bare public JWK (`kty`, `crv`, `x`, `y`) to store.
+pub fn p256_public_jwk(jwk: &Value) -> Result<Value, &'static str> {
+    let field = |name: &str| jwk.get(name).and_then(Value::as_str);
+    if !jwk.is_object() {
+        return Err("public_key must be a JWK object");
+    }
+    if jwk.get("d").is_some() {
+        return Err("public_key must not contain the private key");
+    }
+    if field("kty") != Some("EC") || field("crv") != Some("P-256") {
+        return Err("public_key must be an EC key on P-256");
+    }
+    let coordinate = |name: &str| {
+        field(name)
+            .and_then(|v| URL_SAFE_NO_PAD.decode(v).ok())
+            .filter(|bytes| bytes.len() == 32)
+    };
+    let (Some(x), Some(y)) = (coordinate("x"), coordinate("y")) else {
+        return Err("public_key x and y must be 32-byte base64url coordinates");
+    };
+    let mut sec1 = Vec::with_capacity(65);
+    sec1.push(0x04);
+    sec1.extend_from_slice(&x);
+    sec1.extend_from_slice(&y);
+    p256::PublicKey::from_sec1_bytes(&sec1).map_err(|_| "public_key is not a point on P-256")?;
+    Ok(serde_json::json!({
+        "kty": "EC", "crv": "P-256", "x": field("x"), "y": field("y")
+    }))
+}
+
 /// `aud` as a string or an array of strings (RFC 7519 §4.1.3).
 pub fn audiences(claims: &Claims) -> Vec<&str> {
     match claims.get("aud") {
@@ -282,6 +313,35 @@ mod tests {
             verify("a.b.c", &keyset(&signer), &[Algorithm::ES256]).unwrap_err(),
             JwsError::Malformed
         );
+    }
+
+    #[test]
+    fn device_key_on_the_curve_is_accepted_without_extras() {
+        let signer = LocalSigner::generate();
+        let jwk = p256_public_jwk(signer.public_jwk()).unwrap();
+        assert_eq!(jwk["x"], signer.public_jwk()["x"]);
+        assert!(jwk.get("kid").is_none());
+    }
+
+    #[test]
+    fn device_key_off_the_curve_is_refused() {
+        let mut jwk = LocalSigner::generate().public_jwk().clone();
+        jwk["y"] = URL_SAFE_NO_PAD.encode([7u8; 32]).into();
+        assert_eq!(
+            p256_public_jwk(&jwk),
+            Err("public_key is not a point on P-256")
+        );
+    }
+
+    #[test]
+    fn device_key_with_private_part_or_wrong_curve_is_refused() {
+        let mut jwk = LocalSigner::generate().public_jwk().clone();
+        jwk["d"] = "secret".into();
+        assert!(p256_public_jwk(&jwk).is_err());
+        let mut jwk = LocalSigner::generate().public_jwk().clone();
+        jwk["crv"] = "P-384".into();
+        assert!(p256_public_jwk(&jwk).is_err());
+        assert!(p256_public_jwk(&serde_json::json!("EC")).is_err());
     }
 
     #[test]

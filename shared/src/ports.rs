@@ -1,6 +1,5 @@
 //! Small ports for time, randomness, signing and push delivery, so handlers and tests can fix them.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use async_trait::async_trait;
@@ -10,7 +9,6 @@ use p256::ecdsa::signature::Signer as _;
 use p256::ecdsa::{Signature, SigningKey};
 use p256::elliptic_curve::rand_core::{OsRng, RngCore};
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
-use serde::{Deserialize, Serialize};
 
 /// Wall-clock time in milliseconds since the epoch.
 pub trait Clock: Send + Sync {
@@ -168,96 +166,6 @@ impl Signer for LocalSigner {
     async fn sign(&self, input: &[u8]) -> Result<[u8; 64], SignerError> {
         let signature: Signature = self.key.sign(input);
         Ok(signature.to_bytes().into())
-    }
-}
-
-/// What the authentication device is told about a pending request. It never carries
-/// `auth_req_id`: the device answers with `txn`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct PushMessage {
-    pub txn: String,
-    pub binding_message: Option<String>,
-    pub client_name: String,
-    pub scope: String,
-    pub acr_values: Option<String>,
-    pub expires_at: i64,
-}
-
-/// A push as delivered to one device.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct RecordedPush {
-    pub sub: String,
-    pub device_id: String,
-    pub message: PushMessage,
-}
-
-#[derive(Debug)]
-pub enum PushError {
-    /// The platform endpoint is disabled (uninstalled app, expired token): skip it from now on.
-    EndpointDisabled,
-    /// The push service is unavailable: the caller may retry.
-    Unavailable(String),
-}
-
-/// Sends a push notification to one enrolled device.
-#[async_trait]
-pub trait PushSender: Send + Sync {
-    async fn send(
-        &self,
-        device: &crate::domain::Device,
-        message: &PushMessage,
-    ) -> Result<(), PushError>;
-}
-
-/// Logs that a push would be sent, for deployments without a push service configured.
-pub struct LoggingPushSender;
-
-#[async_trait]
-impl PushSender for LoggingPushSender {
-    async fn send(
-        &self,
-        device: &crate::domain::Device,
-        _message: &PushMessage,
-    ) -> Result<(), PushError> {
-        tracing::warn!(device_id = %device.device_id, "no push service configured: push not sent");
-        Ok(())
-    }
-}
-
-/// Keeps every push in memory; the local API lists them at `GET /_local/pushes`.
-#[derive(Default)]
-pub struct RecordingPushSender {
-    sent: Mutex<Vec<RecordedPush>>,
-}
-
-impl RecordingPushSender {
-    pub fn sent_to(&self, sub: &str) -> Vec<RecordedPush> {
-        self.sent
-            .lock()
-            .map(|v| v.iter().filter(|p| p.sub == sub).cloned().collect())
-            .unwrap_or_default()
-    }
-
-    pub fn all(&self) -> Vec<RecordedPush> {
-        self.sent.lock().map(|v| v.clone()).unwrap_or_default()
-    }
-}
-
-#[async_trait]
-impl PushSender for RecordingPushSender {
-    async fn send(
-        &self,
-        device: &crate::domain::Device,
-        message: &PushMessage,
-    ) -> Result<(), PushError> {
-        if let Ok(mut sent) = self.sent.lock() {
-            sent.push(RecordedPush {
-                sub: device.sub.clone(),
-                device_id: device.device_id.clone(),
-                message: message.clone(),
-            });
-        }
-        Ok(())
     }
 }
 

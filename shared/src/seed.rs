@@ -4,6 +4,7 @@
 use serde::Deserialize;
 
 use crate::domain::{Client, Device, User};
+use crate::enrollment::{self, IssueError};
 use crate::secret;
 use crate::store::{Store, StoreError};
 
@@ -16,6 +17,23 @@ pub struct Seed {
     pub users: Vec<SeedUser>,
     #[serde(default)]
     pub devices: Vec<Device>,
+    #[serde(default)]
+    pub enrollment_codes: Vec<SeedEnrollmentCode>,
+}
+
+/// A one-time enrolment code in clear for a user (sub or login hint), valid `expires_in` seconds
+/// from the import.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedEnrollmentCode {
+    pub code: String,
+    pub user: String,
+    #[serde(default = "day")]
+    pub expires_in: i64,
+}
+
+fn day() -> i64 {
+    86_400
 }
 
 /// A client as registered metadata, with its secret in clear (hashed on import).
@@ -60,8 +78,9 @@ impl Seed {
         })
     }
 
-    /// Writes everything into `store`; importing twice changes nothing.
-    pub async fn import(&self, store: &dyn Store) -> Result<(), StoreError> {
+    /// Writes everything into `store` at time `now`; importing twice changes nothing but the
+    /// enrolment codes' expiry.
+    pub async fn import(&self, store: &dyn Store, now: i64) -> Result<(), StoreError> {
         for client in self.clients() {
             store.put_client(&client).await?;
         }
@@ -70,6 +89,27 @@ impl Seed {
         }
         for device in &self.devices {
             store.put_device(device).await?;
+        }
+        for code in &self.enrollment_codes {
+            let issued = enrollment::issue(
+                store,
+                &crate::ports::OsRandom,
+                &code.user,
+                Some(&code.code),
+                code.expires_in,
+                now,
+            )
+            .await;
+            match issued {
+                Ok(_) => {}
+                Err(IssueError::UnknownUser) => {
+                    return Err(StoreError::Fault(format!(
+                        "seed: enrollment code for unknown user {}",
+                        code.user
+                    )));
+                }
+                Err(IssueError::Store(e)) => return Err(e),
+            }
         }
         Ok(())
     }
@@ -88,7 +128,7 @@ mod tests {
         )
         .unwrap();
         let store = MemoryStore::new();
-        seed.import(&store).await.unwrap();
+        seed.import(&store, 0).await.unwrap();
         let client = store.get_client("c1").await.unwrap().unwrap();
         assert_eq!(client.client_secret_hash, Some(secret::hash("s3cret")));
         let user = store.find_user_by_hint("alice").await.unwrap().unwrap();

@@ -1,6 +1,7 @@
 //! The device simulator: plays the user's authenticator app against the local API.
 //!
 //!   ciba-device keygen --out KEY.pem
+//!   ciba-device enroll  --code CODE --key KEY.pem [--push-token T] [--platform GCM] [--api URL]
 //!   ciba-device pushes  --user HINT [--api URL]
 //!   ciba-device approve --user HINT --device-id ID --key KEY.pem [--txn TXN] [--api URL]
 //!   ciba-device deny    --user HINT --device-id ID --key KEY.pem [--txn TXN] [--api URL]
@@ -17,6 +18,7 @@ use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use serde_json::{Value, json};
 
 const USAGE: &str = "usage: ciba-device keygen --out KEY.pem
+       ciba-device enroll  --code CODE --key KEY.pem [--push-token T] [--platform GCM|APNS|APNS_SANDBOX] [--api URL]
        ciba-device pushes  --user HINT [--api URL]
        ciba-device approve|deny --user HINT --device-id ID --key KEY.pem [--txn TXN] [--api URL]";
 
@@ -58,6 +60,27 @@ fn run(args: &[String]) -> Result<(), String> {
     });
     match command.as_str() {
         "keygen" => keygen(&flag("out")?),
+        "enroll" => {
+            let key_path = flag("key")?;
+            if !std::path::Path::new(&key_path).exists() {
+                keygen(&key_path)?;
+            }
+            let push_token = flags
+                .get("push-token")
+                .cloned()
+                .unwrap_or_else(|| format!("simulator-{}", OsRandom.token(24)));
+            let platform = flags
+                .get("platform")
+                .cloned()
+                .unwrap_or_else(|| "GCM".into());
+            enroll(
+                &api,
+                &load_key(&key_path)?,
+                &flag("code")?,
+                &push_token,
+                &platform,
+            )
+        }
         "pushes" => {
             println!(
                 "{}",
@@ -85,7 +108,41 @@ fn keygen(out: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     std::fs::write(out, pem.as_bytes()).map_err(|e| format!("{out}: {e}"))?;
     let (_, jwk) = public_jwk_with_kid(&p256::PublicKey::from(key.verifying_key()));
-    println!("{jwk}");
+    eprintln!("wrote {out}; public key: {jwk}");
+    Ok(())
+}
+
+fn enroll(
+    api: &str,
+    key: &SigningKey,
+    code: &str,
+    push_token: &str,
+    platform: &str,
+) -> Result<(), String> {
+    let (_, jwk) = public_jwk_with_kid(&p256::PublicKey::from(key.verifying_key()));
+    let body = json!({
+        "enrollment_code": code,
+        "public_key": {"kty": "EC", "crv": "P-256", "x": jwk["x"], "y": jwk["y"]},
+        "push_token": push_token,
+        "platform": platform,
+    });
+    let response = client::send(
+        api,
+        "POST",
+        "/device/register",
+        &[("content-type", "application/json")],
+        body.to_string().as_bytes(),
+    )?;
+    if response.status != 201 {
+        return Err(format!(
+            "enrolment refused: {} {}",
+            response.status, response.body
+        ));
+    }
+    println!(
+        "{}",
+        response.json()["device_id"].as_str().unwrap_or_default()
+    );
     Ok(())
 }
 

@@ -12,7 +12,8 @@ use ciba_local::event::HttpRequest;
 use ciba_shared::config::Config;
 use ciba_shared::context::Ctx;
 use ciba_shared::jose;
-use ciba_shared::ports::{FixedClock, LocalSigner, OsRandom, Random, RecordingPushSender};
+use ciba_shared::ports::{FixedClock, LocalSigner, OsRandom, Random};
+use ciba_shared::push::{PushSender, RecordingPushSender};
 use ciba_shared::seed::Seed;
 use ciba_shared::store::{MemoryStore, Store, dynamodb};
 use lambda_http::Body;
@@ -106,16 +107,22 @@ impl Harness {
     }
 
     pub async fn with_store(store: Arc<dyn Store>) -> Self {
-        seed().import(store.as_ref()).await.unwrap();
+        Self::with_push(store, None).await
+    }
+
+    /// A harness whose pushes go to `push` instead of the recording sender.
+    pub async fn with_push(store: Arc<dyn Store>, push: Option<Arc<dyn PushSender>>) -> Self {
+        seed().import(store.as_ref(), T0).await.unwrap();
         let clock = Arc::new(FixedClock::at_secs(T0));
         let pushes = Arc::new(RecordingPushSender::default());
+        let push: Arc<dyn PushSender> = push.unwrap_or_else(|| pushes.clone());
         let ctx = Ctx {
             config: Arc::new(Config::new(ISSUER).unwrap()),
             store: store.clone(),
             clock: clock.clone(),
             random: Arc::new(OsRandom),
             signer: Arc::new(LocalSigner::generate()),
-            push: pushes.clone(),
+            push,
         };
         let api = Arc::new(LocalApi::new(ctx, pushes.clone()));
         Self {
@@ -255,6 +262,31 @@ impl Harness {
     pub async fn userinfo(&self, access_token: &str) -> Reply {
         let req = HttpRequest::new("GET", "/userinfo")
             .header("authorization", &format!("Bearer {access_token}"));
+        self.send(req).await
+    }
+
+    /// POST /device/register with a fresh or given key.
+    pub async fn enroll(
+        &self,
+        code: &str,
+        key: &SigningKey,
+        push_token: &str,
+        platform: &str,
+    ) -> Reply {
+        let (_, jwk) =
+            ciba_shared::ports::public_jwk_with_kid(&p256::PublicKey::from(key.verifying_key()));
+        let body = json!({
+            "enrollment_code": code,
+            "public_key": {"kty": "EC", "crv": "P-256", "x": jwk["x"], "y": jwk["y"]},
+            "push_token": push_token,
+            "platform": platform,
+        });
+        self.register_raw(&body).await
+    }
+
+    pub async fn register_raw(&self, body: &Value) -> Reply {
+        let req =
+            HttpRequest::new("POST", "/device/register").body("application/json", body.to_string());
         self.send(req).await
     }
 

@@ -7,9 +7,9 @@ use ciba_shared::authn::{self, AUTHN_PARAMS, AuthnParams, ValidParams};
 use ciba_shared::client_auth::{self, CLIENT_AUTH_PARAMS};
 use ciba_shared::context::Ctx;
 use ciba_shared::domain::{AuthRequest, Client, Device, Status, User};
-use ciba_shared::error::{AuthnError, error_response};
+use ciba_shared::error::{AuthnError, Internal, error_response};
 use ciba_shared::http::{Form, json_response};
-use ciba_shared::ports::{PushError, PushMessage};
+use ciba_shared::push::{PushError, PushMessage};
 use ciba_shared::request_object;
 use ciba_shared::store::{CreateError, JtiUse};
 use lambda_http::http::{Method, StatusCode};
@@ -72,7 +72,7 @@ async fn authorize(ctx: &Ctx, req: &Request) -> Result<Response<Body>, AuthnErro
             CreateError::JtiReplayed => invalid("the request object's jti was already used"),
             CreateError::Store(e) => e.into(),
         })?;
-    push(ctx, &client, &request, &devices).await;
+    push(ctx, &client, &request, jti.as_ref(), devices).await?;
     tracing::info!(client_id = %client.client_id, "authentication request accepted");
 
     let ack = Acknowledgement {
@@ -158,7 +158,18 @@ fn new_request(
     }
 }
 
-async fn push(ctx: &Ctx, client: &Client, request: &AuthRequest, devices: &[Device]) {
+/// Pushes the request to every usable device of the user. A disabled endpoint is marked and
+/// skipped. When no push reached any device the request is discarded (so nothing lingers that can
+/// never be approved, and the same request object may be sent again): an outage of the push
+/// service answers 503 `temporarily_unavailable`, a user whose every device is gone answers
+/// `unknown_user_id`.
+async fn push(
+    ctx: &Ctx,
+    client: &Client,
+    request: &AuthRequest,
+    jti: Option<&JtiUse>,
+    devices: Vec<Device>,
+) -> Result<(), AuthnError> {
     let message = PushMessage {
         txn: request.txn.clone(),
         binding_message: request.binding_message.clone(),
@@ -167,15 +178,34 @@ async fn push(ctx: &Ctx, client: &Client, request: &AuthRequest, devices: &[Devi
         acr_values: request.acr_values.clone(),
         expires_at: request.expires_at,
     };
-    for device in devices {
-        match ctx.push.send(device, &message).await {
-            Ok(()) => {}
+    let mut delivered = 0;
+    let mut outage = false;
+    for mut device in devices {
+        match ctx.push.send(&device, &message).await {
+            Ok(()) => delivered += 1,
             Err(PushError::EndpointDisabled) => {
-                tracing::warn!(device_id = %device.device_id, "push endpoint disabled");
+                tracing::warn!(device_id = %device.device_id, "push endpoint disabled: device marked");
+                device.enabled = false;
+                if let Err(e) = ctx.store.put_device(&device).await {
+                    tracing::warn!(device_id = %device.device_id, error = %e, "could not mark device disabled");
+                }
             }
-            Err(PushError::Unavailable(cause)) => {
-                tracing::warn!(device_id = %device.device_id, %cause, "push failed");
+            Err(e @ PushError::Unavailable(_)) => {
+                tracing::warn!(device_id = %device.device_id, error = %e, "push failed");
+                outage = true;
             }
+            Err(e) => tracing::warn!(device_id = %device.device_id, error = %e, "push refused"),
         }
+    }
+    if delivered > 0 {
+        return Ok(());
+    }
+    ctx.store.discard_auth_request(request, jti).await?;
+    if outage {
+        Err(AuthnError::Internal(Internal::Unavailable))
+    } else {
+        Err(AuthnError::UnknownUserId(
+            "the user has no enrolled authentication device that can be reached".into(),
+        ))
     }
 }

@@ -14,6 +14,7 @@
 //! | used `jti` | `JTI#<scope>#<jti>` | `JTI` | `scope`, `jti`, `ttl` = the `jti`'s `expires_at` |
 //! | auth request | `AUTHREQ#<auth_req_id>` | `AUTHREQ` | see below, `ttl` = `expires_at` + 86400 |
 //! | txn | `TXN#<txn>` | `TXN` | `auth_req_id`, `ttl` = the request's `expires_at` + 86400 |
+//! | enrolment code | `ENROLL#<code hash>` | `ENROLL` | `sub`, `expires_at`, `ttl` = `expires_at` |
 //! | token | `TOKEN#<hash>` | `TOKEN` | `hash`, `kind`, `client_id`, `sub`, `scope`, `auth_req_id`, `auth_time`, `expires_at`, `ttl` = `expires_at` |
 //!
 //! In a `jti` key, `%` and `#` inside the scope are written `%25` and `%23`, so the first `#`
@@ -54,10 +55,12 @@ use aws_sdk_dynamodb::types::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{CreateError, DecideError, JtiUse, PollOutcome, RedeemError, Store, StoreError};
+use super::{
+    CreateError, DecideError, EnrollError, JtiUse, PollOutcome, RedeemError, Store, StoreError,
+};
 use crate::domain::{
-    AuthRequest, Client, Decision, DeliveryMode, Device, Status, TokenKind, TokenRecord, User,
-    normalize_hint,
+    AuthRequest, Client, Decision, DeliveryMode, Device, EnrollmentCode, Status, TokenKind,
+    TokenRecord, User, normalize_hint,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -77,6 +80,7 @@ const SK_JTI: &str = "JTI";
 const SK_AUTHREQ: &str = "AUTHREQ";
 const SK_TXN: &str = "TXN";
 const SK_TOKEN: &str = "TOKEN";
+const SK_ENROLL: &str = "ENROLL";
 const DEVICE_PREFIX: &str = "DEVICE#";
 
 const JTI_CONDITION: &str = "attribute_not_exists(pk) OR #ttl < :now";
@@ -624,6 +628,97 @@ impl Store for DynamoStore {
             .transpose()
     }
 
+    async fn put_enrollment_code(&self, code: &EnrollmentCode) -> Result<(), StoreError> {
+        let mut item = key(enroll_pk(&code.code_hash), SK_ENROLL);
+        item.insert("sub".into(), s(&code.sub));
+        item.insert("expires_at".into(), num(code.expires_at));
+        item.insert("ttl".into(), num(code.expires_at));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| sdk_error("put_enrollment_code", e))?;
+        Ok(())
+    }
+
+    async fn get_enrollment_code(
+        &self,
+        code_hash: &str,
+        now: i64,
+    ) -> Result<Option<EnrollmentCode>, StoreError> {
+        let Some(item) = self
+            .get("get_enrollment_code", enroll_pk(code_hash), SK_ENROLL)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let code = EnrollmentCode {
+            code_hash: code_hash.to_owned(),
+            sub: req_s(&item, "sub")?,
+            expires_at: req_n(&item, "expires_at")?,
+        };
+        Ok((code.expires_at > now).then_some(code))
+    }
+
+    async fn enroll_device(
+        &self,
+        code_hash: &str,
+        device: &Device,
+        now: i64,
+    ) -> Result<(), EnrollError> {
+        let data = json(device)?;
+        let device_item = |pk: String, sk: String| {
+            let mut item = key(pk, &sk);
+            item.insert("device_id".into(), s(&device.device_id));
+            item.insert("sub".into(), s(&device.sub));
+            item.insert("data".into(), data.clone());
+            item
+        };
+        let consume = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(enroll_pk(code_hash), SK_ENROLL)))
+            .condition_expression("attribute_exists(pk) AND expires_at > :now AND #sub = :sub")
+            .expression_attribute_names("#sub", "sub")
+            .expression_attribute_values(":now", num(now))
+            .expression_attribute_values(":sub", s(&device.sub))
+            .build()
+            .map_err(build_error)?;
+        // A re-enrolled device keeps its owner: its id only ever names a device of `device.sub`.
+        let main = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(device_item(
+                device_pk(&device.device_id),
+                SK_DEVICE.into(),
+            )))
+            .condition_expression("attribute_not_exists(pk) OR #sub = :sub")
+            .expression_attribute_names("#sub", "sub")
+            .expression_attribute_values(":sub", s(&device.sub))
+            .build()
+            .map_err(build_error)?;
+        let copy = device_item(
+            user_pk(&device.sub),
+            format!("{DEVICE_PREFIX}{}", device.device_id),
+        );
+        let items = vec![
+            TransactWriteItem::builder().delete(consume).build(),
+            TransactWriteItem::builder().put(main).build(),
+            TransactWriteItem::builder().put(self.put(copy)?).build(),
+        ];
+        match self.transact("enroll_device", items).await? {
+            Transaction::Committed => Ok(()),
+            Transaction::Cancelled(reasons)
+                if reasons.first().is_some_and(|r| r == CONDITION_FAILED) =>
+            {
+                Err(EnrollError::InvalidCode)
+            }
+            Transaction::Cancelled(reasons) => Err(EnrollError::Store(StoreError::Fault(format!(
+                "enroll_device: device id owned by another user: {reasons:?}"
+            )))),
+        }
+    }
+
     async fn list_devices(&self, sub: &str) -> Result<Vec<Device>, StoreError> {
         let mut devices = Vec::new();
         let mut start: Option<Item> = None;
@@ -713,6 +808,35 @@ impl Store for DynamoStore {
                     )))
                 }
             }
+        }
+    }
+
+    async fn discard_auth_request(
+        &self,
+        request: &AuthRequest,
+        jti: Option<&JtiUse>,
+    ) -> Result<(), StoreError> {
+        let mut keys = vec![
+            key(authreq_pk(&request.auth_req_id), SK_AUTHREQ),
+            key(txn_pk(&request.txn), SK_TXN),
+        ];
+        if let Some(jti) = jti {
+            keys.push(key(jti_pk(jti), SK_JTI));
+        }
+        let mut items = Vec::with_capacity(keys.len());
+        for k in keys {
+            let delete = Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(k))
+                .build()
+                .map_err(build_error)?;
+            items.push(TransactWriteItem::builder().delete(delete).build());
+        }
+        match self.transact("discard_auth_request", items).await? {
+            Transaction::Committed => Ok(()),
+            Transaction::Cancelled(reasons) => Err(StoreError::Fault(format!(
+                "discard_auth_request: cancelled: {reasons:?}"
+            ))),
         }
     }
 
@@ -867,6 +991,10 @@ fn authreq_pk(auth_req_id: &str) -> String {
 
 fn txn_pk(txn: &str) -> String {
     format!("TXN#{txn}")
+}
+
+fn enroll_pk(code_hash: &str) -> String {
+    format!("ENROLL#{code_hash}")
 }
 
 fn token_pk(hash: &str) -> String {

@@ -7,9 +7,12 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use super::{CreateError, DecideError, JtiUse, PollOutcome, RedeemError, Store, StoreError};
+use super::{
+    CreateError, DecideError, EnrollError, JtiUse, PollOutcome, RedeemError, Store, StoreError,
+};
 use crate::domain::{
-    AuthRequest, Client, Decision, Device, Status, TokenRecord, User, normalize_hint,
+    AuthRequest, Client, Decision, Device, EnrollmentCode, Status, TokenRecord, User,
+    normalize_hint,
 };
 
 #[derive(Default)]
@@ -18,6 +21,7 @@ struct Tables {
     users: HashMap<String, User>,
     hints: HashMap<String, String>,
     devices: HashMap<String, Device>,
+    enrollment_codes: HashMap<String, EnrollmentCode>,
     jtis: HashMap<(String, String), i64>,
     requests: HashMap<String, AuthRequest>,
     txns: HashMap<String, String>,
@@ -97,6 +101,45 @@ impl Store for MemoryStore {
         Ok(self.lock()?.devices.get(device_id).cloned())
     }
 
+    async fn put_enrollment_code(&self, code: &EnrollmentCode) -> Result<(), StoreError> {
+        self.lock()?
+            .enrollment_codes
+            .insert(code.code_hash.clone(), code.clone());
+        Ok(())
+    }
+
+    async fn get_enrollment_code(
+        &self,
+        code_hash: &str,
+        now: i64,
+    ) -> Result<Option<EnrollmentCode>, StoreError> {
+        Ok(self
+            .lock()?
+            .enrollment_codes
+            .get(code_hash)
+            .filter(|c| c.expires_at > now)
+            .cloned())
+    }
+
+    async fn enroll_device(
+        &self,
+        code_hash: &str,
+        device: &Device,
+        now: i64,
+    ) -> Result<(), EnrollError> {
+        let mut t = self.lock()?;
+        let valid = t
+            .enrollment_codes
+            .get(code_hash)
+            .is_some_and(|c| c.expires_at > now && c.sub == device.sub);
+        if !valid {
+            return Err(EnrollError::InvalidCode);
+        }
+        t.enrollment_codes.remove(code_hash);
+        t.devices.insert(device.device_id.clone(), device.clone());
+        Ok(())
+    }
+
     async fn list_devices(&self, sub: &str) -> Result<Vec<Device>, StoreError> {
         let mut devices: Vec<Device> = self
             .lock()?
@@ -141,6 +184,20 @@ impl Store for MemoryStore {
             .insert(request.txn.clone(), request.auth_req_id.clone());
         t.requests
             .insert(request.auth_req_id.clone(), request.clone());
+        Ok(())
+    }
+
+    async fn discard_auth_request(
+        &self,
+        request: &AuthRequest,
+        jti: Option<&JtiUse>,
+    ) -> Result<(), StoreError> {
+        let mut t = self.lock()?;
+        t.requests.remove(&request.auth_req_id);
+        t.txns.remove(&request.txn);
+        if let Some(jti) = jti {
+            t.jtis.remove(&(jti.scope.clone(), jti.jti.clone()));
+        }
         Ok(())
     }
 

@@ -6,7 +6,7 @@
 
 use async_trait::async_trait;
 
-use crate::domain::{AuthRequest, Client, Decision, Device, TokenRecord, User};
+use crate::domain::{AuthRequest, Client, Decision, Device, EnrollmentCode, TokenRecord, User};
 
 pub mod dynamodb;
 pub mod memory;
@@ -73,6 +73,19 @@ pub enum DecideError {
 }
 
 #[derive(Debug)]
+pub enum EnrollError {
+    /// Unknown, used, expired, or issued for another user.
+    InvalidCode,
+    Store(StoreError),
+}
+
+impl From<StoreError> for EnrollError {
+    fn from(e: StoreError) -> Self {
+        EnrollError::Store(e)
+    }
+}
+
+#[derive(Debug)]
 pub enum RedeemError {
     /// Unknown, not approved, expired, or already redeemed.
     NotRedeemable,
@@ -110,6 +123,22 @@ pub trait Store: Send + Sync {
 
     async fn put_device(&self, device: &Device) -> Result<(), StoreError>;
     async fn get_device(&self, device_id: &str) -> Result<Option<Device>, StoreError>;
+
+    async fn put_enrollment_code(&self, code: &EnrollmentCode) -> Result<(), StoreError>;
+    /// The code with this hash, unless it is unknown, used or expired at `now`.
+    async fn get_enrollment_code(
+        &self,
+        code_hash: &str,
+        now: i64,
+    ) -> Result<Option<EnrollmentCode>, StoreError>;
+    /// Consumes an unexpired enrolment code issued for `device.sub` and stores the device, in one
+    /// atomic write: a code enrols exactly one device, once.
+    async fn enroll_device(
+        &self,
+        code_hash: &str,
+        device: &Device,
+        now: i64,
+    ) -> Result<(), EnrollError>;
     async fn list_devices(&self, sub: &str) -> Result<Vec<Device>, StoreError>;
 
     /// Marks a `jti` used; `false` when it was used before and has not yet expired.
@@ -121,6 +150,13 @@ pub trait Store: Send + Sync {
         request: &AuthRequest,
         jti: Option<&JtiUse>,
     ) -> Result<(), CreateError>;
+    /// Removes a request that could not be delivered to any device, with its `txn` and the
+    /// request object's `jti`, so the client may send the same request again.
+    async fn discard_auth_request(
+        &self,
+        request: &AuthRequest,
+        jti: Option<&JtiUse>,
+    ) -> Result<(), StoreError>;
     async fn get_auth_request(&self, auth_req_id: &str) -> Result<Option<AuthRequest>, StoreError>;
     async fn get_auth_request_by_txn(&self, txn: &str) -> Result<Option<AuthRequest>, StoreError>;
 

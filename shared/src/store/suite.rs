@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use super::{CreateError, DecideError, JtiUse, PollOutcome, RedeemError, Store};
+use super::{CreateError, DecideError, EnrollError, JtiUse, PollOutcome, RedeemError, Store};
 use crate::domain::{
-    AuthMethod, AuthRequest, Client, Decision, DeliveryMode, Device, Status, TokenKind,
-    TokenRecord, User,
+    AuthMethod, AuthRequest, Client, Decision, DeliveryMode, Device, EnrollmentCode, Status,
+    TokenKind, TokenRecord, User,
 };
 
 /// Expands to one `#[tokio::test]` per suite case, each on a fresh store from `$make`
@@ -29,6 +29,10 @@ macro_rules! store_suite {
             user_is_found_by_each_login_hint_ignoring_case,
             unknown_hint_finds_nobody,
             devices_are_listed_per_user,
+            enrollment_code_enrols_one_device_once,
+            expired_enrollment_code_enrols_nothing,
+            enrollment_code_of_another_user_enrols_nothing,
+            discarded_request_is_gone_and_its_jti_reusable,
             jti_is_accepted_once,
             expired_jti_may_be_used_again,
             created_request_is_found_by_id_and_by_txn,
@@ -197,6 +201,110 @@ pub async fn devices_are_listed_per_user(store: Arc<dyn Store>) {
         Some(device("d3", "bob"))
     );
     assert!(store.list_devices("carol").await.unwrap().is_empty());
+}
+
+fn phone(id: &str, sub: &str) -> Device {
+    Device {
+        device_id: id.into(),
+        sub: sub.into(),
+        public_key: serde_json::json!({"kty": "EC", "crv": "P-256", "x": "x", "y": "y"}),
+        platform: Some("GCM".into()),
+        push_token: Some(format!("push-{id}")),
+        endpoint_arn: Some(format!("arn:aws:sns:us-east-1:0:endpoint/GCM/app/{id}")),
+        enabled: true,
+    }
+}
+
+fn code(hash: &str, sub: &str) -> EnrollmentCode {
+    EnrollmentCode {
+        code_hash: hash.into(),
+        sub: sub.into(),
+        expires_at: NOW + 600,
+    }
+}
+
+pub async fn enrollment_code_enrols_one_device_once(store: Arc<dyn Store>) {
+    store
+        .put_enrollment_code(&code("h1", "alice"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_enrollment_code("h1", NOW).await.unwrap(),
+        Some(code("h1", "alice"))
+    );
+    store
+        .enroll_device("h1", &phone("d1", "alice"), NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_device("d1").await.unwrap(),
+        Some(phone("d1", "alice"))
+    );
+    assert_eq!(
+        store.list_devices("alice").await.unwrap(),
+        [phone("d1", "alice")]
+    );
+    let again = store.enroll_device("h1", &phone("d2", "alice"), NOW).await;
+    assert!(matches!(again, Err(EnrollError::InvalidCode)), "{again:?}");
+    assert_eq!(store.get_device("d2").await.unwrap(), None);
+    assert_eq!(store.get_enrollment_code("h1", NOW).await.unwrap(), None);
+}
+
+pub async fn expired_enrollment_code_enrols_nothing(store: Arc<dyn Store>) {
+    store
+        .put_enrollment_code(&code("h1", "alice"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_enrollment_code("h1", NOW + 600).await.unwrap(),
+        None
+    );
+    let late = store
+        .enroll_device("h1", &phone("d1", "alice"), NOW + 600)
+        .await;
+    assert!(matches!(late, Err(EnrollError::InvalidCode)), "{late:?}");
+    assert_eq!(store.get_device("d1").await.unwrap(), None);
+    let unknown = store
+        .enroll_device("nope", &phone("d1", "alice"), NOW)
+        .await;
+    assert!(
+        matches!(unknown, Err(EnrollError::InvalidCode)),
+        "{unknown:?}"
+    );
+}
+
+pub async fn enrollment_code_of_another_user_enrols_nothing(store: Arc<dyn Store>) {
+    store
+        .put_enrollment_code(&code("h1", "alice"))
+        .await
+        .unwrap();
+    let foreign = store.enroll_device("h1", &phone("d1", "bob"), NOW).await;
+    assert!(
+        matches!(foreign, Err(EnrollError::InvalidCode)),
+        "{foreign:?}"
+    );
+    assert!(store.list_devices("bob").await.unwrap().is_empty());
+    assert!(
+        store
+            .get_enrollment_code("h1", NOW)
+            .await
+            .unwrap()
+            .is_some(),
+        "still usable by alice"
+    );
+}
+
+pub async fn discarded_request_is_gone_and_its_jti_reusable(store: Arc<dyn Store>) {
+    let r = request("r1");
+    let j = jti("c1", "ro-1");
+    store.create_auth_request(&r, Some(&j)).await.unwrap();
+    store.discard_auth_request(&r, Some(&j)).await.unwrap();
+    assert_eq!(store.get_auth_request("r1").await.unwrap(), None);
+    assert_eq!(store.get_auth_request_by_txn("txn-r1").await.unwrap(), None);
+    store
+        .create_auth_request(&request("r2"), Some(&j))
+        .await
+        .unwrap();
 }
 
 pub async fn jti_is_accepted_once(store: Arc<dyn Store>) {
