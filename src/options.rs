@@ -5,7 +5,7 @@ use std::sync::Arc;
 use ciba_shared::config::Config;
 use ciba_shared::context::Ctx;
 use ciba_shared::ports::{Clock, LocalSigner, OsRandom, Signer, SystemClock};
-use ciba_shared::push::RecordingPushSender;
+use ciba_shared::push::{PushSender, RecordingPushSender, SnsPushSender};
 use ciba_shared::seed::Seed;
 use ciba_shared::store::{DynamoStore, MemoryStore, Store, dynamodb};
 
@@ -21,6 +21,8 @@ ciba-local: every CIBA function's handler on one local port
   --table NAME        DynamoDB table (TABLE_NAME, default ciba-local); created when missing;
                       the endpoint comes from AWS_ENDPOINT_URL_DYNAMODB (e.g. DynamoDB Local)
   --signing-key PATH  PKCS#8 PEM of the OP's P-256 key (SIGNING_KEY_FILE; default: generated)
+  --push KIND         recording (default: listed at /_local/pushes) or sns (CIBA_PUSH); sns uses
+                      SNS_PLATFORM_APP_GCM / _APNS / _APNS_SANDBOX and AWS_ENDPOINT_URL_SNS
 ";
 
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +33,7 @@ pub struct Options {
     pub dynamodb: bool,
     pub table: String,
     pub signing_key: Option<String>,
+    pub sns: bool,
 }
 
 impl Options {
@@ -65,7 +68,13 @@ impl Options {
                 .exists()
                 .then(|| "tests/seed.json".into())
         });
+        let sns = match get("push", "CIBA_PUSH").as_deref() {
+            None | Some("recording") => false,
+            Some("sns") => true,
+            Some(other) => return Err(format!("push {other:?} must be recording or sns")),
+        };
         Ok(Self {
+            sns,
             port,
             issuer: get("issuer", "ISSUER"),
             seed,
@@ -141,13 +150,20 @@ pub async fn build(
             .collect();
     }
     let pushes = Arc::new(RecordingPushSender::default());
+    let push: Arc<dyn PushSender> = if options.sns {
+        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        summary.store.push_str(", pushes through SNS");
+        Arc::new(SnsPushSender::from_env(&aws))
+    } else {
+        pushes.clone()
+    };
     let ctx = Ctx {
         config: Arc::new(config),
         store,
         clock,
         random: Arc::new(OsRandom),
         signer,
-        push: pushes.clone(),
+        push,
     };
     Ok((LocalApi::new(ctx, pushes), summary))
 }

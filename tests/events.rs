@@ -23,6 +23,8 @@ const EXPECTED: &[(&str, u16, &str)] = &[
     ("token-no-client-auth", 401, "invalid_client"),
     ("userinfo", 401, "invalid_token"),
     ("device-decision", 400, "invalid_request"),
+    ("device-register", 400, "invalid_grant"),
+    ("device-register-bad-key", 400, "invalid_request"),
 ];
 
 fn events() -> BTreeMap<String, String> {

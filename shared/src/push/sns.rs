@@ -3,8 +3,6 @@
 //! Error texts never carry the push token or the message: they name the SNS operation, the error
 //! code and (shortened, with the token redacted) the service's message.
 
-pub use aws_sdk_sns;
-
 use std::collections::HashMap;
 
 use async_trait::async_trait;
