@@ -41,6 +41,9 @@ on_both_stores!(
     second_decision_is_409,
     decision_after_expiry_is_expired_token,
     userinfo_with_unknown_token_is_401,
+    refresh_token_rotates_and_the_old_one_stops_working,
+    another_clients_refresh_token_is_invalid_grant,
+    refresh_may_narrow_but_not_widen_the_scope,
 );
 
 fn auth_req_id(reply: &common::Reply) -> String {
@@ -433,6 +436,92 @@ async fn userinfo_with_unknown_token_is_401(h: Harness) {
             .unwrap()
             .starts_with("Bearer")
     );
+}
+
+async fn refresh(
+    h: &Harness,
+    id: &str,
+    secret: &str,
+    token: &str,
+    scope: Option<&str>,
+) -> common::Reply {
+    let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", token)];
+    if let Some(scope) = scope {
+        form.push(("scope", scope));
+    }
+    let req = HttpRequest::new("POST", "/token")
+        .header("authorization", &Harness::basic(id, secret))
+        .form(&form);
+    h.send(req).await
+}
+
+async fn tokens_for_alice(h: &Harness) -> Value {
+    let id = start(h).await;
+    assert_eq!(h.alice_decides("approve").await.status, 204);
+    let tokens = h.poll(&id).await;
+    assert_eq!(tokens.status, 200, "{:?}", tokens.body);
+    tokens.body
+}
+
+async fn refresh_token_rotates_and_the_old_one_stops_working(h: Harness) {
+    let first = tokens_for_alice(&h).await;
+    let old = first["refresh_token"].as_str().unwrap();
+    h.clock.advance_secs(60);
+    let second = refresh(&h, "demo-rp", "demo-rp-secret", old, None).await;
+    assert_eq!(second.status, 200, "{:?}", second.body);
+    assert_eq!(second.headers["cache-control"], "no-store");
+    let new = second.body["refresh_token"].as_str().unwrap();
+    assert_ne!(new, old);
+    assert_eq!(second.body["scope"], "openid email");
+    let info = h
+        .userinfo(second.body["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(info.status, 200);
+    refresh(&h, "demo-rp", "demo-rp-secret", old, None)
+        .await
+        .expect_error(400, "invalid_grant");
+    assert_eq!(
+        refresh(&h, "demo-rp", "demo-rp-secret", new, None)
+            .await
+            .status,
+        200
+    );
+}
+
+async fn another_clients_refresh_token_is_invalid_grant(h: Harness) {
+    let tokens = tokens_for_alice(&h).await;
+    let stolen = tokens["refresh_token"].as_str().unwrap();
+    let req = HttpRequest::new("POST", "/token").form(&[
+        ("grant_type", "refresh_token"),
+        ("refresh_token", stolen),
+        ("client_id", "demo-pos"),
+        ("client_secret", "demo-pos-secret"),
+    ]);
+    h.send(req).await.expect_error(400, "invalid_grant");
+    assert_eq!(
+        refresh(&h, "demo-rp", "demo-rp-secret", stolen, None)
+            .await
+            .status,
+        200,
+        "the owner still can"
+    );
+}
+
+async fn refresh_may_narrow_but_not_widen_the_scope(h: Harness) {
+    let tokens = tokens_for_alice(&h).await;
+    let rt = tokens["refresh_token"].as_str().unwrap();
+    refresh(
+        &h,
+        "demo-rp",
+        "demo-rp-secret",
+        rt,
+        Some("openid email profile"),
+    )
+    .await
+    .expect_error(400, "invalid_scope");
+    let narrowed = refresh(&h, "demo-rp", "demo-rp-secret", rt, Some("openid")).await;
+    assert_eq!(narrowed.status, 200, "{:?}", narrowed.body);
+    assert_eq!(narrowed.body["scope"], "openid");
 }
 
 #[test]

@@ -26,44 +26,116 @@ pub struct Minted {
     pub records: Vec<TokenRecord>,
 }
 
-/// Mints the tokens for an approved request at `now` (epoch seconds).
+/// What tokens are issued for: an approved request, or the grant a refresh token carries.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grant {
+    pub client_id: String,
+    pub sub: String,
+    pub scope: String,
+    pub auth_req_id: String,
+    pub auth_time: i64,
+    pub acr: Option<String>,
+}
+
+impl Grant {
+    pub fn of_request(request: &AuthRequest, now: i64) -> Self {
+        Self {
+            client_id: request.client_id.clone(),
+            sub: request.sub.clone(),
+            scope: request.scope.clone(),
+            auth_req_id: request.auth_req_id.clone(),
+            auth_time: request.decided_at.unwrap_or(now),
+            acr: request
+                .acr_values
+                .as_deref()
+                .and_then(|a| a.split(' ').next())
+                .map(str::to_owned),
+        }
+    }
+
+    /// The grant a refresh token carries, narrowed to `scope` when one is given.
+    pub fn of_refresh(record: &TokenRecord, scope: Option<String>) -> Self {
+        Self {
+            client_id: record.client_id.clone(),
+            sub: record.sub.clone(),
+            scope: scope.unwrap_or_else(|| record.scope.clone()),
+            auth_req_id: record.auth_req_id.clone(),
+            auth_time: record.auth_time,
+            acr: None,
+        }
+    }
+}
+
+/// The access and refresh token values of one issuance.
+pub struct TokenValues {
+    pub access: Secret,
+    pub refresh: Secret,
+}
+
+impl TokenValues {
+    pub fn random(random: &dyn Random) -> Self {
+        Self {
+            access: Secret::new(random.token(32)),
+            refresh: Secret::new(random.token(32)),
+        }
+    }
+
+    /// Values derived from `key` and the request id: every delivery attempt of a push-mode
+    /// request carries the very tokens that were stored for it, without storing them in clear.
+    pub fn derived(key: &Secret, auth_req_id: &str) -> Self {
+        use hmac::{Hmac, Mac};
+        use sha2::Sha256;
+        let derive = |purpose: &str| {
+            let mut mac = Hmac::<Sha256>::new_from_slice(key.expose().as_bytes())
+                .expect("HMAC takes keys of any length");
+            mac.update(purpose.as_bytes());
+            mac.update(b"|");
+            mac.update(auth_req_id.as_bytes());
+            use base64::Engine;
+            Secret::new(
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .encode(mac.finalize().into_bytes()),
+            )
+        };
+        Self {
+            access: derive("access_token"),
+            refresh: derive("refresh_token"),
+        }
+    }
+}
+
+/// Mints the tokens of `grant` at `now` (epoch seconds).
 pub async fn mint(
-    request: &AuthRequest,
+    grant: &Grant,
+    values: TokenValues,
     config: &Config,
     signer: &dyn Signer,
-    random: &dyn Random,
     now: i64,
 ) -> Result<Minted, SignerError> {
-    let access = Secret::new(random.token(32));
-    let refresh = Secret::new(random.token(32));
-    let auth_time = request.decided_at.unwrap_or(now);
+    let TokenValues { access, refresh } = values;
     let mut claims = serde_json::json!({
         "iss": config.issuer,
-        "sub": request.sub,
-        "aud": request.client_id,
+        "sub": grant.sub,
+        "aud": grant.client_id,
         "exp": now + config.id_token_ttl,
         "iat": now,
-        "auth_time": auth_time,
-        "urn:openid:params:jwt:claim:auth_req_id": request.auth_req_id,
+        "auth_time": grant.auth_time,
+        "urn:openid:params:jwt:claim:auth_req_id": grant.auth_req_id,
         "at_hash": secret::left_half_hash(access.expose()),
         "urn:openid:params:jwt:claim:rt_hash": secret::left_half_hash(refresh.expose()),
     });
-    if let Some(acr) = request
-        .acr_values
-        .as_deref()
-        .and_then(|a| a.split(' ').next())
-    {
-        claims["acr"] = acr.into();
+    if let Some(acr) = &grant.acr {
+        claims["acr"] = acr.as_str().into();
     }
     let id_token = jose::sign_es256(signer, "JWT", &claims).await?;
     let record = |token: &Secret, kind, ttl| TokenRecord {
         hash: token.hash(),
         kind,
-        client_id: request.client_id.clone(),
-        sub: request.sub.clone(),
-        scope: request.scope.clone(),
-        auth_req_id: request.auth_req_id.clone(),
-        auth_time,
+        client_id: grant.client_id.clone(),
+        sub: grant.sub.clone(),
+        scope: grant.scope.clone(),
+        auth_req_id: grant.auth_req_id.clone(),
+        auth_time: grant.auth_time,
         expires_at: now + ttl,
     };
     let records = vec![
@@ -77,7 +149,7 @@ pub async fn mint(
             expires_in: config.access_token_ttl,
             refresh_token: refresh.expose().to_owned(),
             id_token,
-            scope: request.scope.clone(),
+            scope: grant.scope.clone(),
         },
         records,
     })
@@ -97,9 +169,16 @@ mod tests {
         let mut r = request("r1");
         r.decided_at = Some(r.created_at + 7);
         r.acr_values = Some("urn:acr:high urn:acr:low".into());
-        let minted = mint(&r, &config, &signer, &OsRandom, r.created_at + 9)
-            .await
-            .unwrap();
+        let grant = Grant::of_request(&r, r.created_at + 9);
+        let minted = mint(
+            &grant,
+            TokenValues::random(&OsRandom),
+            &config,
+            &signer,
+            r.created_at + 9,
+        )
+        .await
+        .unwrap();
         let keys = jose::single_key_set(signer.public_jwk()).unwrap();
         let v = jose::verify(&minted.response.id_token, &keys, &[Algorithm::ES256]).unwrap();
         let c = v.claims;
@@ -120,15 +199,27 @@ mod tests {
         );
     }
 
+    #[test]
+    fn derived_token_values_repeat_per_request_and_differ_between_requests() {
+        let key = Secret::new("k".repeat(32));
+        let a = TokenValues::derived(&key, "r1");
+        let again = TokenValues::derived(&key, "r1");
+        let b = TokenValues::derived(&key, "r2");
+        assert_eq!(a.access.expose(), again.access.expose());
+        assert_eq!(a.refresh.expose(), again.refresh.expose());
+        assert_ne!(a.access.expose(), b.access.expose());
+        assert_ne!(a.access.expose(), a.refresh.expose());
+    }
+
     #[tokio::test]
     async fn tokens_are_stored_only_as_hashes() {
         let config = Config::new("https://op.example.com").unwrap();
         let r = request("r1");
         let minted = mint(
-            &r,
+            &Grant::of_request(&r, r.created_at),
+            TokenValues::random(&OsRandom),
             &config,
             &LocalSigner::generate(),
-            &OsRandom,
             r.created_at,
         )
         .await

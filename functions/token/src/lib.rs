@@ -5,11 +5,13 @@
 
 use ciba_shared::client_auth;
 use ciba_shared::context::Ctx;
+use ciba_shared::domain::TokenKind;
 use ciba_shared::domain::{AuthRequest, Client, DeliveryMode, Status};
 use ciba_shared::error::{TokenError, error_response};
 use ciba_shared::http::{Form, json_response};
-use ciba_shared::store::{PollOutcome, RedeemError};
-use ciba_shared::tokens;
+use ciba_shared::secret;
+use ciba_shared::store::{PollOutcome, RedeemError, RotateError};
+use ciba_shared::tokens::{self, Grant, TokenValues};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 
@@ -43,6 +45,7 @@ async fn token(ctx: &Ctx, req: &Request) -> Result<Response<Body>, TokenError> {
     .await?;
     match grant_type {
         CIBA_GRANT => ciba_grant(ctx, &client, &form).await,
+        "refresh_token" => refresh_grant(ctx, &client, &form).await,
         other => Err(TokenError::UnsupportedGrantType(
             format!("grant_type {other} is not supported").into(),
         )),
@@ -89,14 +92,9 @@ async fn ciba_grant(ctx: &Ctx, client: &Client, form: &Form) -> Result<Response<
 }
 
 async fn redeem(ctx: &Ctx, request: &AuthRequest, now: i64) -> Result<Response<Body>, TokenError> {
-    let minted = tokens::mint(
-        request,
-        &ctx.config,
-        ctx.signer.as_ref(),
-        ctx.random.as_ref(),
-        now,
-    )
-    .await?;
+    let grant = Grant::of_request(request, now);
+    let values = TokenValues::random(ctx.random.as_ref());
+    let minted = tokens::mint(&grant, values, &ctx.config, ctx.signer.as_ref(), now).await?;
     match ctx
         .store
         .redeem(&request.auth_req_id, now, &minted.records)
@@ -110,5 +108,65 @@ async fn redeem(ctx: &Ctx, request: &AuthRequest, now: i64) -> Result<Response<B
             "auth_req_id is unknown, expired or already redeemed".into(),
         )),
         Err(RedeemError::Store(e)) => Err(e.into()),
+    }
+}
+
+/// `grant_type=refresh_token` (RFC 6749 §6) with rotation: the presented refresh token is spent
+/// in the same atomic write that stores its successors.
+async fn refresh_grant(
+    ctx: &Ctx,
+    client: &Client,
+    form: &Form,
+) -> Result<Response<Body>, TokenError> {
+    let presented = form
+        .get("refresh_token")
+        .ok_or_else(|| TokenError::InvalidRequest("refresh_token is required".into()))?;
+    let invalid =
+        || TokenError::InvalidGrant("the refresh token is invalid, expired or already used".into());
+    let now = ctx.clock.now();
+    let hash = secret::hash(presented);
+    let record = ctx
+        .store
+        .get_token(&hash)
+        .await?
+        .filter(|r| r.kind == TokenKind::Refresh && r.expires_at > now)
+        .ok_or_else(invalid)?;
+    // Another client's refresh token answers exactly like an unknown one.
+    if record.client_id != client.client_id {
+        return Err(invalid());
+    }
+    let scope = match form.get("scope") {
+        None => None,
+        Some(requested) => {
+            let granted: Vec<&str> = record.scope.split(' ').collect();
+            if requested
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .any(|s| !granted.contains(&s))
+            {
+                return Err(TokenError::InvalidScope(
+                    "the requested scope exceeds the one originally granted".into(),
+                ));
+            }
+            Some(
+                requested
+                    .split(' ')
+                    .filter(|s| !s.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            )
+        }
+    };
+    let grant = Grant::of_refresh(&record, scope);
+    let values = TokenValues::random(ctx.random.as_ref());
+    let minted = tokens::mint(&grant, values, &ctx.config, ctx.signer.as_ref(), now).await?;
+    match ctx
+        .store
+        .rotate_refresh_token(&hash, &client.client_id, now, &minted.records)
+        .await
+    {
+        Ok(()) => Ok(json_response(StatusCode::OK, &minted.response, true)),
+        Err(RotateError::Invalid) => Err(invalid()),
+        Err(RotateError::Store(e)) => Err(e.into()),
     }
 }

@@ -56,7 +56,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    CreateError, DecideError, EnrollError, JtiUse, PollOutcome, RedeemError, Store, StoreError,
+    CreateError, DecideError, EnrollError, JtiUse, PollOutcome, RedeemError, RotateError, Store,
+    StoreError,
 };
 use crate::domain::{
     AuthRequest, Client, Decision, DeliveryMode, Device, EnrollmentCode, Status, TokenKind,
@@ -964,6 +965,45 @@ impl Store for DynamoStore {
             .await?
             .map(|item| token_from_item(&item))
             .transpose()
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        hash: &str,
+        client_id: &str,
+        now: i64,
+        successors: &[TokenRecord],
+    ) -> Result<(), RotateError> {
+        let spend = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(token_pk(hash), SK_TOKEN)))
+            .condition_expression(
+                "attribute_exists(pk) AND kind = :refresh AND client_id = :client AND expires_at > :now",
+            )
+            .expression_attribute_values(":refresh", s(token_kind_str(TokenKind::Refresh)))
+            .expression_attribute_values(":client", s(client_id))
+            .expression_attribute_values(":now", num(now))
+            .build()
+            .map_err(build_error)?;
+        let mut items = vec![TransactWriteItem::builder().delete(spend).build()];
+        for token in successors {
+            items.push(
+                TransactWriteItem::builder()
+                    .put(self.put(token_item(token))?)
+                    .build(),
+            );
+        }
+        match self.transact("rotate_refresh_token", items).await? {
+            Transaction::Committed => Ok(()),
+            Transaction::Cancelled(reasons)
+                if reasons.first().is_some_and(|r| r == CONDITION_FAILED) =>
+            {
+                Err(RotateError::Invalid)
+            }
+            Transaction::Cancelled(reasons) => Err(RotateError::Store(StoreError::Fault(format!(
+                "rotate_refresh_token: cancelled: {reasons:?}"
+            )))),
+        }
     }
 }
 

@@ -8,10 +8,11 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::{
-    CreateError, DecideError, EnrollError, JtiUse, PollOutcome, RedeemError, Store, StoreError,
+    CreateError, DecideError, EnrollError, JtiUse, PollOutcome, RedeemError, RotateError, Store,
+    StoreError,
 };
 use crate::domain::{
-    AuthRequest, Client, Decision, Device, EnrollmentCode, Status, TokenRecord, User,
+    AuthRequest, Client, Decision, Device, EnrollmentCode, Status, TokenKind, TokenRecord, User,
     normalize_hint,
 };
 
@@ -280,6 +281,27 @@ impl Store for MemoryStore {
 
     async fn get_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
         Ok(self.lock()?.tokens.get(hash).cloned())
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        hash: &str,
+        client_id: &str,
+        now: i64,
+        successors: &[TokenRecord],
+    ) -> Result<(), RotateError> {
+        let mut t = self.lock()?;
+        let valid = t.tokens.get(hash).is_some_and(|r| {
+            r.kind == TokenKind::Refresh && r.client_id == client_id && r.expires_at > now
+        });
+        if !valid {
+            return Err(RotateError::Invalid);
+        }
+        t.tokens.remove(hash);
+        for token in successors {
+            t.tokens.insert(token.hash.clone(), token.clone());
+        }
+        Ok(())
     }
 }
 

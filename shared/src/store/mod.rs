@@ -86,6 +86,19 @@ impl From<StoreError> for EnrollError {
 }
 
 #[derive(Debug)]
+pub enum RotateError {
+    /// Unknown, expired, already rotated, or another client's refresh token.
+    Invalid,
+    Store(StoreError),
+}
+
+impl From<StoreError> for RotateError {
+    fn from(e: StoreError) -> Self {
+        RotateError::Store(e)
+    }
+}
+
+#[derive(Debug)]
 pub enum RedeemError {
     /// Unknown, not approved, expired, or already redeemed.
     NotRedeemable,
@@ -186,4 +199,14 @@ pub trait Store: Send + Sync {
     ) -> Result<(), RedeemError>;
 
     async fn get_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError>;
+
+    /// Spends the unexpired refresh token `hash` of `client_id` and stores its successors, in
+    /// one atomic write: a refresh token is used at most once.
+    async fn rotate_refresh_token(
+        &self,
+        hash: &str,
+        client_id: &str,
+        now: i64,
+        successors: &[TokenRecord],
+    ) -> Result<(), RotateError>;
 }

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use super::{CreateError, DecideError, EnrollError, JtiUse, PollOutcome, RedeemError, Store};
+use super::{
+    CreateError, DecideError, EnrollError, JtiUse, PollOutcome, RedeemError, RotateError, Store,
+};
 use crate::domain::{
     AuthMethod, AuthRequest, Client, Decision, DeliveryMode, Device, EnrollmentCode, Status,
     TokenKind, TokenRecord, User,
@@ -51,6 +53,9 @@ macro_rules! store_suite {
             expired_request_cannot_be_redeemed,
             approved_request_is_redeemed_once_and_tokens_are_stored,
             concurrent_redemptions_succeed_exactly_once,
+            refresh_token_rotates_once,
+            refresh_token_of_another_client_does_not_rotate,
+            expired_refresh_token_does_not_rotate,
             concurrent_decisions_succeed_exactly_once,
         );
     };
@@ -560,4 +565,61 @@ pub async fn concurrent_decisions_succeed_exactly_once(store: Arc<dyn Store>) {
         wins += usize::from(attempt.await.unwrap());
     }
     assert_eq!(wins, 1);
+}
+
+async fn with_refresh_token(store: &Arc<dyn Store>) {
+    approved(store, "r1").await;
+    store
+        .redeem("r1", NOW + 20, &[token("rt-1", TokenKind::Refresh)])
+        .await
+        .unwrap();
+}
+
+pub async fn refresh_token_rotates_once(store: Arc<dyn Store>) {
+    with_refresh_token(&store).await;
+    let next = [
+        token("at-2", TokenKind::Access),
+        token("rt-2", TokenKind::Refresh),
+    ];
+    store
+        .rotate_refresh_token("rt-1", "c1", NOW + 30, &next)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_token("rt-1").await.unwrap(),
+        None,
+        "the old one is spent"
+    );
+    assert_eq!(
+        store.get_token("rt-2").await.unwrap(),
+        Some(next[1].clone())
+    );
+    let again = store
+        .rotate_refresh_token("rt-1", "c1", NOW + 31, &[token("rt-3", TokenKind::Refresh)])
+        .await;
+    assert!(matches!(again, Err(RotateError::Invalid)), "{again:?}");
+    assert_eq!(store.get_token("rt-3").await.unwrap(), None);
+}
+
+pub async fn refresh_token_of_another_client_does_not_rotate(store: Arc<dyn Store>) {
+    with_refresh_token(&store).await;
+    let stolen = store
+        .rotate_refresh_token("rt-1", "c2", NOW + 30, &[token("rt-2", TokenKind::Refresh)])
+        .await;
+    assert!(matches!(stolen, Err(RotateError::Invalid)), "{stolen:?}");
+    assert!(store.get_token("rt-1").await.unwrap().is_some());
+    assert_eq!(store.get_token("rt-2").await.unwrap(), None);
+}
+
+pub async fn expired_refresh_token_does_not_rotate(store: Arc<dyn Store>) {
+    with_refresh_token(&store).await;
+    let late = store
+        .rotate_refresh_token(
+            "rt-1",
+            "c1",
+            NOW + 3600,
+            &[token("rt-2", TokenKind::Refresh)],
+        )
+        .await;
+    assert!(matches!(late, Err(RotateError::Invalid)), "{late:?}");
 }
