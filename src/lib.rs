@@ -11,6 +11,7 @@ use ciba_shared::context::Ctx;
 use ciba_shared::enrollment::{self, IssueError};
 use ciba_shared::error::{DeviceError, RouteError, error_response};
 use ciba_shared::http::json_response;
+use ciba_shared::notify::local::LocalNotifier;
 use ciba_shared::push::RecordingPushSender;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -20,6 +21,7 @@ use serde_json::Value;
 pub const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/.well-known/openid-configuration", "discovery"),
     ("GET", "/jwks", "jwks"),
+    ("POST", "/register", "register"),
     ("POST", "/bc-authorize", "bc-authorize"),
     ("POST", "/token", "token"),
     ("GET", "/userinfo", "userinfo"),
@@ -32,6 +34,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
 pub struct LocalApi {
     pub ctx: Ctx,
     pub pushes: Arc<RecordingPushSender>,
+    pub notifier: Option<Arc<LocalNotifier>>,
     metadata: Value,
     key_set: Value,
 }
@@ -44,9 +47,16 @@ impl LocalApi {
         Self {
             ctx,
             pushes,
+            notifier: None,
             metadata,
             key_set,
         }
+    }
+
+    /// Ping and push notifications run in-process through `notifier`.
+    pub fn with_notifier(mut self, notifier: Arc<LocalNotifier>) -> Self {
+        self.notifier = Some(notifier);
+        self
     }
 
     /// Routes a request (as built from an API Gateway event) to its function's handler.
@@ -66,11 +76,20 @@ impl LocalApi {
             Some("discovery") => discovery::handle(&self.metadata),
             Some("jwks") => jwks::handle(&self.key_set),
             Some("bc-authorize") => bc_authorize::handle(&self.ctx, req).await,
+            Some("register") => register::handle(&self.ctx, req).await,
             Some("token") => token::handle(&self.ctx, req).await,
             Some("userinfo") => userinfo::handle(&self.ctx, req).await,
             Some("device-register") => device_register::handle(&self.ctx, req).await,
             Some("device-decision") => device_decision::handle(&self.ctx, req).await,
             _ if path == "/_local/pushes" && method == Method::GET => self.pushes_for(&req).await,
+            _ if path == "/_local/dead-letters" && method == Method::GET => {
+                let dead = self
+                    .notifier
+                    .as_ref()
+                    .map(|n| n.dead_letters())
+                    .unwrap_or_default();
+                json_response(StatusCode::OK, &dead, true)
+            }
             _ if path == "/_local/enrollment-codes" && method == Method::POST => {
                 self.issue_enrollment_code(&req).await
             }

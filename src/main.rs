@@ -52,6 +52,12 @@ async fn main() -> ExitCode {
         api.ctx.config.issuer
     );
     println!("  store: {}", summary.store);
+    let registration = match &options.registration {
+        ciba_shared::config::Registration::Open => "open",
+        ciba_shared::config::Registration::InitialAccessToken(t) if t.is_empty() => "closed",
+        ciba_shared::config::Registration::InitialAccessToken(_) => "initial access token required",
+    };
+    println!("  registration (POST /register): {registration}");
     for (method, path, function) in ROUTES {
         println!("  {method:<5} {path:<36} -> {function}");
     }

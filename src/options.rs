@@ -2,12 +2,17 @@
 
 use std::sync::Arc;
 
-use ciba_shared::config::Config;
+use ciba_shared::config::{Config, Registration};
 use ciba_shared::context::Ctx;
+use ciba_shared::notify::local::{LocalNotifier, NotifyingStore};
+use ciba_shared::notify::{HttpCallbackSender, Notifier, NotifierSettings};
+use ciba_shared::ports::Random;
 use ciba_shared::ports::{Clock, LocalSigner, OsRandom, Signer, SystemClock};
 use ciba_shared::push::{PushSender, RecordingPushSender, SnsPushSender};
+use ciba_shared::secret::Secret;
 use ciba_shared::seed::Seed;
 use ciba_shared::store::{DynamoStore, MemoryStore, Store, dynamodb};
+use std::time::Duration;
 
 use crate::LocalApi;
 
@@ -21,6 +26,7 @@ ciba-local: every CIBA function's handler on one local port
   --table NAME        DynamoDB table (TABLE_NAME, default ciba-local); created when missing;
                       the endpoint comes from AWS_ENDPOINT_URL_DYNAMODB (e.g. DynamoDB Local)
   --signing-key PATH  PKCS#8 PEM of the OP's P-256 key (SIGNING_KEY_FILE; default: generated)
+  --registration R    open (default), closed, or token:<initial access token> (CIBA_REGISTRATION)
   --push KIND         recording (default: listed at /_local/pushes) or sns (CIBA_PUSH); sns uses
                       SNS_PLATFORM_APP_GCM / _APNS / _APNS_SANDBOX and AWS_ENDPOINT_URL_SNS
 ";
@@ -34,6 +40,7 @@ pub struct Options {
     pub table: String,
     pub signing_key: Option<String>,
     pub sns: bool,
+    pub registration: Registration,
 }
 
 impl Options {
@@ -73,7 +80,22 @@ impl Options {
             Some("sns") => true,
             Some(other) => return Err(format!("push {other:?} must be recording or sns")),
         };
+        let registration = match get("registration", "CIBA_REGISTRATION").as_deref() {
+            None | Some("open") => Registration::Open,
+            Some("closed") => Registration::InitialAccessToken(Vec::new()),
+            Some(other) => match other.strip_prefix("token:") {
+                Some(token) if !token.is_empty() => {
+                    Registration::InitialAccessToken(vec![ciba_shared::secret::hash(token)])
+                }
+                _ => {
+                    return Err(format!(
+                        "registration {other:?} must be open, closed or token:<value>"
+                    ));
+                }
+            },
+        };
         Ok(Self {
+            registration,
             sns,
             port,
             issuer: get("issuer", "ISSUER"),
@@ -103,7 +125,8 @@ pub async fn build(
     options: &Options,
     clock: Arc<dyn Clock>,
 ) -> Result<(LocalApi, Summary), String> {
-    let config = Config::new(&options.issuer()).map_err(|e| e.to_string())?;
+    let mut config = Config::new(&options.issuer()).map_err(|e| e.to_string())?;
+    config.registration = options.registration.clone();
     let (store, store_name): (Arc<dyn Store>, String) = if options.dynamodb {
         let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         let client = aws_sdk_dynamodb::Client::new(&aws);
@@ -149,6 +172,8 @@ pub async fn build(
             .map(|u| format!("{} [{}]", u.sub, u.login_hints.join(", ")))
             .collect();
     }
+    let (changes, changed) = tokio::sync::mpsc::unbounded_channel();
+    let store: Arc<dyn Store> = Arc::new(NotifyingStore::new(store, changes));
     let pushes = Arc::new(RecordingPushSender::default());
     let push: Arc<dyn PushSender> = if options.sns {
         let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
@@ -165,7 +190,17 @@ pub async fn build(
         signer,
         push,
     };
-    Ok((LocalApi::new(ctx, pushes), summary))
+    let notifier = Notifier {
+        ctx: ctx.clone(),
+        callback: Arc::new(HttpCallbackSender::new(Duration::from_secs(5))?),
+        settings: NotifierSettings {
+            attempts: 4,
+            first_retry: Duration::from_millis(500),
+            push_token_key: Secret::new(OsRandom.token(32)),
+        },
+    };
+    let notifier = LocalNotifier::spawn(notifier, changed, Duration::from_secs(1));
+    Ok((LocalApi::new(ctx, pushes).with_notifier(notifier), summary))
 }
 
 fn mode(client: &ciba_shared::domain::Client) -> &'static str {

@@ -13,6 +13,7 @@ use lambda_http::Body;
 const EXPECTED: &[(&str, u16, &str)] = &[
     ("discovery", 200, ""),
     ("jwks", 200, ""),
+    ("register", 401, "invalid_token"),
     ("bc-authorize", 200, ""),
     ("bc-authorize-wrong-secret", 401, "invalid_client"),
     ("bc-authorize-unknown-user", 400, "unknown_user_id"),

@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use crate::secret;
+
 /// Scope values the OP knows. Anything else is `invalid_scope`.
 pub const SUPPORTED_SCOPES: &[&str] = &[
     "openid",
@@ -34,6 +36,33 @@ pub struct Config {
     pub decision_max_exp: i64,
     /// Clock skew tolerated on `iat` and `nbf` of incoming JWTs, seconds.
     pub clock_skew: i64,
+    /// Who may register clients at `/register`.
+    pub registration: Registration,
+}
+
+/// The dynamic registration policy (RFC 7591 §3: the endpoint "MAY be protected" by an initial
+/// access token).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Registration {
+    /// Anyone may register a client.
+    Open,
+    /// Only a caller presenting an initial access token whose `secret::hash` is listed; an empty
+    /// list closes registration.
+    InitialAccessToken(Vec<String>),
+}
+
+impl Registration {
+    /// Whether the `Bearer` token presented (if any) lets the caller register a client.
+    pub fn admits(&self, presented: Option<&str>) -> bool {
+        match (self, presented) {
+            (Registration::Open, _) => true,
+            (Registration::InitialAccessToken(_), None) => false,
+            // Every listed hash is compared, so the time taken does not tell which one matched.
+            (Registration::InitialAccessToken(hashes), Some(token)) => hashes
+                .iter()
+                .fold(false, |found, hash| secret::matches(token, hash) | found),
+        }
+    }
 }
 
 #[derive(Debug, PartialEq)]
@@ -62,12 +91,14 @@ impl Config {
             id_token_ttl: 3600,
             decision_max_exp: 300,
             clock_skew: 60,
+            registration: Registration::InitialAccessToken(Vec::new()),
         })
     }
 
     /// Reads `ISSUER` (required) and the optional policy numbers `AUTH_REQ_EXPIRES_IN`,
     /// `AUTH_REQ_MAX_EXPIRES_IN`, `POLL_INTERVAL`, `REQUEST_OBJECT_MAX_EXP`,
-    /// `ACCESS_TOKEN_TTL`, `REFRESH_TOKEN_TTL`, `ID_TOKEN_TTL`.
+    /// `ACCESS_TOKEN_TTL`, `REFRESH_TOKEN_TTL`, `ID_TOKEN_TTL`; the registration policy from
+    /// `REGISTRATION=open` or `REGISTRATION_TOKEN_HASHES=h1,h2` (closed when neither is set).
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_vars(&std::env::vars().collect())
     }
@@ -92,6 +123,7 @@ impl Config {
         number("ACCESS_TOKEN_TTL", &mut config.access_token_ttl)?;
         number("REFRESH_TOKEN_TTL", &mut config.refresh_token_ttl)?;
         number("ID_TOKEN_TTL", &mut config.id_token_ttl)?;
+        config.registration = registration(vars)?;
         if config.expires_in > config.max_expires_in {
             return Err(ConfigError(
                 "AUTH_REQ_EXPIRES_IN must not exceed AUTH_REQ_MAX_EXPIRES_IN".into(),
@@ -111,6 +143,46 @@ impl Config {
             || aud == self.endpoint("/token")
             || aud == self.endpoint("/bc-authorize")
     }
+}
+
+/// `REGISTRATION=open`, or `REGISTRATION_TOKEN_HASHES`: comma-separated `secret::hash`es of the
+/// initial access tokens. Hashes only, so the configuration never holds a usable token.
+fn registration(vars: &HashMap<String, String>) -> Result<Registration, ConfigError> {
+    let hashes = vars.get("REGISTRATION_TOKEN_HASHES");
+    match vars.get("REGISTRATION").map(String::as_str) {
+        Some("open") if hashes.is_some() => Err(ConfigError(
+            "REGISTRATION=open and REGISTRATION_TOKEN_HASHES exclude each other".into(),
+        )),
+        Some("open") => Ok(Registration::Open),
+        Some(other) => Err(ConfigError(format!(
+            "REGISTRATION must be \"open\" when set, got {other:?}"
+        ))),
+        None => {
+            let hashes: Vec<String> = hashes
+                .map(|raw| {
+                    raw.split(',')
+                        .map(str::trim)
+                        .filter(|h| !h.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default();
+            if let Some(bad) = hashes.iter().find(|h| !is_sha256_hash(h)) {
+                return Err(ConfigError(format!(
+                    "REGISTRATION_TOKEN_HASHES must hold base64url SHA-256 hashes, got {bad:?}"
+                )));
+            }
+            Ok(Registration::InitialAccessToken(hashes))
+        }
+    }
+}
+
+/// The shape of `secret::hash`: 32 bytes as unpadded base64url, 43 characters.
+fn is_sha256_hash(value: &str) -> bool {
+    value.len() == 43
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The issuer must be an https URL without query or fragment (OIDC Discovery §3); plain http is
@@ -181,6 +253,82 @@ mod tests {
         let e = Config::from_vars(&vars(&[
             ("ISSUER", "https://op.example.com"),
             ("POLL_INTERVAL", "fast"),
+        ]));
+        assert!(e.is_err());
+    }
+
+    #[test]
+    fn registration_is_closed_by_default() {
+        let c = Config::from_vars(&vars(&[("ISSUER", "https://op.example.com")])).unwrap();
+        assert_eq!(c.registration, Registration::InitialAccessToken(Vec::new()));
+        assert!(!c.registration.admits(None));
+        assert!(!c.registration.admits(Some("anything")));
+        assert_eq!(
+            Config::new("https://op.example.com").unwrap().registration,
+            c.registration
+        );
+    }
+
+    #[test]
+    fn registration_open_admits_anyone() {
+        let c = Config::from_vars(&vars(&[
+            ("ISSUER", "https://op.example.com"),
+            ("REGISTRATION", "open"),
+        ]))
+        .unwrap();
+        assert_eq!(c.registration, Registration::Open);
+        assert!(c.registration.admits(None));
+    }
+
+    #[test]
+    fn registration_token_hashes_come_from_environment() {
+        let hashes = format!("{}, {}", secret::hash("iat-1"), secret::hash("iat-2"));
+        let c = Config::from_vars(&vars(&[
+            ("ISSUER", "https://op.example.com"),
+            ("REGISTRATION_TOKEN_HASHES", &hashes),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.registration,
+            Registration::InitialAccessToken(vec![secret::hash("iat-1"), secret::hash("iat-2")])
+        );
+    }
+
+    #[test]
+    fn initial_access_token_is_admitted_only_when_its_hash_is_listed() {
+        let policy =
+            Registration::InitialAccessToken(vec![secret::hash("iat-1"), secret::hash("iat-2")]);
+        assert!(policy.admits(Some("iat-1")));
+        assert!(policy.admits(Some("iat-2")));
+        assert!(!policy.admits(Some("iat-3")));
+        assert!(!policy.admits(Some(&secret::hash("iat-1"))));
+        assert!(!policy.admits(None));
+    }
+
+    #[test]
+    fn registration_token_that_is_not_a_hash_fails_at_start() {
+        let e = Config::from_vars(&vars(&[
+            ("ISSUER", "https://op.example.com"),
+            ("REGISTRATION_TOKEN_HASHES", "plain-token"),
+        ]));
+        assert!(e.is_err());
+    }
+
+    #[test]
+    fn unknown_registration_policy_fails_at_start() {
+        let e = Config::from_vars(&vars(&[
+            ("ISSUER", "https://op.example.com"),
+            ("REGISTRATION", "closed"),
+        ]));
+        assert!(e.is_err());
+    }
+
+    #[test]
+    fn open_registration_with_token_hashes_fails_at_start() {
+        let e = Config::from_vars(&vars(&[
+            ("ISSUER", "https://op.example.com"),
+            ("REGISTRATION", "open"),
+            ("REGISTRATION_TOKEN_HASHES", &secret::hash("iat-1")),
         ]));
         assert!(e.is_err());
     }

@@ -109,6 +109,8 @@ pub enum Status {
     Approved,
     Denied,
     Redeemed,
+    /// Marked by the expiry sweep, so ping and push clients hear of the expiry promptly.
+    Expired,
 }
 
 impl Status {
@@ -118,6 +120,7 @@ impl Status {
             Status::Approved => "approved",
             Status::Denied => "denied",
             Status::Redeemed => "redeemed",
+            Status::Expired => "expired",
         }
     }
 
@@ -127,6 +130,7 @@ impl Status {
             "approved" => Status::Approved,
             "denied" => Status::Denied,
             "redeemed" => Status::Redeemed,
+            "expired" => Status::Expired,
             _ => return None,
         })
     }
@@ -161,11 +165,14 @@ pub struct AuthRequest {
     /// Epoch seconds of the user's decision (`auth_time` of the ID token).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_at: Option<i64>,
+    /// Epoch seconds at which a ping or push client was notified of the outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notified_at: Option<i64>,
 }
 
 impl AuthRequest {
     pub fn is_expired(&self, now: i64) -> bool {
-        now >= self.expires_at
+        now >= self.expires_at || self.status == Status::Expired
     }
 }
 

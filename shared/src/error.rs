@@ -110,9 +110,12 @@ impl From<StoreError> for ClientAuthError {
 }
 
 /// Defines one family's error enum: its variants with wire code and status, plus the shared
-/// client-authentication and internal variants, and its `WireError` impl.
+/// client-authentication and internal variants, and its `WireError` impl. A family whose own
+/// variants need a `WWW-Authenticate` challenge names the function giving it after `challenge =`.
 macro_rules! error_family {
-    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => ($code:literal, $status:ident)),* $(,)? }) => {
+    (@challenge $error:expr) => { None };
+    (@challenge $error:expr, $challenge:path) => { $challenge($error) };
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => ($code:literal, $status:ident)),* $(,)? } $(challenge = $challenge:path)?) => {
         $(#[$doc])*
         #[derive(Debug)]
         pub enum $name {
@@ -150,7 +153,7 @@ macro_rules! error_family {
             fn challenge(&self) -> Option<String> {
                 match self {
                     $name::InvalidClient { basic: true, .. } => Some(BASIC_CHALLENGE.into()),
-                    _ => None,
+                    _ => error_family!(@challenge self $(, $challenge)?),
                 }
             }
 
@@ -251,6 +254,30 @@ error_family! {
         ExpiredToken => ("expired_token", BAD_REQUEST),
         /// The request was already decided: the first decision stands.
         AlreadyDecided => ("invalid_request", CONFLICT),
+    }
+}
+
+error_family! {
+    /// Errors of the client registration endpoint (RFC 7591 §3.2.2).
+    RegistrationError {
+        /// The value of one of the client metadata fields is invalid (RFC 7591 §3.2.2).
+        InvalidClientMetadata => ("invalid_client_metadata", BAD_REQUEST),
+        /// The value of one or more redirection URIs is invalid (RFC 7591 §3.2.2).
+        InvalidRedirectUri => ("invalid_redirect_uri", BAD_REQUEST),
+        /// Not a JSON registration request.
+        InvalidRequest => ("invalid_request", BAD_REQUEST),
+        /// The initial access token is missing or not one the OP issued (RFC 6750 §3.1).
+        InvalidToken => ("invalid_token", UNAUTHORIZED),
+    }
+    challenge = registration_challenge
+}
+
+fn registration_challenge(error: &RegistrationError) -> Option<String> {
+    match error {
+        RegistrationError::InvalidToken(d) => Some(format!(
+            r#"Bearer realm="ciba", error="invalid_token", error_description="{d}""#
+        )),
+        _ => None,
     }
 }
 
@@ -461,6 +488,37 @@ mod tests {
         let r = error_response(&DeviceError::AlreadyDecided("already decided".into()));
         assert_eq!(r.status(), 409);
         assert_eq!(body(&r)["error"], "invalid_request");
+    }
+
+    #[test]
+    fn missing_initial_access_token_is_401_with_bearer_challenge() {
+        let r = error_response(&RegistrationError::InvalidToken(
+            "an initial access token is required".into(),
+        ));
+        assert_eq!(r.status(), 401);
+        assert!(
+            r.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with(r#"Bearer realm="ciba", error="invalid_token""#)
+        );
+        assert_eq!(
+            body(&r),
+            serde_json::json!({
+                "error": "invalid_token",
+                "error_description": "an initial access token is required"
+            })
+        );
+    }
+
+    #[test]
+    fn invalid_client_metadata_is_400_without_challenge() {
+        let r = error_response(&RegistrationError::InvalidClientMetadata("bad".into()));
+        assert_eq!(r.status(), 400);
+        assert_eq!(body(&r)["error"], "invalid_client_metadata");
+        assert!(r.headers().get("www-authenticate").is_none());
+        let r = error_response(&RegistrationError::InvalidRedirectUri("bad".into()));
+        assert_eq!(body(&r)["error"], "invalid_redirect_uri");
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod callback;
+
 use std::sync::Arc;
 
 use base64::Engine;
@@ -12,14 +14,18 @@ use ciba_local::event::HttpRequest;
 use ciba_shared::config::Config;
 use ciba_shared::context::Ctx;
 use ciba_shared::jose;
+use ciba_shared::notify::local::{LocalNotifier, NotifyingStore};
+use ciba_shared::notify::{HttpCallbackSender, Notifier, NotifierSettings};
 use ciba_shared::ports::{FixedClock, LocalSigner, OsRandom, Random};
 use ciba_shared::push::{PushSender, RecordingPushSender};
+use ciba_shared::secret::Secret;
 use ciba_shared::seed::Seed;
 use ciba_shared::store::{MemoryStore, Store, dynamodb};
 use lambda_http::Body;
 use p256::ecdsa::SigningKey;
 use p256::pkcs8::DecodePrivateKey;
 use serde_json::{Value, json};
+use std::time::Duration;
 
 pub const ISSUER: &str = "https://op.example.com";
 pub const CIBA_GRANT: &str = "urn:openid:params:grant-type:ciba";
@@ -94,6 +100,7 @@ pub struct Harness {
     pub clock: Arc<FixedClock>,
     pub store: Arc<dyn Store>,
     pub pushes: Arc<RecordingPushSender>,
+    pub notifier: Arc<LocalNotifier>,
 }
 
 impl Harness {
@@ -113,6 +120,8 @@ impl Harness {
     /// A harness whose pushes go to `push` instead of the recording sender.
     pub async fn with_push(store: Arc<dyn Store>, push: Option<Arc<dyn PushSender>>) -> Self {
         seed().import(store.as_ref(), T0).await.unwrap();
+        let (changes, changed) = tokio::sync::mpsc::unbounded_channel();
+        let store: Arc<dyn Store> = Arc::new(NotifyingStore::new(store, changes));
         let clock = Arc::new(FixedClock::at_secs(T0));
         let pushes = Arc::new(RecordingPushSender::default());
         let push: Arc<dyn PushSender> = push.unwrap_or_else(|| pushes.clone());
@@ -124,12 +133,24 @@ impl Harness {
             signer: Arc::new(LocalSigner::generate()),
             push,
         };
-        let api = Arc::new(LocalApi::new(ctx, pushes.clone()));
+        let notifier = Notifier {
+            ctx: ctx.clone(),
+            callback: Arc::new(HttpCallbackSender::new(Duration::from_secs(5)).unwrap()),
+            settings: NotifierSettings {
+                attempts: 3,
+                first_retry: Duration::from_millis(20),
+                push_token_key: Secret::new("test-push-token-key-0123456789abcdef"),
+            },
+        };
+        // Tests sweep expiries themselves (`notifier.sweep()`), after moving the clock.
+        let notifier = LocalNotifier::spawn(notifier, changed, Duration::from_secs(3600));
+        let api = Arc::new(LocalApi::new(ctx, pushes.clone()).with_notifier(notifier.clone()));
         Self {
             api,
             clock,
             store,
             pushes,
+            notifier,
         }
     }
 

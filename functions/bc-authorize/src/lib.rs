@@ -155,6 +155,7 @@ fn new_request(
         last_poll_ms: None,
         status: Status::Pending,
         decided_at: None,
+        notified_at: None,
     }
 }
 

@@ -68,13 +68,13 @@ async fn ciba_grant(ctx: &Ctx, client: &Client, form: &Form) -> Result<Response<
     if request.client_id != client.client_id {
         return Err(unknown());
     }
+    let expired = || TokenError::ExpiredToken("the authentication request has expired".into());
     let now_ms = ctx.clock.now_ms();
     let now = now_ms.div_euclid(1000);
     match request.status {
         Status::Redeemed => Err(unknown()),
-        _ if request.is_expired(now) => Err(TokenError::ExpiredToken(
-            "the authentication request has expired".into(),
-        )),
+        Status::Expired => Err(expired()),
+        _ if request.is_expired(now) => Err(expired()),
         Status::Denied => Err(TokenError::AccessDenied(
             "the user denied the request".into(),
         )),

@@ -15,6 +15,7 @@
 //! | auth request | `AUTHREQ#<auth_req_id>` | `AUTHREQ` | see below, `ttl` = `expires_at` + 86400 |
 //! | txn | `TXN#<txn>` | `TXN` | `auth_req_id`, `ttl` = the request's `expires_at` + 86400 |
 //! | enrolment code | `ENROLL#<code hash>` | `ENROLL` | `sub`, `expires_at`, `ttl` = `expires_at` |
+//! | pending ping/push request, by expiry minute | `DUE#<expires_at / 60>` | `<auth_req_id>` | `expires_at`, `ttl` = `expires_at` + 86400 |
 //! | token | `TOKEN#<hash>` | `TOKEN` | `hash`, `kind`, `client_id`, `sub`, `scope`, `auth_req_id`, `auth_time`, `expires_at`, `ttl` = `expires_at` |
 //!
 //! In a `jti` key, `%` and `#` inside the scope are written `%25` and `%23`, so the first `#`
@@ -303,11 +304,11 @@ impl DynamoStore {
         if replayed {
             return Ok(Some(DecideError::JtiReplayed));
         }
+        if request.is_expired(now) && matches!(request.status, Status::Pending | Status::Expired) {
+            return Ok(Some(DecideError::Expired));
+        }
         if request.status != Status::Pending {
             return Ok(Some(DecideError::AlreadyDecided));
-        }
-        if request.is_expired(now) {
-            return Ok(Some(DecideError::Expired));
         }
         Ok(None)
     }
@@ -798,10 +799,13 @@ impl Store for DynamoStore {
         if let Some(jti) = jti {
             items.push(self.jti_put(jti, request.created_at)?);
         }
+        if request.delivery_mode != DeliveryMode::Poll {
+            items.push(new_item(due_item(request))?);
+        }
         match self.transact("create_auth_request", items).await? {
             Transaction::Committed => Ok(()),
             Transaction::Cancelled(reasons) => {
-                if reasons.get(2).is_some_and(|r| r == CONDITION_FAILED) {
+                if jti.is_some() && reasons.get(2).is_some_and(|r| r == CONDITION_FAILED) {
                     Err(CreateError::JtiReplayed)
                 } else {
                     Err(CreateError::Store(StoreError::Fault(
@@ -823,6 +827,9 @@ impl Store for DynamoStore {
         ];
         if let Some(jti) = jti {
             keys.push(key(jti_pk(jti), SK_JTI));
+        }
+        if request.delivery_mode != DeliveryMode::Poll {
+            keys.push(key(due_pk(request.expires_at), &request.auth_req_id));
         }
         let mut items = Vec::with_capacity(keys.len());
         for k in keys {
@@ -967,6 +974,90 @@ impl Store for DynamoStore {
             .transpose()
     }
 
+    async fn expire_due(
+        &self,
+        now: i64,
+        lookback: i64,
+        limit: usize,
+    ) -> Result<Vec<AuthRequest>, StoreError> {
+        let mut expired = Vec::new();
+        let mut seen = 0;
+        for minute in (now - lookback).div_euclid(60)..=now.div_euclid(60) {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(&format!("DUE#{minute}")))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| sdk_error("expire_due", e))?;
+            for item in out.items() {
+                let (id, expires_at) = (req_s(item, "sk")?, req_n(item, "expires_at")?);
+                if expires_at > now {
+                    continue;
+                }
+                if seen == limit {
+                    return Ok(expired);
+                }
+                seen += 1;
+                let result = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(authreq_pk(&id), SK_AUTHREQ)))
+                    .update_expression("SET #status = :expired")
+                    .condition_expression(
+                        "attribute_exists(pk) AND #status = :pending AND expires_at <= :now",
+                    )
+                    .expression_attribute_names("#status", "status")
+                    .expression_attribute_values(":expired", s(Status::Expired.as_str()))
+                    .expression_attribute_values(":pending", s(Status::Pending.as_str()))
+                    .expression_attribute_values(":now", num(now))
+                    .return_values(ReturnValue::AllNew)
+                    .send()
+                    .await;
+                match result {
+                    Ok(out) => {
+                        if let Some(item) = out.attributes() {
+                            expired.push(auth_request_from_item(item)?);
+                        }
+                    }
+                    // Decided or gone meanwhile: nothing to expire.
+                    Err(e) if update_condition_failure(&e).is_some() => {}
+                    Err(e) => return Err(sdk_error("expire_due", e)),
+                }
+                self.client
+                    .delete_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(due_pk(expires_at), &id)))
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("expire_due", e))?;
+            }
+        }
+        Ok(expired)
+    }
+
+    async fn mark_notified(&self, auth_req_id: &str, now: i64) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(authreq_pk(auth_req_id), SK_AUTHREQ)))
+            .update_expression("SET notified_at = :now")
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(notified_at)")
+            .expression_attribute_values(":now", num(now))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if update_condition_failure(&e).is_some() => Ok(false),
+            Err(e) => Err(sdk_error("mark_notified", e)),
+        }
+    }
+
     async fn rotate_refresh_token(
         &self,
         hash: &str,
@@ -1037,6 +1128,17 @@ fn enroll_pk(code_hash: &str) -> String {
     format!("ENROLL#{code_hash}")
 }
 
+fn due_pk(expires_at: i64) -> String {
+    format!("DUE#{}", expires_at.div_euclid(60))
+}
+
+fn due_item(r: &AuthRequest) -> Item {
+    let mut item = key(due_pk(r.expires_at), &r.auth_req_id);
+    item.insert("expires_at".into(), num(r.expires_at));
+    item.insert("ttl".into(), num(r.expires_at + REQUEST_RETENTION_SECS));
+    item
+}
+
 fn token_pk(hash: &str) -> String {
     format!("TOKEN#{hash}")
 }
@@ -1088,6 +1190,9 @@ fn auth_request_item(r: &AuthRequest) -> Item {
     if let Some(at) = r.decided_at {
         set("decided_at", num(at));
     }
+    if let Some(at) = r.notified_at {
+        set("notified_at", num(at));
+    }
     set("ttl", num(r.expires_at + REQUEST_RETENTION_SECS));
     item
 }
@@ -1114,6 +1219,7 @@ fn auth_request_from_item(item: &Item) -> Result<AuthRequest, StoreError> {
         status: Status::parse(&status)
             .ok_or_else(|| StoreError::Fault(format!("auth request has status {status:?}")))?,
         decided_at: opt_n(item, "decided_at")?,
+        notified_at: opt_n(item, "notified_at")?,
     })
 }
 

@@ -12,8 +12,8 @@ use super::{
     StoreError,
 };
 use crate::domain::{
-    AuthRequest, Client, Decision, Device, EnrollmentCode, Status, TokenKind, TokenRecord, User,
-    normalize_hint,
+    AuthRequest, Client, Decision, DeliveryMode, Device, EnrollmentCode, Status, TokenKind,
+    TokenRecord, User, normalize_hint,
 };
 
 #[derive(Default)]
@@ -26,6 +26,8 @@ struct Tables {
     jtis: HashMap<(String, String), i64>,
     requests: HashMap<String, AuthRequest>,
     txns: HashMap<String, String>,
+    /// Pending ping and push requests, for the expiry sweep.
+    due: std::collections::BTreeSet<(i64, String)>,
     tokens: HashMap<String, TokenRecord>,
 }
 
@@ -183,6 +185,10 @@ impl Store for MemoryStore {
         }
         t.txns
             .insert(request.txn.clone(), request.auth_req_id.clone());
+        if request.delivery_mode != DeliveryMode::Poll {
+            t.due
+                .insert((request.expires_at, request.auth_req_id.clone()));
+        }
         t.requests
             .insert(request.auth_req_id.clone(), request.clone());
         Ok(())
@@ -196,6 +202,8 @@ impl Store for MemoryStore {
         let mut t = self.lock()?;
         t.requests.remove(&request.auth_req_id);
         t.txns.remove(&request.txn);
+        t.due
+            .remove(&(request.expires_at, request.auth_req_id.clone()));
         if let Some(jti) = jti {
             t.jtis.remove(&(jti.scope.clone(), jti.jti.clone()));
         }
@@ -244,11 +252,11 @@ impl Store for MemoryStore {
         if replayed {
             return Err(DecideError::JtiReplayed);
         }
+        if request.is_expired(now) && matches!(request.status, Status::Pending | Status::Expired) {
+            return Err(DecideError::Expired);
+        }
         if request.status != Status::Pending {
             return Err(DecideError::AlreadyDecided);
-        }
-        if request.is_expired(now) {
-            return Err(DecideError::Expired);
         }
         request.status = match decision {
             Decision::Approve => Status::Approved,
@@ -281,6 +289,44 @@ impl Store for MemoryStore {
 
     async fn get_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
         Ok(self.lock()?.tokens.get(hash).cloned())
+    }
+
+    async fn expire_due(
+        &self,
+        now: i64,
+        lookback: i64,
+        limit: usize,
+    ) -> Result<Vec<AuthRequest>, StoreError> {
+        let mut t = self.lock()?;
+        let due: Vec<(i64, String)> = t
+            .due
+            .range((now - lookback, String::new())..)
+            .take_while(|(expires_at, _)| *expires_at <= now)
+            .take(limit)
+            .cloned()
+            .collect();
+        let mut expired = Vec::new();
+        for entry in due {
+            t.due.remove(&entry);
+            if let Some(request) = t.requests.get_mut(&entry.1)
+                && request.status == Status::Pending
+            {
+                request.status = Status::Expired;
+                expired.push(request.clone());
+            }
+        }
+        Ok(expired)
+    }
+
+    async fn mark_notified(&self, auth_req_id: &str, now: i64) -> Result<bool, StoreError> {
+        let mut t = self.lock()?;
+        match t.requests.get_mut(auth_req_id) {
+            Some(request) if request.notified_at.is_none() => {
+                request.notified_at = Some(now);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     async fn rotate_refresh_token(

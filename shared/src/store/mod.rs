@@ -157,7 +157,8 @@ pub trait Store: Send + Sync {
     /// Marks a `jti` used; `false` when it was used before and has not yet expired.
     async fn use_jti(&self, jti: &JtiUse, now: i64) -> Result<bool, StoreError>;
 
-    /// Stores a new request, consuming the request object's `jti` in the same atomic write.
+    /// Stores a new request, consuming the request object's `jti` in the same atomic write. A
+    /// ping or push request is also filed under its expiry, for `expire_due`.
     async fn create_auth_request(
         &self,
         request: &AuthRequest,
@@ -199,6 +200,19 @@ pub trait Store: Send + Sync {
     ) -> Result<(), RedeemError>;
 
     async fn get_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError>;
+
+    /// Marks `expired` every pending ping or push request whose expiry has passed by `now` (at
+    /// most `limit` of them), so their clients can be told; answers the requests it marked.
+    /// Requests that expired more than `lookback` seconds ago are no longer looked for.
+    async fn expire_due(
+        &self,
+        now: i64,
+        lookback: i64,
+        limit: usize,
+    ) -> Result<Vec<AuthRequest>, StoreError>;
+
+    /// Records that the client was notified of the request's outcome; `false` when it already was.
+    async fn mark_notified(&self, auth_req_id: &str, now: i64) -> Result<bool, StoreError>;
 
     /// Spends the unexpired refresh token `hash` of `client_id` and stores its successors, in
     /// one atomic write: a refresh token is used at most once.

@@ -54,6 +54,10 @@ macro_rules! store_suite {
             approved_request_is_redeemed_once_and_tokens_are_stored,
             concurrent_redemptions_succeed_exactly_once,
             refresh_token_rotates_once,
+            expiry_sweep_marks_due_ping_and_push_requests_once,
+            expiry_sweep_leaves_poll_and_decided_requests,
+            expired_request_cannot_be_decided,
+            notification_is_marked_once,
             refresh_token_of_another_client_does_not_rotate,
             expired_refresh_token_does_not_rotate,
             concurrent_decisions_succeed_exactly_once,
@@ -103,6 +107,7 @@ pub fn request(id: &str) -> AuthRequest {
         last_poll_ms: None,
         status: Status::Pending,
         decided_at: None,
+        notified_at: None,
     }
 }
 
@@ -622,4 +627,124 @@ pub async fn expired_refresh_token_does_not_rotate(store: Arc<dyn Store>) {
         )
         .await;
     assert!(matches!(late, Err(RotateError::Invalid)), "{late:?}");
+}
+
+fn ping(id: &str, expires_at: i64) -> AuthRequest {
+    AuthRequest {
+        delivery_mode: DeliveryMode::Ping,
+        client_notification_token: Some("cnt".into()),
+        expires_at,
+        ..request(id)
+    }
+}
+
+pub async fn expiry_sweep_marks_due_ping_and_push_requests_once(store: Arc<dyn Store>) {
+    store
+        .create_auth_request(&ping("p1", NOW + 100), None)
+        .await
+        .unwrap();
+    let push = AuthRequest {
+        delivery_mode: DeliveryMode::Push,
+        ..ping("p2", NOW + 130)
+    };
+    store.create_auth_request(&push, None).await.unwrap();
+    store
+        .create_auth_request(&ping("p3", NOW + 500), None)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .expire_due(NOW + 99, 3600, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let mut ids: Vec<String> = store
+        .expire_due(NOW + 130, 3600, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            assert_eq!(r.status, Status::Expired);
+            r.auth_req_id
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["p1", "p2"]);
+    assert!(
+        store
+            .expire_due(NOW + 131, 3600, 100)
+            .await
+            .unwrap()
+            .is_empty(),
+        "once"
+    );
+    let stored = store.get_auth_request("p1").await.unwrap().unwrap();
+    assert_eq!(stored.status, Status::Expired);
+    assert_eq!(
+        store.get_auth_request("p3").await.unwrap().unwrap().status,
+        Status::Pending
+    );
+}
+
+pub async fn expiry_sweep_leaves_poll_and_decided_requests(store: Arc<dyn Store>) {
+    created(&store, "poll").await;
+    store
+        .create_auth_request(&ping("p1", NOW + 100), None)
+        .await
+        .unwrap();
+    store
+        .decide("p1", Decision::Approve, NOW + 5, &jti("dev", "d1"))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .expire_due(NOW + 700, 3600, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.get_auth_request("p1").await.unwrap().unwrap().status,
+        Status::Approved
+    );
+    assert_eq!(
+        store
+            .get_auth_request("poll")
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        Status::Pending
+    );
+}
+
+pub async fn expired_request_cannot_be_decided(store: Arc<dyn Store>) {
+    store
+        .create_auth_request(&ping("p1", NOW + 100), None)
+        .await
+        .unwrap();
+    store.expire_due(NOW + 100, 3600, 100).await.unwrap();
+    let late = store
+        .decide("p1", Decision::Approve, NOW + 100, &jti("dev", "d1"))
+        .await;
+    assert!(matches!(late, Err(DecideError::Expired)), "{late:?}");
+}
+
+pub async fn notification_is_marked_once(store: Arc<dyn Store>) {
+    store
+        .create_auth_request(&ping("p1", NOW + 100), None)
+        .await
+        .unwrap();
+    assert!(store.mark_notified("p1", NOW + 5).await.unwrap());
+    assert!(!store.mark_notified("p1", NOW + 6).await.unwrap());
+    assert_eq!(
+        store
+            .get_auth_request("p1")
+            .await
+            .unwrap()
+            .unwrap()
+            .notified_at,
+        Some(NOW + 5)
+    );
 }

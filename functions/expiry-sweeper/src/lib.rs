@@ -1,0 +1,29 @@
+//! Runs every minute (EventBridge schedule): marks expired the ping and push requests whose
+//! expiry has passed, so the stream hands them to the notifier within a minute instead of when
+//! DynamoDB's TTL deletes them days later.
+
+use ciba_shared::context::Ctx;
+use ciba_shared::notify::local::{SWEEP_BATCH, SWEEP_LOOKBACK_SECS};
+use ciba_shared::store::StoreError;
+
+/// Batches one invocation sweeps at most; the next minute's run picks up the rest.
+const MAX_BATCHES: usize = 20;
+
+/// One sweep; answers how many requests it expired.
+pub async fn handle(ctx: &Ctx) -> Result<usize, StoreError> {
+    let mut total = 0;
+    for _ in 0..MAX_BATCHES {
+        let expired = ctx
+            .store
+            .expire_due(ctx.clock.now(), SWEEP_LOOKBACK_SECS, SWEEP_BATCH)
+            .await?;
+        total += expired.len();
+        if expired.len() < SWEEP_BATCH {
+            break;
+        }
+    }
+    if total > 0 {
+        tracing::info!(count = total, "requests expired");
+    }
+    Ok(total)
+}

@@ -1,0 +1,15 @@
+use ciba_shared::context::Ctx;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::{Value, json};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let ctx = Ctx::from_env().await?;
+    let ctx = &ctx;
+    lambda_runtime::run(service_fn(move |_event: LambdaEvent<Value>| async move {
+        let expired = expiry_sweeper::handle(ctx).await?;
+        Ok::<_, Error>(json!({"expired": expired}))
+    }))
+    .await
+}

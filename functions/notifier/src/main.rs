@@ -1,0 +1,22 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use ciba_shared::context::Ctx;
+use ciba_shared::notify::{HttpCallbackSender, Notifier, NotifierSettings};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let notifier = Notifier {
+        ctx: Ctx::from_env().await?,
+        callback: Arc::new(HttpCallbackSender::new(Duration::from_secs(5))?),
+        settings: NotifierSettings::from_env()?,
+    };
+    let notifier = &notifier;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        Ok::<_, Error>(notifier::handle(notifier, &event.payload).await)
+    }))
+    .await
+}

@@ -1,0 +1,242 @@
+//! Ping and push delivery (CIBA Core §10.2, §10.3, §12): when a ping or push request is decided
+//! or expires, its client is called at its notification endpoint.
+//!
+//! In AWS the table's stream drives this (`functions/notifier`), and a scheduled sweep marks due
+//! requests expired (`functions/expiry-sweeper`), so the decision call stays fast and expiry is
+//! noticed within a minute. Locally `local::LocalNotifier` runs the same `Notifier` in-process.
+//! A delivery is retried with back-off; one that keeps failing is handed back to the caller to
+//! park (the Lambda's on-failure dead-letter queue, or the local API's dead-letter list).
+//! Success is recorded on the request, so a replayed stream record never notifies twice.
+
+pub mod callback;
+pub mod local;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::context::Ctx;
+use crate::domain::{AuthRequest, DeliveryMode, Status};
+use crate::secret::Secret;
+use crate::store::{RedeemError, StoreError};
+use crate::tokens::{self, Grant, TokenValues};
+
+pub use callback::{CallbackSender, HttpCallbackSender};
+
+#[derive(Clone, Debug)]
+pub struct NotifierSettings {
+    /// Delivery attempts before the notification is parked.
+    pub attempts: u32,
+    /// The wait before the second attempt; it doubles for every further one.
+    pub first_retry: Duration,
+    /// The key push-mode token values are derived from (see `TokenValues::derived`); every
+    /// notifier of one deployment must share it.
+    pub push_token_key: Secret,
+}
+
+impl NotifierSettings {
+    /// `NOTIFY_ATTEMPTS` (default 4), `NOTIFY_FIRST_RETRY_MS` (default 1000) and
+    /// `PUSH_TOKEN_KEY` (required in AWS: at least 32 characters).
+    pub fn from_env() -> Result<Self, crate::config::ConfigError> {
+        let err = |m: &str| crate::config::ConfigError(m.into());
+        let number = |name: &str, default: u64| -> Result<u64, crate::config::ConfigError> {
+            match std::env::var(name) {
+                Ok(v) => v
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| err(&format!("{name} must be a positive integer"))),
+                Err(_) => Ok(default),
+            }
+        };
+        let key = std::env::var("PUSH_TOKEN_KEY")
+            .ok()
+            .filter(|k| k.len() >= 32)
+            .ok_or_else(|| err("PUSH_TOKEN_KEY must be set to at least 32 characters"))?;
+        Ok(Self {
+            attempts: u32::try_from(number("NOTIFY_ATTEMPTS", 4)?).unwrap_or(4),
+            first_retry: Duration::from_millis(number("NOTIFY_FIRST_RETRY_MS", 1000)?),
+            push_token_key: Secret::new(key),
+        })
+    }
+}
+
+/// What became of one request's notification.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    Delivered,
+    /// Nothing to send: a poll client, a pending request, already notified, or gone.
+    Skipped(&'static str),
+    /// Every attempt failed, or the endpoint refused for good: park it.
+    Failed(String),
+}
+
+pub struct Notifier {
+    pub ctx: Ctx,
+    pub callback: Arc<dyn CallbackSender>,
+    pub settings: NotifierSettings,
+}
+
+enum Attempt {
+    Delivered,
+    Retry(String),
+    GiveUp(String),
+}
+
+impl Notifier {
+    /// Notifies the client of request `auth_req_id` if its state calls for it.
+    pub async fn process(&self, auth_req_id: &str) -> Result<Outcome, StoreError> {
+        let Some(request) = self.ctx.store.get_auth_request(auth_req_id).await? else {
+            return Ok(Outcome::Skipped("request gone"));
+        };
+        if request.delivery_mode == DeliveryMode::Poll {
+            return Ok(Outcome::Skipped("poll client"));
+        }
+        if request.notified_at.is_some() {
+            return Ok(Outcome::Skipped("already notified"));
+        }
+        if request.status == Status::Pending {
+            return Ok(Outcome::Skipped("not decided"));
+        }
+        let Some(client) = self.ctx.store.get_client(&request.client_id).await? else {
+            return Ok(Outcome::Failed("the client no longer exists".into()));
+        };
+        let (Some(endpoint), Some(bearer)) = (
+            client.backchannel_client_notification_endpoint.as_deref(),
+            request.client_notification_token.as_deref(),
+        ) else {
+            return Ok(Outcome::Failed("no notification endpoint or token".into()));
+        };
+        let Some(payload) = self.payload(&request).await? else {
+            return Ok(Outcome::Skipped("nothing to deliver"));
+        };
+        let outcome = self.deliver(endpoint, bearer, &payload).await;
+        if outcome == Outcome::Delivered {
+            self.ctx
+                .store
+                .mark_notified(auth_req_id, self.ctx.clock.now())
+                .await?;
+            tracing::info!(client_id = %client.client_id, mode = ?request.delivery_mode, "client notified");
+        }
+        Ok(outcome)
+    }
+
+    /// The body of the callback: `{"auth_req_id"}` for ping; for push the token response or the
+    /// error, with `auth_req_id`.
+    async fn payload(&self, request: &AuthRequest) -> Result<Option<Value>, StoreError> {
+        let id = request.auth_req_id.as_str();
+        if request.delivery_mode == DeliveryMode::Ping {
+            return Ok(Some(json!({"auth_req_id": id})));
+        }
+        let error = |code: &str, description: &str| {
+            Some(json!({"auth_req_id": id, "error": code, "error_description": description}))
+        };
+        Ok(match request.status {
+            Status::Denied => error("access_denied", "the user denied the request"),
+            Status::Expired => error("expired_token", "the authentication request has expired"),
+            Status::Approved | Status::Redeemed => match self.push_tokens(request).await {
+                Ok(Some(tokens)) => Some(tokens),
+                Ok(None) => error("expired_token", "the authentication request has expired"),
+                Err(PushTokensError::Store(e)) => return Err(e),
+                Err(PushTokensError::Signer) => {
+                    error("transaction_failed", "the tokens could not be issued")
+                }
+            },
+            Status::Pending => None,
+        })
+    }
+
+    /// The push-mode token response. The values are derived from the request id, so the first
+    /// attempt redeems the request with them and every later attempt sends the very same tokens.
+    async fn push_tokens(&self, request: &AuthRequest) -> Result<Option<Value>, PushTokensError> {
+        let now = self.ctx.clock.now();
+        let grant = Grant::of_request(request, now);
+        let values = TokenValues::derived(&self.settings.push_token_key, &request.auth_req_id);
+        let minted = tokens::mint(
+            &grant,
+            values,
+            &self.ctx.config,
+            self.ctx.signer.as_ref(),
+            now,
+        )
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "push tokens could not be signed");
+            PushTokensError::Signer
+        })?;
+        if request.status == Status::Approved {
+            match self
+                .ctx
+                .store
+                .redeem(&request.auth_req_id, now, &minted.records)
+                .await
+            {
+                Ok(()) => {}
+                Err(RedeemError::NotRedeemable) => {
+                    let current = self
+                        .ctx
+                        .store
+                        .get_auth_request(&request.auth_req_id)
+                        .await?;
+                    if !current.is_some_and(|r| r.status == Status::Redeemed) {
+                        return Ok(None);
+                    }
+                }
+                Err(RedeemError::Store(e)) => return Err(PushTokensError::Store(e)),
+            }
+        }
+        let mut body = serde_json::to_value(&minted.response).unwrap_or_default();
+        body["auth_req_id"] = request.auth_req_id.clone().into();
+        Ok(Some(body))
+    }
+
+    async fn attempt(&self, endpoint: &str, bearer: &str, payload: &Value) -> Attempt {
+        match self.callback.post(endpoint, bearer, payload).await {
+            Ok(status) if (200..300).contains(&status) => Attempt::Delivered,
+            Ok(status) if (300..400).contains(&status) => {
+                Attempt::GiveUp(format!("answered {status}: redirects are not followed"))
+            }
+            Ok(status @ (408 | 425 | 429)) => Attempt::Retry(format!("answered {status}")),
+            Ok(status) if (400..500).contains(&status) => {
+                Attempt::GiveUp(format!("answered {status}"))
+            }
+            Ok(status) => Attempt::Retry(format!("answered {status}")),
+            Err(e) => Attempt::Retry(e),
+        }
+    }
+
+    async fn deliver(&self, endpoint: &str, bearer: &str, payload: &Value) -> Outcome {
+        let mut wait = self.settings.first_retry;
+        let mut last = String::new();
+        for attempt in 1..=self.settings.attempts.max(1) {
+            if attempt > 1 {
+                tokio::time::sleep(wait).await;
+                wait = wait.saturating_mul(2);
+            }
+            match self.attempt(endpoint, bearer, payload).await {
+                Attempt::Delivered => return Outcome::Delivered,
+                Attempt::GiveUp(reason) => return Outcome::Failed(reason),
+                Attempt::Retry(reason) => {
+                    tracing::warn!(attempt, %reason, "notification attempt failed");
+                    last = reason;
+                }
+            }
+        }
+        Outcome::Failed(format!(
+            "{} attempts failed, the last {last}",
+            self.settings.attempts
+        ))
+    }
+}
+
+enum PushTokensError {
+    Store(StoreError),
+    Signer,
+}
+
+impl From<StoreError> for PushTokensError {
+    fn from(e: StoreError) -> Self {
+        PushTokensError::Store(e)
+    }
+}
