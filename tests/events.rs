@@ -9,6 +9,10 @@ use std::collections::BTreeMap;
 use common::Harness;
 use lambda_http::Body;
 
+/// Events of the functions that API Gateway does not invoke: the stream consumer and the
+/// scheduled sweep.
+const NON_HTTP: &[&str] = &["notifier", "expiry-sweeper"];
+
 /// event file → (status, `error` code or "" for success).
 const EXPECTED: &[(&str, u16, &str)] = &[
     ("discovery", 200, ""),
@@ -23,6 +27,7 @@ const EXPECTED: &[(&str, u16, &str)] = &[
     ("token-unsupported-grant", 400, "unsupported_grant_type"),
     ("token-no-client-auth", 401, "invalid_client"),
     ("userinfo", 401, "invalid_token"),
+    ("userinfo-post", 401, "invalid_token"),
     ("device-decision", 400, "invalid_request"),
     ("device-register", 400, "invalid_grant"),
     ("device-register-bad-key", 400, "invalid_request"),
@@ -45,6 +50,7 @@ fn events() -> BTreeMap<String, String> {
 fn every_event_file_has_an_expectation_and_every_expectation_a_file() {
     let files: Vec<String> = events().into_keys().collect();
     let mut expected: Vec<String> = EXPECTED.iter().map(|(n, ..)| n.to_string()).collect();
+    expected.extend(NON_HTTP.iter().map(|n| n.to_string()));
     expected.sort();
     assert_eq!(files, expected);
 }
@@ -53,6 +59,9 @@ fn every_event_file_has_an_expectation_and_every_expectation_a_file() {
 async fn every_event_gets_its_expected_answer_from_its_handler() {
     let h = Harness::memory().await;
     for (name, json) in events() {
+        if NON_HTTP.contains(&name.as_str()) {
+            continue;
+        }
         let (_, status, code) = EXPECTED.iter().find(|(n, ..)| *n == name).unwrap();
         let request = lambda_http::request::from_str(&json)
             .unwrap_or_else(|e| panic!("events/{name}.json is not an API Gateway v2 event: {e}"));
@@ -72,4 +81,42 @@ async fn every_event_gets_its_expected_answer_from_its_handler() {
             "events/{name}.json: {body}"
         );
     }
+}
+
+fn event(name: &str) -> serde_json::Value {
+    serde_json::from_str(&events()[name]).unwrap()
+}
+
+#[tokio::test]
+async fn notifier_event_is_a_stream_batch_the_notifier_reads() {
+    let h = Harness::memory().await;
+    let event = event("notifier");
+    let changes = notifier::changes(&event);
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].auth_req_id, "unknown-auth-req-id");
+    let notifier = ciba_shared::notify::Notifier {
+        ctx: h.api.ctx.clone(),
+        callback: std::sync::Arc::new(
+            ciba_shared::notify::HttpCallbackSender::new(std::time::Duration::from_secs(1))
+                .unwrap(),
+        ),
+        settings: ciba_shared::notify::NotifierSettings {
+            attempts: 1,
+            first_retry: std::time::Duration::from_millis(1),
+            push_token_key: ciba_shared::secret::Secret::new("k".repeat(32)),
+        },
+    };
+    let response = notifier::handle(&notifier, &event).await;
+    assert_eq!(
+        response,
+        serde_json::json!({"batchItemFailures": []}),
+        "an unknown request is skipped"
+    );
+}
+
+#[tokio::test]
+async fn expiry_sweeper_event_runs_a_sweep() {
+    let h = Harness::memory().await;
+    assert_eq!(event("expiry-sweeper")["detail-type"], "Scheduled Event");
+    assert_eq!(expiry_sweeper::handle(&h.api.ctx).await.unwrap(), 0);
 }

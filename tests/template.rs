@@ -1,0 +1,76 @@
+//! `template.yaml`, `functions/`, `events/` and the local API's routes must agree: every function
+//! crate is deployed, every deployed route is served locally and has an event file.
+
+use std::collections::BTreeSet;
+
+fn root(path: &str) -> String {
+    format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn template() -> String {
+    std::fs::read_to_string(root("template.yaml")).unwrap()
+}
+
+fn value_of<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.trim()
+        .strip_prefix(key)
+        .map(|v| v.trim().trim_matches('"'))
+}
+
+/// The `Method` / `Path` pairs of the template's HttpApi events.
+fn template_routes() -> BTreeSet<String> {
+    let mut routes = BTreeSet::new();
+    let mut method = None;
+    for line in template().lines() {
+        if let Some(m) = value_of(line, "Method:") {
+            method = Some(m.to_owned());
+        } else if let Some(path) = value_of(line, "Path:") {
+            let m = method.take().expect("Method before Path in template.yaml");
+            routes.insert(format!("{m} {path}"));
+        }
+    }
+    routes
+}
+
+#[test]
+fn every_function_crate_has_a_template_resource() {
+    let binaries: BTreeSet<String> = template()
+        .lines()
+        .filter_map(|l| value_of(l, "Binary:"))
+        .map(str::to_owned)
+        .collect();
+    let crates: BTreeSet<String> = std::fs::read_dir(root("functions"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(binaries, crates);
+}
+
+#[test]
+fn every_template_route_is_served_by_the_local_api() {
+    let local: BTreeSet<String> = ciba_local::ROUTES
+        .iter()
+        .map(|(m, p, _)| format!("{m} {p}"))
+        .collect();
+    assert_eq!(template_routes(), local);
+}
+
+#[test]
+fn every_template_route_has_an_event_file() {
+    let covered: BTreeSet<String> = std::fs::read_dir(root("events"))
+        .unwrap()
+        .filter_map(|e| {
+            let text = std::fs::read_to_string(e.unwrap().path()).ok()?;
+            let event: serde_json::Value = serde_json::from_str(&text).ok()?;
+            event["routeKey"].as_str().map(str::to_owned)
+        })
+        .collect();
+    let missing: Vec<String> = template_routes()
+        .into_iter()
+        .filter(|r| !covered.contains(r))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "routes without an event file: {missing:?}"
+    );
+}
