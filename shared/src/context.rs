@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::config::{Config, ConfigError};
+use crate::kms::KmsSigner;
 use crate::ports::{Clock, LocalSigner, OsRandom, Random, Signer, SystemClock};
 use crate::push::{PushSender, SnsPushSender};
 use crate::store::{DynamoStore, Store};
@@ -21,8 +22,8 @@ pub struct Ctx {
 impl Ctx {
     /// The Lambda wiring: configuration from the environment, DynamoDB from `TABLE_NAME`, SNS
     /// with the platform applications of `SNS_PLATFORM_APP_GCM`, `SNS_PLATFORM_APP_APNS`,
-    /// `SNS_PLATFORM_APP_APNS_SANDBOX`, the signing key from `SIGNING_KEY_PEM` / `SIGNING_KEY_FILE`. Fails at cold start when any of it
-    /// is missing or malformed.
+    /// `SNS_PLATFORM_APP_APNS_SANDBOX`, the signing key from `KMS_KEY_ID` (or `SIGNING_KEY_PEM` /
+    /// `SIGNING_KEY_FILE`). Fails at cold start when any of it is missing or malformed.
     pub async fn from_env() -> Result<Self, ConfigError> {
         let config = Config::from_env()?;
         let table = std::env::var("TABLE_NAME")
@@ -36,14 +37,32 @@ impl Ctx {
             store: Arc::new(store),
             clock: Arc::new(SystemClock),
             random: Arc::new(OsRandom),
-            signer: signer_from_env().await?,
+            signer: signer_from_env(Some(&aws)).await?,
             push: Arc::new(SnsPushSender::from_env(&aws)),
         })
     }
 }
 
-/// The OP signing key from `SIGNING_KEY_PEM` (PKCS#8 PEM text) or `SIGNING_KEY_FILE` (its path).
-pub async fn signer_from_env() -> Result<Arc<dyn Signer>, ConfigError> {
+/// The OP signing key: the KMS key `KMS_KEY_ID` (id, ARN or alias; needs `aws`, else the SDK
+/// configuration is loaded from the environment), or else a local PKCS#8 P-256 key from
+/// `SIGNING_KEY_PEM` (the PEM text) or `SIGNING_KEY_FILE` (its path) for local runs and tests.
+pub async fn signer_from_env(
+    aws: Option<&aws_config::SdkConfig>,
+) -> Result<Arc<dyn Signer>, ConfigError> {
+    if let Ok(key_id) = std::env::var("KMS_KEY_ID")
+        && !key_id.trim().is_empty()
+    {
+        let key_id = key_id.trim();
+        let signer = match aws {
+            Some(aws) => KmsSigner::from_key_id(aws, key_id).await,
+            None => {
+                let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+                KmsSigner::from_key_id(&aws, key_id).await
+            }
+        }
+        .map_err(|e| ConfigError(format!("KMS_KEY_ID: {}", e.0)))?;
+        return Ok(Arc::new(signer));
+    }
     let pem = match (
         std::env::var("SIGNING_KEY_PEM"),
         std::env::var("SIGNING_KEY_FILE"),
@@ -53,7 +72,7 @@ pub async fn signer_from_env() -> Result<Arc<dyn Signer>, ConfigError> {
             .map_err(|e| ConfigError(format!("SIGNING_KEY_FILE {path}: {e}")))?,
         _ => {
             return Err(ConfigError(
-                "SIGNING_KEY_PEM or SIGNING_KEY_FILE must be set".into(),
+                "KMS_KEY_ID, SIGNING_KEY_PEM or SIGNING_KEY_FILE must be set".into(),
             ));
         }
     };

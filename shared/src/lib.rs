@@ -11,6 +11,7 @@ pub mod enrollment;
 pub mod error;
 pub mod http;
 pub mod jose;
+pub mod kms;
 pub mod notify;
 pub mod ports;
 pub mod push;

@@ -165,6 +165,8 @@ impl Signer for LocalSigner {
 
     async fn sign(&self, input: &[u8]) -> Result<[u8; 64], SignerError> {
         let signature: Signature = self.key.sign(input);
+        // Low-S, like the KMS signer's: the same key material always yields the same form.
+        let signature = signature.normalize_s().unwrap_or(signature);
         Ok(signature.to_bytes().into())
     }
 }
