@@ -1,6 +1,7 @@
 //! The local API: every function's real handler behind one port, fed the same API Gateway HTTP
 //! API (payload 2.0) events that AWS would send, plus the operator and device tooling.
 
+pub mod cli;
 pub mod client;
 pub mod event;
 pub mod options;

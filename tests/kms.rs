@@ -7,8 +7,8 @@
 //! through [`KmsSigner::with_raw_messages`]; the digest path itself is checked by
 //! `kms_signs_the_sha256_digest_of_the_signing_input`, against either behaviour.
 
-use aws_config::BehaviorVersion;
-use aws_sdk_kms::config::{Credentials, Region};
+mod common;
+
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeySpec, KeyUsageType, MessageType, SigningAlgorithmSpec};
 use base64::Engine;
@@ -33,29 +33,11 @@ fn sha256(text: &str) -> Vec<u8> {
 }
 
 fn endpoint() -> Option<String> {
-    match std::env::var("CIBA_KMS_ENDPOINT") {
-        Ok(endpoint) if !endpoint.trim().is_empty() => Some(endpoint.trim().to_owned()),
-        _ => {
-            if std::env::var("CIBA_REQUIRE_KMS").is_ok_and(|v| v == "1") {
-                panic!(
-                    "CIBA_REQUIRE_KMS=1 but CIBA_KMS_ENDPOINT is not set: start moto_server \
-                     (tests/run does) and set it, e.g. http://127.0.0.1:5000"
-                );
-            }
-            eprintln!("skipping: CIBA_KMS_ENDPOINT not set");
-            None
-        }
-    }
+    common::emulator::endpoint("KMS")
 }
 
 async fn client(endpoint: &str) -> aws_sdk_kms::Client {
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("local", "local", None, None, "static"))
-        .load()
-        .await;
-    aws_sdk_kms::Client::new(&config)
+    aws_sdk_kms::Client::new(&common::emulator::config(endpoint).await)
 }
 
 async fn create_key(client: &aws_sdk_kms::Client, spec: KeySpec) -> String {

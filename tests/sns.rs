@@ -1,42 +1,23 @@
 //! The SNS push adapter against moto's SNS (`CIBA_SNS_ENDPOINT`, started by tests/run). Without
 //! that variable the tests skip, or fail when `CIBA_REQUIRE_SNS=1`.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use aws_config::BehaviorVersion;
 use ciba_shared::domain::Device;
 use ciba_shared::push::sns::PlatformApps;
 use ciba_shared::push::{Platform, PushError, PushMessage, PushSender, SnsPushSender};
 use serde_json::Value;
 
-use aws_sdk_sns::config::{Credentials, Region};
-
 fn endpoint() -> Option<String> {
-    match std::env::var("CIBA_SNS_ENDPOINT") {
-        Ok(endpoint) if !endpoint.trim().is_empty() => Some(endpoint.trim().to_owned()),
-        _ => {
-            if std::env::var("CIBA_REQUIRE_SNS").is_ok_and(|v| v == "1") {
-                panic!(
-                    "CIBA_REQUIRE_SNS=1 but CIBA_SNS_ENDPOINT is not set: start moto_server \
-                     (tests/run does) and set it, e.g. http://127.0.0.1:5000"
-                );
-            }
-            eprintln!("skipping: CIBA_SNS_ENDPOINT not set");
-            None
-        }
-    }
+    common::emulator::endpoint("SNS")
 }
 
 async fn client(endpoint: &str) -> aws_sdk_sns::Client {
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("local", "local", None, None, "static"))
-        .load()
-        .await;
-    aws_sdk_sns::Client::new(&config)
+    aws_sdk_sns::Client::new(&common::emulator::config(endpoint).await)
 }
 
 fn unique(prefix: &str) -> String {

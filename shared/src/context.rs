@@ -80,3 +80,24 @@ pub async fn signer_from_env(
         .map_err(|_| ConfigError("the signing key is not a PKCS#8 P-256 PEM".into()))?;
     Ok(Arc::new(signer))
 }
+
+/// The whole `main` of an HTTP function whose handler is `async fn(&Ctx, Request) -> Response`:
+/// JSON logs, the context built once per cold start (a configuration error stops it there), then
+/// the Lambda runtime calling the handler for every event.
+#[macro_export]
+macro_rules! http_function_main {
+    ($handler:path) => {
+        #[tokio::main]
+        async fn main() -> Result<(), lambda_http::Error> {
+            lambda_http::tracing::init_default_subscriber();
+            let ctx = $crate::context::Ctx::from_env().await?;
+            let ctx = &ctx;
+            lambda_http::run(lambda_http::service_fn(
+                move |req: lambda_http::Request| async move {
+                    Ok::<_, lambda_http::Error>($handler(ctx, req).await)
+                },
+            ))
+            .await
+        }
+    };
+}

@@ -33,19 +33,6 @@ async fn main() -> ExitCode {
     }
 }
 
-fn flags(args: &[String]) -> Result<HashMap<String, String>, String> {
-    let mut out = HashMap::new();
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let name = flag
-            .strip_prefix("--")
-            .ok_or_else(|| format!("unexpected {flag}\n{USAGE}"))?;
-        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        out.insert(name.to_owned(), value.clone());
-    }
-    Ok(out)
-}
-
 async fn dynamo(flags: &HashMap<String, String>) -> Result<DynamoStore, String> {
     let table = flags
         .get("table")
@@ -58,7 +45,7 @@ async fn dynamo(flags: &HashMap<String, String>) -> Result<DynamoStore, String> 
 
 async fn run(args: &[String]) -> Result<(), String> {
     let (command, rest) = args.split_first().ok_or(USAGE)?;
-    let flags = flags(rest)?;
+    let flags = ciba_local::cli::flags(rest, USAGE)?;
     let flag = |name: &str| {
         flags
             .get(name)

@@ -6,7 +6,6 @@
 //!   ciba-device approve --user HINT --device-id ID --key KEY.pem [--txn TXN] [--api URL]
 //!   ciba-device deny    --user HINT --device-id ID --key KEY.pem [--txn TXN] [--api URL]
 
-use std::collections::HashMap;
 use std::process::ExitCode;
 
 use ciba_local::client;
@@ -33,22 +32,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn flags(args: &[String]) -> Result<HashMap<String, String>, String> {
-    let mut out = HashMap::new();
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let name = flag
-            .strip_prefix("--")
-            .ok_or_else(|| format!("unexpected {flag}\n{USAGE}"))?;
-        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        out.insert(name.to_owned(), value.clone());
-    }
-    Ok(out)
-}
-
 fn run(args: &[String]) -> Result<(), String> {
     let (command, rest) = args.split_first().ok_or(USAGE)?;
-    let flags = flags(rest)?;
+    let flags = ciba_local::cli::flags(rest, USAGE)?;
     let flag = |name: &str| {
         flags
             .get(name)

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod callback;
+pub mod emulator;
 
 use std::sync::Arc;
 

@@ -1,12 +1,1 @@
-use lambda_http::{Error, Request, service_fn};
-
-#[tokio::main]
-async fn main() -> Result<(), Error> {
-    lambda_http::tracing::init_default_subscriber();
-    let ctx = ciba_shared::context::Ctx::from_env().await?;
-    let ctx = &ctx;
-    lambda_http::run(service_fn(move |req: Request| async move {
-        Ok::<_, Error>(token::handle(ctx, req).await)
-    }))
-    .await
-}
+ciba_shared::http_function_main!(token::handle);

@@ -197,6 +197,35 @@ impl DynamoStore {
         }
     }
 
+    /// Writes `tokens` in one transaction with `guard`, a conditional write on another item;
+    /// `false` when the guard's condition failed (nothing was written).
+    async fn guarded_token_write(
+        &self,
+        op: &str,
+        guard: TransactWriteItem,
+        tokens: &[TokenRecord],
+    ) -> Result<bool, StoreError> {
+        let mut items = vec![guard];
+        for token in tokens {
+            items.push(
+                TransactWriteItem::builder()
+                    .put(self.put(token_item(token))?)
+                    .build(),
+            );
+        }
+        match self.transact(op, items).await? {
+            Transaction::Committed => Ok(true),
+            Transaction::Cancelled(reasons)
+                if reasons.first().is_some_and(|r| r == CONDITION_FAILED) =>
+            {
+                Ok(false)
+            }
+            Transaction::Cancelled(reasons) => Err(StoreError::Fault(format!(
+                "{op}: unexpected condition failure {reasons:?}"
+            ))),
+        }
+    }
+
     /// The first step of `record_poll`: an in-time poll. `Ok(None)` when the condition failed
     /// on an existing item (too soon), `Ok(Some(Gone))` when there is no item.
     async fn poll_in_time(
@@ -946,24 +975,11 @@ impl Store for DynamoStore {
             .expression_attribute_values(":now", num(now))
             .build()
             .map_err(build_error)?;
-        let mut items = vec![TransactWriteItem::builder().update(update).build()];
-        for token in tokens {
-            items.push(
-                TransactWriteItem::builder()
-                    .put(self.put(token_item(token))?)
-                    .build(),
-            );
-        }
-        match self.transact("redeem", items).await? {
-            Transaction::Committed => Ok(()),
-            Transaction::Cancelled(reasons)
-                if reasons.first().is_some_and(|r| r == CONDITION_FAILED) =>
-            {
-                Err(RedeemError::NotRedeemable)
-            }
-            Transaction::Cancelled(reasons) => Err(RedeemError::Store(StoreError::Fault(format!(
-                "redeem: unexpected condition failure {reasons:?}"
-            )))),
+        let guard = TransactWriteItem::builder().update(update).build();
+        if self.guarded_token_write("redeem", guard, tokens).await? {
+            Ok(())
+        } else {
+            Err(RedeemError::NotRedeemable)
         }
     }
 
@@ -1076,24 +1092,14 @@ impl Store for DynamoStore {
             .expression_attribute_values(":now", num(now))
             .build()
             .map_err(build_error)?;
-        let mut items = vec![TransactWriteItem::builder().delete(spend).build()];
-        for token in successors {
-            items.push(
-                TransactWriteItem::builder()
-                    .put(self.put(token_item(token))?)
-                    .build(),
-            );
-        }
-        match self.transact("rotate_refresh_token", items).await? {
-            Transaction::Committed => Ok(()),
-            Transaction::Cancelled(reasons)
-                if reasons.first().is_some_and(|r| r == CONDITION_FAILED) =>
-            {
-                Err(RotateError::Invalid)
-            }
-            Transaction::Cancelled(reasons) => Err(RotateError::Store(StoreError::Fault(format!(
-                "rotate_refresh_token: cancelled: {reasons:?}"
-            )))),
+        let guard = TransactWriteItem::builder().delete(spend).build();
+        if self
+            .guarded_token_write("rotate_refresh_token", guard, successors)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(RotateError::Invalid)
         }
     }
 }
