@@ -90,7 +90,9 @@ macro_rules! http_function_main {
         #[tokio::main]
         async fn main() -> Result<(), lambda_http::Error> {
             lambda_http::tracing::init_default_subscriber();
-            let ctx = $crate::context::Ctx::from_env().await?;
+            let ctx = $crate::context::Ctx::from_env()
+                .await
+                .map_err($crate::context::cold_start_failure)?;
             let ctx = &ctx;
             lambda_http::run(lambda_http::service_fn(
                 move |req: lambda_http::Request| async move {
@@ -100,4 +102,11 @@ macro_rules! http_function_main {
             .await
         }
     };
+}
+
+/// Logs why a cold start failed, as one structured line, and hands the error on to stop the
+/// function before it takes any request.
+pub fn cold_start_failure(error: ConfigError) -> ConfigError {
+    tracing::error!(error = %error, "cold start failed: the function is misconfigured");
+    error
 }

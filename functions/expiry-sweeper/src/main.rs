@@ -5,7 +5,9 @@ use serde_json::{Value, json};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
-    let ctx = Ctx::from_env().await?;
+    let ctx = Ctx::from_env()
+        .await
+        .map_err(ciba_shared::context::cold_start_failure)?;
     let ctx = &ctx;
     lambda_runtime::run(service_fn(move |_event: LambdaEvent<Value>| async move {
         let expired = expiry_sweeper::handle(ctx).await?;

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ciba_shared::context::Ctx;
+use ciba_shared::context::{Ctx, cold_start_failure};
 use ciba_shared::notify::{HttpCallbackSender, Notifier, NotifierSettings};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
@@ -10,9 +10,9 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let notifier = Notifier {
-        ctx: Ctx::from_env().await?,
+        ctx: Ctx::from_env().await.map_err(cold_start_failure)?,
         callback: Arc::new(HttpCallbackSender::new(Duration::from_secs(5))?),
-        settings: NotifierSettings::from_env()?,
+        settings: NotifierSettings::from_env().map_err(cold_start_failure)?,
     };
     let notifier = &notifier;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
