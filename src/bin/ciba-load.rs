@@ -1,0 +1,608 @@
+//! `ciba-load`: a bounded load driver for a CIBA OP on loopback (issue 6).
+//!
+//! N workers run whole poll-mode flows for D seconds over keep-alive connections:
+//!
+//! - `--target ours` (the local API, `cargo run` / `target/release/ciba-local`):
+//!   POST /bc-authorize (demo-rp, client_secret_basic, login_hint alice, a unique
+//!   binding_message) → GET /_local/pushes?user=alice (the txn of that binding_message) →
+//!   POST /device/decision signed with tests/keys/alice-phone.pem → POST /token until 200;
+//! - `--target node` (bench/node-op/server.mjs, node-oidc-provider): POST /backchannel →
+//!   POST /_approve (the server's stand-in for the device: the same ES256 decision JWT, with
+//!   txn = auth_req_id) → POST /token until 200.
+//!
+//! It prints flows/s, p50/p99 per endpoint and errors as JSON (and as a Markdown table with
+//! `--markdown PATH`), and the server's peak RSS (VmHWM) with `--pid`.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use ciba_shared::jose;
+use ciba_shared::ports::{OsRandom, Random};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use p256::ecdsa::SigningKey;
+use p256::pkcs8::DecodePrivateKey;
+use serde_json::{Value, json};
+
+const USAGE: &str = "\
+ciba-load: whole CIBA poll flows against an OP on 127.0.0.1, for a bounded time
+
+  --api URL          the OP (default http://127.0.0.1:8080); only loopback addresses
+  --target KIND      ours (default: the local API) or node (bench/node-op/server.mjs)
+  --concurrency N    concurrent workers, one flow at a time each (default 8)
+  --duration S       seconds of load (default 10, at most 300)
+  --shape KIND       full (default: the whole flow above) or pending: POST bc-authorize (or
+                     /backchannel) then one POST /token answering authorization_pending, the OP's
+                     own endpoints without the device step and its harness
+  --threads N        the driver's tokio worker threads (default 1)
+  --pid PID          the server's pid: report its peak RSS (VmHWM) from /proc/PID/status
+  --key PEM          alice's device key (default tests/keys/alice-phone.pem)
+  --label TEXT       a name for this run in the output (default: the target)
+  --json PATH        also write the JSON result to PATH
+  --markdown PATH    also write the Markdown table to PATH
+";
+
+const CIBA_GRANT: &str = "urn:openid:params:grant-type:ciba";
+const MAX_POLLS: usize = 20;
+
+struct Options {
+    api: String,
+    target: Target,
+    pending: bool,
+    concurrency: usize,
+    duration: Duration,
+    threads: usize,
+    pid: Option<u32>,
+    key: String,
+    label: String,
+    json: Option<String>,
+    markdown: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Target {
+    Ours,
+    Node,
+}
+
+fn parse(args: &[String]) -> Result<Options, String> {
+    let mut flags = BTreeMap::new();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        if flag == "--help" || flag == "-h" {
+            return Err(USAGE.into());
+        }
+        let name = flag
+            .strip_prefix("--")
+            .ok_or_else(|| format!("unexpected argument {flag}\n\n{USAGE}"))?;
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        flags.insert(name.to_owned(), value.clone());
+    }
+    let number = |name: &str, default: u64| -> Result<u64, String> {
+        flags.get(name).map_or(Ok(default), |v| {
+            v.parse()
+                .map_err(|_| format!("--{name} {v:?} is not a number"))
+        })
+    };
+    let api = flags
+        .get("api")
+        .cloned()
+        .unwrap_or_else(|| "http://127.0.0.1:8080".into())
+        .trim_end_matches('/')
+        .to_owned();
+    let host = api
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split(['/', ':']).next())
+        .ok_or_else(|| format!("--api {api:?} must be http://127.x.x.x:PORT"))?;
+    if !(host.starts_with("127.") || host == "localhost") {
+        return Err(format!(
+            "--api {api:?}: only loopback addresses are allowed"
+        ));
+    }
+    let target = match flags.get("target").map(String::as_str) {
+        None | Some("ours") => Target::Ours,
+        Some("node") => Target::Node,
+        Some(other) => return Err(format!("--target {other:?} must be ours or node")),
+    };
+    let pending = match flags.get("shape").map(String::as_str) {
+        None | Some("full") => false,
+        Some("pending") => true,
+        Some(other) => return Err(format!("--shape {other:?} must be full or pending")),
+    };
+    let seconds = number("duration", 10)?;
+    if !(1..=300).contains(&seconds) {
+        return Err("--duration must be 1 to 300 seconds".into());
+    }
+    let pid = match flags.get("pid") {
+        Some(p) => Some(p.parse().map_err(|_| format!("--pid {p:?} is not a pid"))?),
+        None => None,
+    };
+    Ok(Options {
+        api,
+        target,
+        pending,
+        concurrency: number("concurrency", 8)?.clamp(1, 1024) as usize,
+        duration: Duration::from_secs(seconds),
+        threads: number("threads", 1)?.clamp(1, 64) as usize,
+        pid,
+        key: flags
+            .get("key")
+            .cloned()
+            .unwrap_or_else(|| "tests/keys/alice-phone.pem".into()),
+        label: flags.get("label").cloned().unwrap_or_else(|| {
+            match target {
+                Target::Ours => "ours",
+                Target::Node => "node",
+            }
+            .into()
+        }),
+        json: flags.get("json").cloned(),
+        markdown: flags.get("markdown").cloned(),
+    })
+}
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+struct Shared {
+    client: HttpClient,
+    api: String,
+    target: Target,
+    pending: bool,
+    key: SigningKey,
+    authorization: String,
+    deadline: Instant,
+}
+
+/// What one worker saw: latencies in microseconds per endpoint, errors by endpoint and cause.
+#[derive(Default)]
+struct Tally {
+    flows: u64,
+    polls: u64,
+    latencies: BTreeMap<&'static str, Vec<u64>>,
+    errors: BTreeMap<String, u64>,
+    push_list_len: usize,
+}
+
+impl Tally {
+    fn merge(&mut self, other: Tally) {
+        self.flows += other.flows;
+        self.polls += other.polls;
+        for (endpoint, mut values) in other.latencies {
+            self.latencies
+                .entry(endpoint)
+                .or_default()
+                .append(&mut values);
+        }
+        for (error, n) in other.errors {
+            *self.errors.entry(error).or_default() += n;
+        }
+        self.push_list_len = self.push_list_len.max(other.push_list_len);
+    }
+}
+
+struct Reply {
+    status: u16,
+    body: Bytes,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    fn describe(&self) -> String {
+        let error = self.json()["error"].as_str().unwrap_or("").to_owned();
+        format!("{} {error}", self.status).trim().to_owned()
+    }
+}
+
+impl Shared {
+    /// One request, timed into `tally` under `endpoint`.
+    async fn send(
+        &self,
+        tally: &mut Tally,
+        endpoint: &'static str,
+        method: hyper::Method,
+        target: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<Reply, String> {
+        // The client authenticates (client_secret_basic) at the OP's two client endpoints.
+        let auth = matches!(endpoint, "bc-authorize" | "backchannel" | "token");
+        let mut builder = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{target}", self.api));
+        if let Some(content_type) = content_type {
+            builder = builder.header("content-type", content_type);
+        }
+        if auth {
+            builder = builder.header("authorization", &self.authorization);
+        }
+        let request = builder
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| format!("{endpoint}: {e}"))?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("{endpoint}: {e}"))?
+            .to_bytes();
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        tally.latencies.entry(endpoint).or_default().push(micros);
+        Ok(Reply { status, body })
+    }
+
+    fn form(pairs: &[(&str, &str)]) -> Vec<u8> {
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish()
+            .into_bytes()
+    }
+
+    /// One whole flow; an error names the endpoint and cause.
+    async fn flow(&self, tally: &mut Tally, worker: usize, seq: u64) -> Result<(), String> {
+        let binding = format!("L{worker}-{seq}");
+        let (authorize_path, token_auth) = match self.target {
+            Target::Ours => ("/bc-authorize", "bc-authorize"),
+            Target::Node => ("/backchannel", "backchannel"),
+        };
+        let reply = self
+            .send(
+                tally,
+                token_auth,
+                hyper::Method::POST,
+                authorize_path,
+                Some("application/x-www-form-urlencoded"),
+                Self::form(&[
+                    ("scope", "openid"),
+                    ("login_hint", "alice"),
+                    ("binding_message", &binding),
+                ]),
+            )
+            .await?;
+        if reply.status != 200 {
+            return Err(format!("{token_auth}: {}", reply.describe()));
+        }
+        let ack = reply.json();
+        let auth_req_id = ack["auth_req_id"]
+            .as_str()
+            .ok_or_else(|| format!("{token_auth}: no auth_req_id"))?
+            .to_owned();
+
+        if self.pending {
+            return self.poll_pending(tally, &auth_req_id).await;
+        }
+        match self.target {
+            Target::Ours => self.decide(tally, &binding).await?,
+            Target::Node => {
+                let jwt = self.decision(&auth_req_id)?;
+                let reply = self
+                    .send(
+                        tally,
+                        "_approve",
+                        hyper::Method::POST,
+                        "/_approve",
+                        Some("application/jwt"),
+                        jwt.into_bytes(),
+                    )
+                    .await?;
+                if reply.status != 204 && reply.status != 200 {
+                    return Err(format!("_approve: {}", reply.describe()));
+                }
+            }
+        }
+
+        for _ in 0..MAX_POLLS {
+            let reply = self
+                .send(
+                    tally,
+                    "token",
+                    hyper::Method::POST,
+                    "/token",
+                    Some("application/x-www-form-urlencoded"),
+                    Self::form(&[("grant_type", CIBA_GRANT), ("auth_req_id", &auth_req_id)]),
+                )
+                .await?;
+            tally.polls += 1;
+            match reply.status {
+                200 if reply.json()["id_token"].is_string() => return Ok(()),
+                400 => {
+                    let error = reply.json()["error"].as_str().unwrap_or("").to_owned();
+                    if error == "authorization_pending" || error == "slow_down" {
+                        *tally
+                            .errors
+                            .entry(format!("token: {error} (polled again)"))
+                            .or_default() += 1;
+                        let wait = ack["interval"].as_u64().unwrap_or(2).max(1);
+                        tokio::time::sleep(Duration::from_secs(wait)).await;
+                        continue;
+                    }
+                    return Err(format!("token: {}", reply.describe()));
+                }
+                _ => return Err(format!("token: {}", reply.describe())),
+            }
+        }
+        Err("token: no tokens after 20 polls".into())
+    }
+
+    /// One poll of an undecided request: `authorization_pending` is the success here.
+    async fn poll_pending(&self, tally: &mut Tally, auth_req_id: &str) -> Result<(), String> {
+        let reply = self
+            .send(
+                tally,
+                "token",
+                hyper::Method::POST,
+                "/token",
+                Some("application/x-www-form-urlencoded"),
+                Self::form(&[("grant_type", CIBA_GRANT), ("auth_req_id", auth_req_id)]),
+            )
+            .await?;
+        tally.polls += 1;
+        match reply.json()["error"].as_str() {
+            Some("authorization_pending") if reply.status == 400 => Ok(()),
+            _ => Err(format!("token: {}", reply.describe())),
+        }
+    }
+
+    /// Alice's phone's approval of `txn`: an ES256 JWT with kid alice-phone, valid a minute.
+    fn decision(&self, txn: &str) -> Result<String, String> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| e.to_string())?
+            .as_secs();
+        Ok(jose::sign_with_key(
+            &self.key,
+            &json!({"alg": "ES256", "typ": "JWT", "kid": "alice-phone"}),
+            &json!({"txn": txn, "action": "approve", "iat": now, "exp": now + 60,
+                    "jti": OsRandom.token(16)}),
+        ))
+    }
+
+    /// Alice's phone: the txn of the push carrying `binding`, approved with its device key.
+    async fn decide(&self, tally: &mut Tally, binding: &str) -> Result<(), String> {
+        let reply = self
+            .send(
+                tally,
+                "_local/pushes",
+                hyper::Method::GET,
+                "/_local/pushes?user=alice",
+                None,
+                Vec::new(),
+            )
+            .await?;
+        if reply.status != 200 {
+            return Err(format!("_local/pushes: {}", reply.describe()));
+        }
+        let pushes = reply.json();
+        let pushes = pushes.as_array().cloned().unwrap_or_default();
+        tally.push_list_len = tally.push_list_len.max(pushes.len());
+        // Newest first: ours is near the end of the list.
+        let txn = pushes
+            .iter()
+            .rev()
+            .find(|p| p["message"]["binding_message"].as_str() == Some(binding))
+            .and_then(|p| p["message"]["txn"].as_str())
+            .ok_or_else(|| "_local/pushes: no push for the request".to_owned())?
+            .to_owned();
+        let jwt = self.decision(&txn)?;
+        let reply = self
+            .send(
+                tally,
+                "device/decision",
+                hyper::Method::POST,
+                "/device/decision",
+                Some("application/jwt"),
+                jwt.into_bytes(),
+            )
+            .await?;
+        if reply.status != 204 && reply.status != 200 {
+            return Err(format!("device/decision: {}", reply.describe()));
+        }
+        Ok(())
+    }
+}
+
+async fn worker(shared: Arc<Shared>, index: usize) -> Tally {
+    let mut tally = Tally::default();
+    let mut seq = 0u64;
+    while Instant::now() < shared.deadline {
+        seq += 1;
+        match shared.flow(&mut tally, index, seq).await {
+            Ok(()) => tally.flows += 1,
+            Err(e) => {
+                *tally.errors.entry(e).or_default() += 1;
+                // Do not spin on a refusing or absent server.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    tally
+}
+
+fn percentile(sorted: &[u64], p: usize) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let index = (sorted.len() * p / 100).min(sorted.len() - 1);
+    sorted[index]
+}
+
+/// `VmHWM` and `VmRSS` of a process, in kB.
+fn memory_of(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+    };
+    Some((field("VmHWM:")?, field("VmRSS:")?))
+}
+
+fn markdown(result: &Value) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "**{}**: {} flows in {:.1} s with {} workers = **{:.1} flows/s**; {} token polls; {} errors",
+        result["label"].as_str().unwrap_or(""),
+        result["flows"],
+        result["seconds"].as_f64().unwrap_or(0.0),
+        result["concurrency"],
+        result["flows_per_second"].as_f64().unwrap_or(0.0),
+        result["token_polls"],
+        result["error_count"],
+    ));
+    if let Some(hwm) = result["server_peak_rss_kb"].as_u64() {
+        out.push_str(&format!("; server peak RSS {:.1} MiB", hwm as f64 / 1024.0));
+    }
+    out.push_str(
+        "\n\n| endpoint | requests | p50 (µs) | p99 (µs) | max (µs) |\n|---|---:|---:|---:|---:|\n",
+    );
+    if let Some(endpoints) = result["endpoints"].as_object() {
+        for (name, e) in endpoints {
+            out.push_str(&format!(
+                "| {name} | {} | {} | {} | {} |\n",
+                e["count"], e["p50_us"], e["p99_us"], e["max_us"]
+            ));
+        }
+    }
+    if let Some(errors) = result["errors"].as_object().filter(|e| !e.is_empty()) {
+        out.push_str("\n| error | count |\n|---|---:|\n");
+        for (error, n) in errors {
+            out.push_str(&format!("| {error} | {n} |\n"));
+        }
+    }
+    out
+}
+
+async fn run(options: Options) -> Result<Value, String> {
+    let key_pem =
+        std::fs::read_to_string(&options.key).map_err(|e| format!("{}: {e}", options.key))?;
+    let key = SigningKey::from_pkcs8_pem(&key_pem).map_err(|e| format!("{}: {e}", options.key))?;
+    let (id, secret) = match options.target {
+        Target::Ours => ("demo-rp", "demo-rp-secret"),
+        Target::Node => ("bench-rp", "bench-rp-secret"),
+    };
+    let client: HttpClient = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(options.concurrency)
+        .build_http();
+    let started = Instant::now();
+    let shared = Arc::new(Shared {
+        client,
+        api: options.api.clone(),
+        target: options.target,
+        pending: options.pending,
+        key,
+        authorization: format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))),
+        deadline: started + options.duration,
+    });
+    let workers: Vec<_> = (0..options.concurrency)
+        .map(|i| tokio::spawn(worker(shared.clone(), i)))
+        .collect();
+    let mut tally = Tally::default();
+    for w in workers {
+        tally.merge(w.await.map_err(|e| e.to_string())?);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let mut endpoints = serde_json::Map::new();
+    for (endpoint, mut values) in tally.latencies {
+        values.sort_unstable();
+        endpoints.insert(
+            endpoint.into(),
+            json!({
+                "count": values.len(),
+                "p50_us": percentile(&values, 50),
+                "p99_us": percentile(&values, 99),
+                "max_us": values.last().copied().unwrap_or(0),
+            }),
+        );
+    }
+    let error_count: u64 = tally
+        .errors
+        .iter()
+        .filter(|(e, _)| !e.ends_with("(polled again)"))
+        .map(|(_, n)| n)
+        .sum();
+    let memory = options.pid.and_then(memory_of);
+    Ok(json!({
+        "label": options.label,
+        "api": options.api,
+        "shape": if options.pending { "pending" } else { "full" },
+        "concurrency": options.concurrency,
+        "driver_threads": options.threads,
+        "seconds": seconds,
+        "flows": tally.flows,
+        "flows_per_second": tally.flows as f64 / seconds,
+        "token_polls": tally.polls,
+        "error_count": error_count,
+        "errors": tally.errors,
+        "endpoints": endpoints,
+        "push_list_len_max": tally.push_list_len,
+        "server_pid": options.pid,
+        "server_peak_rss_kb": memory.map(|m| m.0),
+        "server_rss_kb": memory.map(|m| m.1),
+    }))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let options = match parse(&args) {
+        Ok(o) => o,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(options.threads)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ciba-load: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let json_path = options.json.clone();
+    let markdown_path = options.markdown.clone();
+    let result = match runtime.block_on(run(options)) {
+        Ok(r) => r,
+        Err(message) => {
+            eprintln!("ciba-load: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let text = serde_json::to_string_pretty(&result).unwrap_or_default();
+    println!("{text}");
+    let table = markdown(&result);
+    eprintln!("{table}");
+    for (path, contents) in [(json_path, text), (markdown_path, table)] {
+        if let Some(path) = path
+            && let Err(e) = std::fs::write(&path, contents)
+        {
+            eprintln!("ciba-load: {path}: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if result["flows"].as_u64() == Some(0) {
+        eprintln!("ciba-load: no flow completed");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
