@@ -141,10 +141,11 @@ impl LocalApi {
         }
     }
 
-    /// `GET /_local/pushes?user=<login hint>`: what was pushed to that user's devices, oldest first.
+    /// `GET /_local/pushes?user=<login hint>[&limit=N]`: what was pushed to that user's devices,
+    /// oldest first.
     async fn pushes_for(&self, req: &Request) -> Response<Body> {
         let query = req.query_string_parameters();
-        let pushes = match query.first("user") {
+        let mut pushes = match query.first("user") {
             Some(hint) => match self.ctx.store.find_user_by_hint(hint).await {
                 Ok(Some(user)) => self.pushes.sent_to(&user.sub),
                 Ok(None) => Vec::new(),
@@ -152,6 +153,11 @@ impl LocalApi {
             },
             None => self.pushes.all(),
         };
+        // `limit=N`: only the newest N, so a script polling a busy user stays cheap.
+        if let Some(limit) = query.first("limit").and_then(|l| l.parse::<usize>().ok()) {
+            let skip = pushes.len().saturating_sub(limit);
+            pushes.drain(..skip);
+        }
         json_response(StatusCode::OK, &pushes, true)
     }
 }
