@@ -145,19 +145,19 @@ impl LocalApi {
     /// oldest first.
     async fn pushes_for(&self, req: &Request) -> Response<Body> {
         let query = req.query_string_parameters();
-        let mut pushes = match query.first("user") {
+        // `limit=N`: only the newest N, so a script polling a busy user stays cheap.
+        let limit = query
+            .first("limit")
+            .and_then(|l| l.parse::<usize>().ok())
+            .unwrap_or(usize::MAX);
+        let pushes = match query.first("user") {
             Some(hint) => match self.ctx.store.find_user_by_hint(hint).await {
-                Ok(Some(user)) => self.pushes.sent_to(&user.sub),
+                Ok(Some(user)) => self.pushes.recent(Some(&user.sub), limit),
                 Ok(None) => Vec::new(),
                 Err(e) => return error_response(&DeviceError::from(e)),
             },
-            None => self.pushes.all(),
+            None => self.pushes.recent(None, limit),
         };
-        // `limit=N`: only the newest N, so a script polling a busy user stays cheap.
-        if let Some(limit) = query.first("limit").and_then(|l| l.parse::<usize>().ok()) {
-            let skip = pushes.len().saturating_sub(limit);
-            pushes.drain(..skip);
-        }
         json_response(StatusCode::OK, &pushes, true)
     }
 }

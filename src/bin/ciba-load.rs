@@ -158,6 +158,9 @@ struct Shared {
     key: SigningKey,
     authorization: String,
     deadline: Instant,
+    /// `/_local/pushes` for alice, limited to the newest few: with one flow in flight per
+    /// worker, a worker's own push is always among the newest 2 × workers.
+    pushes_target: String,
 }
 
 /// What one worker saw: latencies in microseconds per endpoint, errors by endpoint and cause.
@@ -380,7 +383,7 @@ impl Shared {
                 "_local/pushes",
                 hyper::Method::GET,
                 // Each worker has one request in flight, so its push is among the newest few.
-                "/_local/pushes?user=alice&limit=1024",
+                &self.pushes_target,
                 None,
                 Vec::new(),
             )
@@ -511,6 +514,10 @@ async fn run(options: Options) -> Result<Value, String> {
         key,
         authorization: format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))),
         deadline: started + options.duration,
+        pushes_target: format!(
+            "/_local/pushes?user=alice&limit={}",
+            2 * options.concurrency + 8
+        ),
     });
     let workers: Vec<_> = (0..options.concurrency)
         .map(|i| tokio::spawn(worker(shared.clone(), i)))

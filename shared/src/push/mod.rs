@@ -113,6 +113,22 @@ impl RecordingPushSender {
     pub fn all(&self) -> Vec<RecordedPush> {
         self.sent.lock().map(|v| v.clone()).unwrap_or_default()
     }
+
+    /// The newest `limit` pushes (to `sub`, when given), oldest first, without copying the rest.
+    pub fn recent(&self, sub: Option<&str>, limit: usize) -> Vec<RecordedPush> {
+        let Ok(sent) = self.sent.lock() else {
+            return Vec::new();
+        };
+        let mut newest: Vec<RecordedPush> = sent
+            .iter()
+            .rev()
+            .filter(|p| sub.is_none_or(|s| p.sub == s))
+            .take(limit)
+            .cloned()
+            .collect();
+        newest.reverse();
+        newest
+    }
 }
 
 #[async_trait]
