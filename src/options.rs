@@ -8,7 +8,7 @@ use ciba_shared::notify::local::{LocalNotifier, NotifyingStore};
 use ciba_shared::notify::{HttpCallbackSender, Notifier, NotifierSettings};
 use ciba_shared::ports::Random;
 use ciba_shared::ports::{Clock, LocalSigner, OsRandom, Signer, SystemClock};
-use ciba_shared::push::{PushSender, RecordingPushSender, SnsPushSender};
+use ciba_shared::push::{PushSender, RecordingPushSender, SnsPushSender, TeePushSender};
 use ciba_shared::secret::Secret;
 use ciba_shared::seed::Seed;
 use ciba_shared::store::{DynamoStore, MemoryStore, Store, dynamodb};
@@ -28,7 +28,10 @@ ciba-local: every CIBA function's handler on one local port
   --signing-key PATH  PKCS#8 PEM of the OP's P-256 key (SIGNING_KEY_FILE; default: generated)
   --registration R    open (default), closed, or token:<initial access token> (CIBA_REGISTRATION)
   --push KIND         recording (default: listed at /_local/pushes) or sns (CIBA_PUSH); sns uses
-                      SNS_PLATFORM_APP_GCM / _APNS / _APNS_SANDBOX and AWS_ENDPOINT_URL_SNS
+                      SNS_PLATFORM_APP_GCM / _APNS / _APNS_SANDBOX and AWS_ENDPOINT_URL_SNS,
+                      and lists what SNS accepted at /_local/pushes too
+  --sweep-every S     seconds between expiry sweeps, the expiry-sweeper function's job
+                      (CIBA_SWEEP_EVERY, default 1)
 ";
 
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +44,7 @@ pub struct Options {
     pub signing_key: Option<String>,
     pub sns: bool,
     pub registration: Registration,
+    pub sweep_every: Duration,
 }
 
 impl Options {
@@ -94,7 +98,17 @@ impl Options {
                 }
             },
         };
+        let sweep_every = match get("sweep-every", "CIBA_SWEEP_EVERY") {
+            Some(s) => s
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (1..=86_400).contains(n))
+                .map(Duration::from_secs)
+                .ok_or_else(|| format!("sweep-every {s:?} must be 1 to 86400 seconds"))?,
+            None => Duration::from_secs(1),
+        };
         Ok(Self {
+            sweep_every,
             registration,
             sns,
             port,
@@ -178,7 +192,10 @@ pub async fn build(
     let push: Arc<dyn PushSender> = if options.sns {
         let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         summary.store.push_str(", pushes through SNS");
-        Arc::new(SnsPushSender::from_env(&aws))
+        Arc::new(TeePushSender {
+            inner: Arc::new(SnsPushSender::from_env(&aws)),
+            record: pushes.clone(),
+        })
     } else {
         pushes.clone()
     };
@@ -199,7 +216,7 @@ pub async fn build(
             push_token_key: Secret::new(OsRandom.token(32)),
         },
     };
-    let notifier = LocalNotifier::spawn(notifier, changed, Duration::from_secs(1));
+    let notifier = LocalNotifier::spawn(notifier, changed, options.sweep_every);
     Ok((LocalApi::new(ctx, pushes).with_notifier(notifier), summary))
 }
 
@@ -228,4 +245,38 @@ async fn ensure_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<
 
 pub fn system_clock() -> Arc<dyn Clock> {
     Arc::new(SystemClock)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Options, String> {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        Options::parse(&args, &|_| None)
+    }
+
+    #[test]
+    fn sweep_every_defaults_to_a_second_and_takes_1_to_86400() {
+        assert_eq!(parse(&[]).unwrap().sweep_every, Duration::from_secs(1));
+        assert_eq!(
+            parse(&["--sweep-every", "3600"]).unwrap().sweep_every,
+            Duration::from_secs(3600)
+        );
+        for bad in ["0", "86401", "-1", "soon"] {
+            let error = parse(&["--sweep-every", bad]).unwrap_err();
+            assert!(error.contains("1 to 86400"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn push_is_recording_unless_sns_is_asked_for() {
+        assert!(!parse(&[]).unwrap().sns);
+        assert!(parse(&["--push", "sns"]).unwrap().sns);
+        assert!(
+            parse(&["--push", "apns"])
+                .unwrap_err()
+                .contains("recording or sns")
+        );
+    }
 }

@@ -152,3 +152,90 @@ impl PushSender for RecordingPushSender {
         Ok(())
     }
 }
+
+/// Sends through another adapter (SNS in the local API's `--push sns`) and keeps a record of
+/// every push it delivered, so `GET /_local/pushes` still lists them.
+pub struct TeePushSender {
+    pub inner: std::sync::Arc<dyn PushSender>,
+    pub record: std::sync::Arc<RecordingPushSender>,
+}
+
+#[async_trait]
+impl PushSender for TeePushSender {
+    async fn register(&self, platform: Platform, push_token: &str) -> Result<String, PushError> {
+        self.inner.register(platform, push_token).await
+    }
+
+    async fn send(&self, device: &Device, message: &PushMessage) -> Result<(), PushError> {
+        self.inner.send(device, message).await?;
+        self.record.send(device, message).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    struct Refusing;
+
+    #[async_trait]
+    impl PushSender for Refusing {
+        async fn register(&self, _: Platform, _: &str) -> Result<String, PushError> {
+            Err(PushError::Unavailable("down".into()))
+        }
+
+        async fn send(&self, _: &Device, _: &PushMessage) -> Result<(), PushError> {
+            Err(PushError::EndpointDisabled)
+        }
+    }
+
+    fn device() -> Device {
+        Device {
+            device_id: "d1".into(),
+            sub: "user-1".into(),
+            public_key: serde_json::json!({}),
+            platform: Some("GCM".into()),
+            push_token: None,
+            endpoint_arn: Some("arn:aws:sns:us-east-1:1:endpoint/GCM/app/1".into()),
+            enabled: true,
+        }
+    }
+
+    fn message() -> PushMessage {
+        PushMessage {
+            txn: "txn-1".into(),
+            binding_message: None,
+            client_name: "Demo".into(),
+            scope: "openid".into(),
+            acr_values: None,
+            expires_at: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn tee_records_only_what_the_inner_sender_delivered() {
+        let record = Arc::new(RecordingPushSender::default());
+        let delivered = TeePushSender {
+            inner: Arc::new(RecordingPushSender::default()),
+            record: record.clone(),
+        };
+        delivered.send(&device(), &message()).await.unwrap();
+        assert_eq!(record.sent_to("user-1").len(), 1);
+
+        let refused = TeePushSender {
+            inner: Arc::new(Refusing),
+            record: record.clone(),
+        };
+        assert_eq!(
+            refused.send(&device(), &message()).await,
+            Err(PushError::EndpointDisabled)
+        );
+        assert_eq!(
+            refused.register(Platform::Gcm, "token").await,
+            Err(PushError::Unavailable("down".into()))
+        );
+        assert_eq!(record.all().len(), 1);
+    }
+}
