@@ -42,6 +42,11 @@ ciba-load: whole CIBA poll flows against an OP on 127.0.0.1, for a bounded time
                      /backchannel) then one POST /token answering authorization_pending, the OP's
                      own endpoints without the device step and its harness
   --threads N        the driver's tokio worker threads (default 1)
+  --flows N          stop after N flows instead of at the end of --duration
+  --count-url URLS   comma-separated /_counts URLs of bench/count_proxy.py in front of the OP's
+                     AWS services: after every request, once no call has been under way for
+                     100 ms, the calls and capacity units counted since the previous one are put
+                     down to that endpoint; needs --concurrency 1
   --pid PID          the server's pid: report its peak RSS (VmHWM) from /proc/PID/status
   --key PEM          alice's device key (default tests/keys/alice-phone.pem)
   --label TEXT       a name for this run in the output (default: the target)
@@ -58,6 +63,8 @@ struct Options {
     pending: bool,
     concurrency: usize,
     duration: Duration,
+    flows: Option<u64>,
+    count_urls: Vec<String>,
     threads: usize,
     pid: Option<u32>,
     key: String,
@@ -120,6 +127,30 @@ fn parse(args: &[String]) -> Result<Options, String> {
     if !(1..=300).contains(&seconds) {
         return Err("--duration must be 1 to 300 seconds".into());
     }
+    let count_urls: Vec<String> = flags
+        .get("count-url")
+        .map(|urls| {
+            urls.split(',')
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    for url in &count_urls {
+        if !url.starts_with("http://127.") {
+            return Err(format!(
+                "--count-url {url:?} must be http://127.x.x.x:PORT/_counts"
+            ));
+        }
+    }
+    let concurrency = number("concurrency", 8)?.clamp(1, 1024) as usize;
+    if !count_urls.is_empty() && concurrency != 1 {
+        return Err("--count-url needs --concurrency 1".into());
+    }
+    let flows = match flags.get("flows") {
+        Some(_) => Some(number("flows", 0)?.max(1)),
+        None => None,
+    };
     let pid = match flags.get("pid") {
         Some(p) => Some(p.parse().map_err(|_| format!("--pid {p:?} is not a pid"))?),
         None => None,
@@ -128,8 +159,10 @@ fn parse(args: &[String]) -> Result<Options, String> {
         api,
         target,
         pending,
-        concurrency: number("concurrency", 8)?.clamp(1, 1024) as usize,
+        concurrency,
         duration: Duration::from_secs(seconds),
+        flows,
+        count_urls,
         threads: number("threads", 1)?.clamp(1, 64) as usize,
         pid,
         key: flags
@@ -158,6 +191,9 @@ struct Shared {
     key: SigningKey,
     authorization: String,
     deadline: Instant,
+    /// Flows left to start when `--flows` bounds the run.
+    flows_left: Option<std::sync::atomic::AtomicU64>,
+    count_urls: Vec<String>,
     /// `/_local/pushes` for alice, limited to the newest few: with one flow in flight per
     /// worker, a worker's own push is always among the newest 2 × workers.
     pushes_target: String,
@@ -171,6 +207,11 @@ struct Tally {
     latencies: BTreeMap<&'static str, Vec<u64>>,
     errors: BTreeMap<String, u64>,
     push_list_len: usize,
+    /// With `--count-url`: AWS calls by endpoint and operation, and (read, write) units by
+    /// endpoint; `counted` is the proxies' totals after the last request.
+    aws_calls: BTreeMap<&'static str, BTreeMap<String, u64>>,
+    aws_units: BTreeMap<&'static str, (f64, f64)>,
+    counted: (BTreeMap<String, u64>, f64, f64),
 }
 
 impl Tally {
@@ -187,6 +228,17 @@ impl Tally {
             *self.errors.entry(error).or_default() += n;
         }
         self.push_list_len = self.push_list_len.max(other.push_list_len);
+        for (endpoint, calls) in other.aws_calls {
+            let mine = self.aws_calls.entry(endpoint).or_default();
+            for (op, n) in calls {
+                *mine.entry(op).or_default() += n;
+            }
+        }
+        for (endpoint, (r, w)) in other.aws_units {
+            let mine = self.aws_units.entry(endpoint).or_default();
+            mine.0 += r;
+            mine.1 += w;
+        }
     }
 }
 
@@ -246,7 +298,70 @@ impl Shared {
             .to_bytes();
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         tally.latencies.entry(endpoint).or_default().push(micros);
+        if !self.count_urls.is_empty() {
+            self.count(tally, endpoint).await?;
+        }
         Ok(Reply { status, body })
+    }
+
+    /// The proxies' totals (calls by operation, read units, write units), summed, and whether
+    /// they are quiet: no call under way and none ended in the last 100 ms.
+    async fn counters(&self) -> Result<((BTreeMap<String, u64>, f64, f64), bool), String> {
+        let mut total = (BTreeMap::new(), 0.0, 0.0);
+        let mut quiet = true;
+        for url in &self.count_urls {
+            let uri: hyper::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+            let response = self
+                .client
+                .get(uri)
+                .await
+                .map_err(|e| format!("{url}: {e}"))?;
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| format!("{url}: {e}"))?
+                .to_bytes();
+            let counts: Value = serde_json::from_slice(&body).map_err(|e| format!("{url}: {e}"))?;
+            for (op, n) in counts["calls"].as_object().into_iter().flatten() {
+                *total.0.entry(op.clone()).or_default() += n.as_u64().unwrap_or(0);
+            }
+            total.1 += counts["read_units"].as_f64().unwrap_or(0.0);
+            total.2 += counts["write_units"].as_f64().unwrap_or(0.0);
+            quiet &= counts["inflight"].as_u64() == Some(0)
+                && counts["idle_ms"].as_f64().is_some_and(|ms| ms >= 100.0);
+        }
+        Ok((total, quiet))
+    }
+
+    /// The proxies' totals once they are quiet (for at most 5 s).
+    async fn settled(&self) -> Result<(BTreeMap<String, u64>, f64, f64), String> {
+        let give_up = Instant::now() + Duration::from_secs(5);
+        loop {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let (now, quiet) = self.counters().await?;
+            if quiet || Instant::now() > give_up {
+                return Ok(now);
+            }
+        }
+    }
+
+    /// Puts the AWS calls made since the previous request down to `endpoint`, once the OP's
+    /// asynchronous work (the local notifier) has settled: the proxies quiet, for at most 5 s.
+    async fn count(&self, tally: &mut Tally, endpoint: &'static str) -> Result<(), String> {
+        let now = self.settled().await?;
+        let calls = tally.aws_calls.entry(endpoint).or_default();
+        for (op, n) in &now.0 {
+            let before = tally.counted.0.get(op).copied().unwrap_or(0);
+            if *n > before {
+                *calls.entry(op.clone()).or_default() += n - before;
+            }
+        }
+        let units = tally.aws_units.entry(endpoint).or_default();
+        units.0 += now.1 - tally.counted.1;
+        units.1 += now.2 - tally.counted.2;
+        tally.counted = now;
+        Ok(())
     }
 
     fn form(pairs: &[(&str, &str)]) -> Vec<u8> {
@@ -422,8 +537,27 @@ impl Shared {
 
 async fn worker(shared: Arc<Shared>, index: usize) -> Tally {
     let mut tally = Tally::default();
+    if !shared.count_urls.is_empty() {
+        // The OP's start-up work (its first expiry sweep) is not the first flow's.
+        match shared.settled().await {
+            Ok(now) => tally.counted = now,
+            Err(e) => {
+                tally.errors.insert(format!("counters: {e}"), 1);
+                return tally;
+            }
+        }
+    }
     let mut seq = 0u64;
     while Instant::now() < shared.deadline {
+        if let Some(left) = &shared.flows_left {
+            use std::sync::atomic::Ordering;
+            if left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_err()
+            {
+                break;
+            }
+        }
         seq += 1;
         match shared.flow(&mut tally, index, seq).await {
             Ok(()) => tally.flows += 1,
@@ -458,6 +592,16 @@ fn memory_of(pid: u32) -> Option<(u64, u64)> {
     Some((field("VmHWM:")?, field("VmRSS:")?))
 }
 
+/// CPU time (user + system) a process has used so far, in milliseconds, from
+/// `/proc/PID/stat` (fields 14 and 15, in clock ticks of 1/100 s on Linux).
+fn cpu_ms_of(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; the fields after its ')' are plain.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks * 10)
+}
+
 fn markdown(result: &Value) -> String {
     let mut out = String::new();
     out.push_str(&format!(
@@ -472,6 +616,9 @@ fn markdown(result: &Value) -> String {
     ));
     if let Some(hwm) = result["server_peak_rss_kb"].as_u64() {
         out.push_str(&format!("; server peak RSS {:.1} MiB", hwm as f64 / 1024.0));
+    }
+    if let Some(cpu) = result["server_cpu_us_per_flow"].as_f64() {
+        out.push_str(&format!("; server CPU {cpu:.0} µs per flow"));
     }
     out.push_str(
         "\n\n| endpoint | requests | p50 (µs) | p99 (µs) | max (µs) |\n|---|---:|---:|---:|---:|\n",
@@ -505,6 +652,7 @@ async fn run(options: Options) -> Result<Value, String> {
         .pool_idle_timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(options.concurrency)
         .build_http();
+    let cpu_before = options.pid.and_then(cpu_ms_of);
     let started = Instant::now();
     let shared = Arc::new(Shared {
         client,
@@ -514,6 +662,8 @@ async fn run(options: Options) -> Result<Value, String> {
         key,
         authorization: format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))),
         deadline: started + options.duration,
+        flows_left: options.flows.map(std::sync::atomic::AtomicU64::new),
+        count_urls: options.count_urls.clone(),
         pushes_target: format!(
             "/_local/pushes?user=alice&limit={}",
             2 * options.concurrency + 8
@@ -547,6 +697,22 @@ async fn run(options: Options) -> Result<Value, String> {
         .map(|(_, n)| n)
         .sum();
     let memory = options.pid.and_then(memory_of);
+    let cpu_ms = options
+        .pid
+        .and_then(cpu_ms_of)
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before));
+    let aws: serde_json::Map<String, Value> = tally
+        .aws_calls
+        .iter()
+        .map(|(endpoint, calls)| {
+            let (read, write) = tally.aws_units.get(endpoint).copied().unwrap_or_default();
+            (
+                (*endpoint).to_owned(),
+                json!({"calls": calls, "read_units": read, "write_units": write}),
+            )
+        })
+        .collect();
     Ok(json!({
         "label": options.label,
         "api": options.api,
@@ -564,6 +730,11 @@ async fn run(options: Options) -> Result<Value, String> {
         "server_pid": options.pid,
         "server_peak_rss_kb": memory.map(|m| m.0),
         "server_rss_kb": memory.map(|m| m.1),
+        "aws": aws,
+        "server_cpu_ms": cpu_ms,
+        "server_cpu_us_per_flow": cpu_ms
+            .filter(|_| tally.flows > 0)
+            .map(|ms| ms as f64 * 1000.0 / tally.flows as f64),
     }))
 }
 
