@@ -108,7 +108,7 @@ def mib(n):
 
 
 def section_criterion(out):
-    out += ["", "## Micro benchmarks (criterion, `cargo bench --bench hot_paths -- --quick`)", ""]
+    out += ["", "## Micro benchmarks (criterion, `cargo bench --profile perf --bench hot_paths -- --quick`)", ""]
     rows = criterion()
     if not rows:
         out.append("Not run (no `target/criterion` results).")

@@ -7,7 +7,7 @@
 #   1. cargo build --profile perf (ciba-local, ciba-load: built for speed, not size);
 #   2. the Lambda binaries: cargo lambda build --release --arm64 (what SAM deploys: sizes), then
 #      cargo lambda build --release for this machine's x86_64 (sizes, and the cold starts);
-#   3. criterion micro benchmarks: cargo bench --bench hot_paths -- --quick;
+#   3. criterion micro benchmarks: cargo bench --profile perf --bench hot_paths -- --quick;
 #   4. start-up of the local API: process start to its first answered request, median of 5;
 #   5. load: ciba-load for BENCH_DURATION seconds (default 10) with BENCH_CONCURRENCY workers
 #      (default 8) against ciba-local on the in-memory store (the whole flow, and the `pending`
@@ -264,9 +264,9 @@ main() {
     fi
 
     if ! skipped criterion; then
-        log "cargo bench --bench hot_paths -- --quick"
+        log "cargo bench --profile perf --bench hot_paths -- --quick"
         rm -rf target/criterion
-        cargo bench --bench hot_paths -- --quick
+        cargo bench --profile perf --bench hot_paths -- --quick
     fi
 
     log "start-up of target/perf/ciba-local (median of 5)"
