@@ -8,6 +8,11 @@ their consumed capacity ("ReturnConsumedCapacity": "TOTAL"; DynamoDB Local ignor
 signature, which this changes), and counts the calls by operation: the `X-Amz-Target` header
 (DynamoDB's JSON protocol) or the `Action` form field (SNS's query protocol).
 
+Units are counted as DynamoDB bills them: DynamoDB Local reports a transaction's capacity like
+that of plain reads and writes, but DynamoDB charges a transactional read or write twice
+(2 WRU per item up to 1 KB, 2 RRU per item up to 4 KB), so TransactWriteItems and
+TransactGetItems units are doubled here.
+
 Its own endpoints, answered and not forwarded:
   GET  /_counts  {"calls": {op: n}, "read_units": r, "write_units": w, "bytes_out": b,
                   "inflight": calls under way, "idle_ms": since the last call ended}
@@ -69,10 +74,15 @@ class Counts:
             }
 
 
+TRANSACTIONS = {"TransactWriteItems", "TransactGetItems"}
+
+
 def units(consumed, op):
-    """(read, write) capacity units of a ConsumedCapacity value (one object or a list)."""
+    """(read, write) capacity units of a ConsumedCapacity value (one object or a list), as
+    billed: doubled for transactions."""
     if not consumed:
         return 0.0, 0.0
+    factor = 2.0 if op in TRANSACTIONS else 1.0
     items = consumed if isinstance(consumed, list) else [consumed]
     read = write = 0.0
     for c in items:
@@ -88,7 +98,7 @@ def units(consumed, op):
         else:
             read += float(r or 0)
             write += float(w or 0)
-    return read, write
+    return read * factor, write * factor
 
 
 def main():

@@ -266,7 +266,8 @@ def section_counts(out, results):
         "that caused it (the local notifier's read after a decision, which the `notifier` Lambda",
         "makes in AWS, lands on `device/decision`). `_local/pushes` is the harness's stand-in for",
         "the phone (it resolves the login hint) and is left out of the cost. Units are what",
-        "DynamoDB Local reported as consumed capacity (`ReturnConsumedCapacity: TOTAL`).",
+        "DynamoDB Local reported as consumed capacity (`ReturnConsumedCapacity: TOTAL`), doubled",
+        "for transactions as DynamoDB bills them (DynamoDB Local does not double them).",
     ]
 
     # The cost of one authentication: the whole flow plus two pending polls (an RP polling every
