@@ -141,8 +141,8 @@ impl LocalApi {
         }
     }
 
-    /// `GET /_local/pushes?user=<login hint>[&limit=N]`: what was pushed to that user's devices,
-    /// oldest first.
+    /// `GET /_local/pushes?user=<login hint>[&binding_message=M][&limit=N]`: what was pushed to
+    /// that user's devices (carrying that binding message), oldest first.
     async fn pushes_for(&self, req: &Request) -> Response<Body> {
         let query = req.query_string_parameters();
         // `limit=N`: only the newest N, so a script polling a busy user stays cheap.
@@ -150,13 +150,14 @@ impl LocalApi {
             .first("limit")
             .and_then(|l| l.parse::<usize>().ok())
             .unwrap_or(usize::MAX);
+        let binding = query.first("binding_message");
         let pushes = match query.first("user") {
             Some(hint) => match self.ctx.store.find_user_by_hint(hint).await {
-                Ok(Some(user)) => self.pushes.recent(Some(&user.sub), limit),
+                Ok(Some(user)) => self.pushes.recent(Some(&user.sub), binding, limit),
                 Ok(None) => Vec::new(),
                 Err(e) => return error_response(&DeviceError::from(e)),
             },
-            None => self.pushes.recent(None, limit),
+            None => self.pushes.recent(None, binding, limit),
         };
         json_response(StatusCode::OK, &pushes, true)
     }

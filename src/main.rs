@@ -61,7 +61,9 @@ async fn main() -> ExitCode {
     for (method, path, function) in ROUTES {
         println!("  {method:<5} {path:<36} -> {function}");
     }
-    println!("  GET   /_local/pushes?user=<login hint>     -> recorded pushes");
+    println!(
+        "  GET   /_local/pushes?user=<login hint>     -> recorded pushes (&binding_message=, &limit=)"
+    );
     println!("  POST  /_local/enrollment-codes             -> issue an enrolment code");
     println!("  seeded clients: {}", summary.clients.join("; "));
     println!("  seeded users:   {}", summary.users.join("; "));

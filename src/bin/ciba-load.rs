@@ -2,9 +2,10 @@
 //!
 //! N workers run whole poll-mode flows for D seconds over keep-alive connections:
 //!
-//! - `--target ours` (the local API, `cargo run` / `target/release/ciba-local`):
+//! - `--target ours` (the local API, `cargo run` / `target/perf/ciba-local`):
 //!   POST /bc-authorize (demo-rp, client_secret_basic, login_hint alice, a unique
-//!   binding_message) → GET /_local/pushes?user=alice (the txn of that binding_message) →
+//!   binding_message) → GET /_local/pushes?user=alice&binding_message=… (the phone's push: its
+//!   txn) →
 //!   POST /device/decision signed with tests/keys/alice-phone.pem → POST /token until 200;
 //! - `--target node` (bench/node-op/server.mjs, node-oidc-provider): POST /backchannel →
 //!   POST /_approve (the server's stand-in for the device: the same ES256 decision JWT, with
@@ -194,8 +195,7 @@ struct Shared {
     /// Flows left to start when `--flows` bounds the run.
     flows_left: Option<std::sync::atomic::AtomicU64>,
     count_urls: Vec<String>,
-    /// `/_local/pushes` for alice, limited to the newest few: with one flow in flight per
-    /// worker, a worker's own push is always among the newest 2 × workers.
+    /// `/_local/pushes` for alice; each lookup adds its flow's binding message.
     pushes_target: String,
 }
 
@@ -497,8 +497,9 @@ impl Shared {
                 tally,
                 "_local/pushes",
                 hyper::Method::GET,
-                // Each worker has one request in flight, so its push is among the newest few.
-                &self.pushes_target,
+                // The push carrying this flow's unique binding message (binding messages are
+                // L<worker>-<seq>: nothing to escape).
+                &format!("{}&binding_message={binding}&limit=1", self.pushes_target),
                 None,
                 Vec::new(),
             )
@@ -509,10 +510,8 @@ impl Shared {
         let pushes = reply.json();
         let pushes = pushes.as_array().cloned().unwrap_or_default();
         tally.push_list_len = tally.push_list_len.max(pushes.len());
-        // Newest first: ours is near the end of the list.
         let txn = pushes
             .iter()
-            .rev()
             .find(|p| p["message"]["binding_message"].as_str() == Some(binding))
             .and_then(|p| p["message"]["txn"].as_str())
             .ok_or_else(|| "_local/pushes: no push for the request".to_owned())?
@@ -664,10 +663,7 @@ async fn run(options: Options) -> Result<Value, String> {
         deadline: started + options.duration,
         flows_left: options.flows.map(std::sync::atomic::AtomicU64::new),
         count_urls: options.count_urls.clone(),
-        pushes_target: format!(
-            "/_local/pushes?user=alice&limit={}",
-            2 * options.concurrency + 8
-        ),
+        pushes_target: "/_local/pushes?user=alice".into(),
     });
     let workers: Vec<_> = (0..options.concurrency)
         .map(|i| tokio::spawn(worker(shared.clone(), i)))

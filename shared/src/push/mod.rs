@@ -114,8 +114,14 @@ impl RecordingPushSender {
         self.sent.lock().map(|v| v.clone()).unwrap_or_default()
     }
 
-    /// The newest `limit` pushes (to `sub`, when given), oldest first, without copying the rest.
-    pub fn recent(&self, sub: Option<&str>, limit: usize) -> Vec<RecordedPush> {
+    /// The newest `limit` pushes (to `sub`, and carrying `binding_message`, when given), oldest
+    /// first, without copying the rest.
+    pub fn recent(
+        &self,
+        sub: Option<&str>,
+        binding_message: Option<&str>,
+        limit: usize,
+    ) -> Vec<RecordedPush> {
         let Ok(sent) = self.sent.lock() else {
             return Vec::new();
         };
@@ -123,6 +129,9 @@ impl RecordingPushSender {
             .iter()
             .rev()
             .filter(|p| sub.is_none_or(|s| p.sub == s))
+            .filter(|p| {
+                binding_message.is_none_or(|b| p.message.binding_message.as_deref() == Some(b))
+            })
             .take(limit)
             .cloned()
             .collect();
@@ -212,6 +221,44 @@ mod tests {
             acr_values: None,
             expires_at: 0,
         }
+    }
+
+    #[tokio::test]
+    async fn recent_keeps_the_newest_matching_pushes_oldest_first() {
+        let record = RecordingPushSender::default();
+        for (sub, binding) in [
+            ("user-1", "A"),
+            ("user-2", "B"),
+            ("user-1", "B"),
+            ("user-1", "C"),
+        ] {
+            let mut d = device();
+            d.sub = sub.into();
+            let mut m = message();
+            m.binding_message = Some(binding.into());
+            m.txn = format!("{sub}-{binding}");
+            record.send(&d, &m).await.unwrap();
+        }
+        let txns = |pushes: Vec<RecordedPush>| -> Vec<String> {
+            pushes.into_iter().map(|p| p.message.txn).collect()
+        };
+        assert_eq!(
+            txns(record.recent(Some("user-1"), None, 10)),
+            ["user-1-A", "user-1-B", "user-1-C"]
+        );
+        assert_eq!(
+            txns(record.recent(Some("user-1"), None, 2)),
+            ["user-1-B", "user-1-C"]
+        );
+        assert_eq!(
+            txns(record.recent(None, Some("B"), 10)),
+            ["user-2-B", "user-1-B"]
+        );
+        assert_eq!(
+            txns(record.recent(Some("user-1"), Some("B"), 10)),
+            ["user-1-B"]
+        );
+        assert!(record.recent(Some("user-3"), None, 10).is_empty());
     }
 
     #[tokio::test]
