@@ -58,22 +58,8 @@ fi
 
 # wait_http NAME PID URL LOGFILE: until URL answers 200 (max ~60 s).
 wait_http() {
-    local name="$1" pid="$2" url="$3" logfile="$4" i
-    for ((i = 0; i < 600; i++)); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            log "$name exited before answering; its log ($logfile):"
-            cat "$logfile" >&2 || true
-            return 1
-        fi
-        if python3 -c 'import sys, urllib.request
-urllib.request.urlopen(sys.argv[1], timeout=1).read()' "$url" 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    log "$name did not answer $url within 60 s; its log ($logfile):"
-    cat "$logfile" >&2 || true
-    return 1
+    wait_until "$1" "$2" "$4" "answering $3" python3 -c 'import sys, urllib.request
+urllib.request.urlopen(sys.argv[1], timeout=1).read()' "$3"
 }
 
 stop_pid() {

