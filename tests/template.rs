@@ -46,6 +46,30 @@ fn every_function_crate_has_a_template_resource() {
     assert_eq!(binaries, crates);
 }
 
+/// `sam build` runs `cargo lambda build --bin <Binary>` in the function's `CodeUri`, so that
+/// must be the function's own crate: at the workspace root cargo looks for the binary in the root
+/// package (the local API) and fails.
+#[test]
+fn every_function_builds_from_its_own_crate_directory() {
+    let mut binary = None;
+    let mut pairs = Vec::new();
+    for line in template().lines() {
+        if let Some(b) = value_of(line, "Binary:") {
+            binary = Some(b.to_owned());
+        } else if let Some(code_uri) = value_of(line, "CodeUri:") {
+            let b = binary
+                .take()
+                .expect("Binary before CodeUri in every function");
+            pairs.push((b, code_uri.to_owned()));
+        }
+    }
+    let crates = std::fs::read_dir(root("functions")).unwrap().count();
+    assert_eq!(pairs.len(), crates, "one CodeUri per function: {pairs:?}");
+    for (binary, code_uri) in pairs {
+        assert_eq!(code_uri, format!("functions/{binary}"));
+    }
+}
+
 #[test]
 fn every_template_route_is_served_by_the_local_api() {
     let local: BTreeSet<String> = ciba_local::ROUTES
