@@ -92,7 +92,7 @@ macro_rules! http_function_main {
             lambda_http::tracing::init_default_subscriber();
             let ctx = $crate::context::Ctx::from_env()
                 .await
-                .map_err($crate::context::cold_start_failure)?;
+                .unwrap_or_else(|e| $crate::context::cold_start_failure(e));
             let ctx = &ctx;
             lambda_http::run(lambda_http::service_fn(
                 move |req: lambda_http::Request| async move {
@@ -104,9 +104,11 @@ macro_rules! http_function_main {
     };
 }
 
-/// Logs why a cold start failed, as one structured line, and hands the error on to stop the
-/// function before it takes any request.
-pub fn cold_start_failure(error: ConfigError) -> ConfigError {
+/// Stops a function whose configuration is missing or malformed before it takes any request:
+/// one structured log line naming the setting, then exit status 1, which Lambda records as the
+/// init phase's `Runtime.ExitError`. Returning the error from `main` instead would print it a
+/// second time, as unstructured `Debug` text.
+pub fn cold_start_failure(error: ConfigError) -> ! {
     tracing::error!(error = %error, "cold start failed: the function is misconfigured");
-    error
+    std::process::exit(1)
 }

@@ -4,7 +4,7 @@ use lambda_http::{Error, Request, service_fn};
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let config = ciba_shared::config::Config::from_env()
-        .map_err(ciba_shared::context::cold_start_failure)?;
+        .unwrap_or_else(|e| ciba_shared::context::cold_start_failure(e));
     let metadata = discovery::metadata(&config);
     lambda_http::run(service_fn(|_req: Request| {
         let response = discovery::handle(&metadata);

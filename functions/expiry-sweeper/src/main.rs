@@ -7,7 +7,7 @@ async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let ctx = Ctx::from_env()
         .await
-        .map_err(ciba_shared::context::cold_start_failure)?;
+        .unwrap_or_else(|e| ciba_shared::context::cold_start_failure(e));
     let ctx = &ctx;
     lambda_runtime::run(service_fn(move |_event: LambdaEvent<Value>| async move {
         let expired = expiry_sweeper::handle(ctx).await?;

@@ -5,7 +5,7 @@ async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let signer = ciba_shared::context::signer_from_env(None)
         .await
-        .map_err(ciba_shared::context::cold_start_failure)?;
+        .unwrap_or_else(|e| ciba_shared::context::cold_start_failure(e));
     let key_set = jwks::key_set(signer.as_ref());
     lambda_http::run(service_fn(|_req: Request| {
         let response = jwks::handle(&key_set);

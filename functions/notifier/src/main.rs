@@ -10,9 +10,11 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let notifier = Notifier {
-        ctx: Ctx::from_env().await.map_err(cold_start_failure)?,
+        ctx: Ctx::from_env()
+            .await
+            .unwrap_or_else(|e| cold_start_failure(e)),
         callback: Arc::new(HttpCallbackSender::new(Duration::from_secs(5))?),
-        settings: NotifierSettings::from_env().map_err(cold_start_failure)?,
+        settings: NotifierSettings::from_env().unwrap_or_else(|e| cold_start_failure(e)),
     };
     let notifier = &notifier;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
