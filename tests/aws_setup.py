@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Prepares moto's SNS and KMS for a benchmark run, as an operator prepares AWS for a deploy.
+"""Prepares moto's SNS and KMS as an operator prepares AWS for a deploy (tests/run, bench/report.sh).
 
     aws_setup.py MOTO_URL SEED_IN SEED_OUT
 
@@ -28,7 +28,7 @@ def main():
 
     sns = client("sns")
     app = sns.create_platform_application(
-        Name="ciba-bench", Platform="GCM", Attributes={"PlatformCredential": "bench-key"}
+        Name="ciba-local", Platform="GCM", Attributes={"PlatformCredential": "bench-key"}
     )["PlatformApplicationArn"]
     with open(seed_in) as f:
         seed = json.load(f)
@@ -42,7 +42,7 @@ def main():
     with open(seed_out, "w") as f:
         json.dump(seed, f, indent=1)
     key = client("kms").create_key(
-        KeyUsage="SIGN_VERIFY", KeySpec="ECC_NIST_P256", Description="ciba bench signing key"
+        KeyUsage="SIGN_VERIFY", KeySpec="ECC_NIST_P256", Description="ciba local signing key"
     )["KeyMetadata"]["KeyId"]
     print(f"SNS_PLATFORM_APP_GCM={app}")
     print(f"KMS_KEY_ID={key}")

