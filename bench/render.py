@@ -317,7 +317,7 @@ def section_counts(out, results):
 
 
 def section_lambda(out, results):
-    out += ["", "## Lambda binaries (`cargo lambda build --release`, the profile SAM builds with)", ""]
+    out += ["", "## Lambda binaries (arm64: the release `sam build`; x86_64: `cargo lambda build --release`)", ""]
     sizes = {}
     for path in sorted(glob.glob(os.path.join(results, "lambda-sizes-*.json"))):
         for s in load(path) or []:
@@ -341,7 +341,7 @@ def section_lambda(out, results):
     else:
         out.append("Not built.")
 
-    out += ["", "## Lambda cold start (`bench/lambda_init.py`: the x86_64 bootstraps under a local Runtime API)", ""]
+    out += ["", "## Lambda cold start (the official Lambda Runtime Interface Emulator, x86_64 release builds, `tests/rie.py cold-start`)", ""]
     inits = load(os.path.join(results, "lambda-init.json"))
     if not inits:
         out.append("Not run.")
@@ -357,13 +357,16 @@ def section_lambda(out, results):
                    f"{d['warm_ms']:.2f} | {rss} | {verdict(d['init_ms'] < INIT_TARGET_MS)} |")
     out += [
         "",
-        "Medians. *init*: process start to the runtime's first `GET /runtime/invocation/next`",
-        "(Lambda's Init Duration: configuration, AWS SDK set-up, the KMS public key for the",
-        "signing functions); *first answer*: process start to the response to `events/<fn>.json`;",
-        "*warm invoke*: the same event again. DynamoDB Local and moto (SNS, KMS) on loopback",
-        "stand in for AWS; the event files are the `sam local invoke` fixtures, so `token`,",
-        "`userinfo`, `device-decision` and `device-register` answer their documented 4xx for",
-        "unknown ids. Lambda's own sandbox start is not in these numbers.",
+        "Medians. *init*: the emulator's `INIT REPORT` (process start to the runtime's first",
+        "`GET /runtime/invocation/next`, Lambda's Init Duration: configuration, AWS SDK set-up,",
+        "the KMS public key for the signing functions); *first answer*: the first invocation as",
+        "the caller sees it, init included; *warm invoke*: the emulator's `REPORT` Duration of the",
+        "same event again. Each function gets the environment template.yaml gives it; DynamoDB",
+        "Local and moto (SNS, KMS) on loopback stand in for AWS. The event files are the",
+        "`sam local invoke` fixtures, so `token`, `userinfo`, `device-decision` and",
+        "`device-register` answer their documented 4xx for unknown ids. Native x86_64 builds:",
+        "the arm64 artifacts run only under qemu here, whose times are not cold starts. Lambda's",
+        "own sandbox start is not in these numbers.",
     ]
 
 

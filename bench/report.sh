@@ -5,7 +5,7 @@
 # moto and cargo-lambda in venvs under .deps/, oidc-provider under bench/node-op) and runs:
 #
 #   1. cargo build --profile perf (ciba-local, ciba-load: built for speed, not size);
-#   2. the Lambda binaries: cargo lambda build --release --arm64 (what SAM deploys: sizes), then
+#   2. the Lambda binaries: the release `sam build` (arm64, what SAM deploys: sizes), then
 #      cargo lambda build --release for this machine's x86_64 (sizes, and the cold starts);
 #   3. criterion micro benchmarks: cargo bench --profile perf --bench hot_paths -- --quick;
 #   4. start-up of the local API: process start to its first answered request, median of 5;
@@ -17,8 +17,9 @@
 #   6. AWS calls per flow, counted: ciba-local on DynamoDB Local and moto's SNS through
 #      bench/count_proxy.py, BENCH_COUNT_FLOWS (default 20) flows one at a time, every call and
 #      capacity unit put down to the endpoint that made it;
-#   7. Lambda cold start: every x86_64 bootstrap started under bench/lambda_init.py's Runtime API
-#      (DynamoDB Local, moto's SNS and KMS behind it), BENCH_INIT_RUNS (default 5) times each;
+#   7. Lambda cold start: every x86_64 bootstrap under the official Lambda Runtime Interface
+#      Emulator (tests/rie.py cold-start: the environment template.yaml gives it, DynamoDB Local,
+#      moto's SNS and KMS behind it), BENCH_INIT_RUNS (default 5) times each;
 #   8. node-oidc-provider (bench/node-op) under the same load, both shapes, pinned and not.
 #
 # Every server runs on a free 127.0.0.1 port and is stopped on exit. Raw results are kept in
@@ -139,13 +140,15 @@ run_node() {
         node "$dir/server.mjs" --device-key "$ROOT/tests/keys/alice-phone.pem" >"$OUT/startup-node.json"
 }
 
-# sizes ARCH: the size of every target/lambda/*/bootstrap into $OUT/lambda-sizes-ARCH.json.
+# sizes ARCH NAME=BOOTSTRAP...: the size of every bootstrap into $OUT/lambda-sizes-ARCH.json.
 sizes() {
-    local arch="$1" bootstrap name built stripped tmp tool first=1 file="$OUT/lambda-sizes-$1.json"
+    local arch="$1" pair bootstrap name built stripped tmp tool first=1 file="$OUT/lambda-sizes-$1.json"
+    shift
     printf '[' >"$file"
-    for bootstrap in target/lambda/*/bootstrap; do
+    for pair in "$@"; do
+        name="${pair%%=*}"
+        bootstrap="${pair#*=}"
         [[ -f "$bootstrap" ]] || continue
-        name="$(basename "$(dirname "$bootstrap")")"
         built="$(stat -c %s "$bootstrap")"
         tmp="$OUT/bootstrap-$name"
         stripped="$built"
@@ -169,18 +172,36 @@ print(len(buf.getvalue()))' "$bootstrap")" >>"$file"
     printf ']\n' >>"$file"
 }
 
+# logical_id CRATE: the template's function resource whose Binary is CRATE.
+logical_id() {
+    grep -B5 "^        Binary: $1\$" template.yaml | sed -n 's/^  \([A-Za-z0-9]*\):$/\1/p'
+}
+
+# The deployed artifacts: the release `sam build` of the README's deploy section (arm64, the
+# deploy profile), into its own build directory; then the same functions for this machine's
+# x86_64, whose cold starts the official Runtime Interface Emulator measures natively.
 lambda_builds() {
-    local venv="$DEPS/tools" packages=()
+    local venv="$DEPS/tools" packages=() crate pairs=()
     install_tools
     mapfile -t packages < <(function_packages)
     if ! skipped arm64; then
-        log "cargo lambda build --release --arm64 (all functions)"
-        VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" cargo lambda build --release --arm64 "${packages[@]}"
-        sizes arm64
+        log "sam build (release, arm64: what sam deploy uploads)"
+        SAM_CLI_TELEMETRY=0 VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" \
+            sam build --build-dir "$OUT/sam-build"
+        for crate in functions/*/; do
+            crate="$(basename "$crate")"
+            pairs+=("$crate=$OUT/sam-build/$(logical_id "$crate")/bootstrap")
+        done
+        sizes arm64 "${pairs[@]}"
+        pairs=()
     fi
     log "cargo lambda build --release (x86_64, all functions)"
     VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" cargo lambda build --release "${packages[@]}"
-    sizes x86_64
+    for crate in functions/*/; do
+        crate="$(basename "$crate")"
+        pairs+=("$crate=target/lambda/$crate/bootstrap")
+    done
+    sizes x86_64 "${pairs[@]}"
 }
 
 # aws_runs: DynamoDB Local and moto; the load on DynamoDB Local, the counted flows, and the
@@ -204,7 +225,7 @@ aws_runs() {
     wait_for_port "SNS counting proxy" "$pid" "$sport" "$OUT/proxy-sns.log"
 
     log "SNS platform application, device endpoints and a KMS key on moto"
-    setup="$("$DEPS/venv/bin/python" bench/aws_setup.py "$CIBA_SNS_ENDPOINT" tests/seed.json "$OUT/seed-aws.json")"
+    setup="$("$DEPS/venv/bin/python" tests/aws_setup.py "$CIBA_SNS_ENDPOINT" tests/seed.json "$OUT/seed-aws.json")"
     local line
     while IFS= read -r line; do
         [[ -n "$line" ]] && export "${line?}"
@@ -226,16 +247,15 @@ aws_runs() {
     if skipped lambda; then
         return 0
     fi
-    log "Lambda cold starts through the Runtime API ($INIT_RUNS runs each)"
-    local specs=() fn
-    for fn in discovery jwks register bc-authorize token userinfo device-register device-decision \
-        notifier expiry-sweeper; do
-        [[ -x "target/lambda/$fn/bootstrap" ]] && specs+=("$fn=target/lambda/$fn/bootstrap=events/$fn.json")
+    log "Lambda cold starts under the official Runtime Interface Emulator ($INIT_RUNS runs each)"
+    local fns=() fn
+    for fn in functions/*/; do
+        fns+=("$(basename "$fn")")
     done
-    TABLE_NAME="$count_table" ISSUER="https://ciba.example.com" REGISTRATION=open \
-        AWS_ENDPOINT_URL_SNS="$CIBA_SNS_ENDPOINT" AWS_ENDPOINT_URL_KMS="$CIBA_SNS_ENDPOINT" \
-        PUSH_TOKEN_KEY="bench-push-token-key-0123456789abcdef" \
-        python3 bench/lambda_init.py "$INIT_RUNS" "$OUT/lambda-init.json" "${specs[@]}"
+    TABLE_NAME="$count_table" AWS_ENDPOINT_URL_SNS="$CIBA_SNS_ENDPOINT" AWS_ENDPOINT_URL_KMS="$CIBA_SNS_ENDPOINT" \
+        "$DEPS/tools/bin/python" tests/rie.py cold-start "$INIT_RUNS" "$OUT/lambda-init.json" "${fns[@]}" \
+        --native --parameter-overrides "GcmPlatformApplicationArn=$SNS_PLATFORM_APP_GCM" \
+        "PushTokenKey=bench-push-token-key-0123456789abcdef"
 }
 
 main() {
