@@ -372,12 +372,15 @@ class Emulator:
 
     def runtime_pid(self):
         """The bootstrap's pid (the emulator's child), for its peak memory."""
-        try:
-            with open(f"/proc/{self.process.pid}/task/{self.process.pid}/children") as f:
-                children = f.read().split()
-            return int(children[0]) if children else None
-        except OSError:
-            return None
+        for children in glob.glob(f"/proc/{self.process.pid}/task/*/children"):
+            try:
+                with open(children) as f:
+                    pids = f.read().split()
+            except OSError:
+                continue
+            if pids:
+                return int(pids[0])
+        return None
 
     def stop(self):
         if self.process.poll() is None:
@@ -598,7 +601,7 @@ def cmd_cold_start(options):
                 emulator.stop()
             log = emulator.log_text()
             init = re.search(r"INIT REPORT\(durationMs: ([0-9.]+)\)", log)
-            durations = [float(d) for d in re.findall(r"^REPORT RequestId: \S+\t.*?Duration: ([0-9.]+) ms", log, re.M)]
+            durations = [float(d) for d in re.findall(r"^REPORT RequestId: \S+\t(?:Init Duration: [0-9.]+ ms\t)?Duration: ([0-9.]+) ms", log, re.M)]
             runs.append({
                 "init_ms": float(init.group(1)) if init else None,
                 "first_ms": first_s * 1000,
