@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod dynamo;
 pub mod event;
 pub mod options;
 
@@ -29,6 +30,26 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/userinfo", "userinfo"),
     ("POST", "/device/register", "device-register"),
     ("POST", "/device/decision", "device-decision"),
+];
+
+/// The local API's own routes, which AWS does not have: method, path, what it answers. Printed at
+/// start beside `ROUTES`.
+pub const LOCAL_ROUTES: &[(&str, &str, &str)] = &[
+    (
+        "GET",
+        "/_local/pushes",
+        "pushes sent, oldest first (?user=<login hint>&binding_message=M&limit=N, each optional)",
+    ),
+    (
+        "GET",
+        "/_local/dead-letters",
+        "ping/push notifications given up on, with the reason",
+    ),
+    (
+        "POST",
+        "/_local/enrollment-codes",
+        "issue an enrolment code ({\"user\": <sub or hint>, \"ttl\": s})",
+    ),
 ];
 
 /// Every function's handler over one context, as each Lambda would hold it after a cold start.
@@ -160,5 +181,37 @@ impl LocalApi {
             None => self.pushes.recent(None, binding, limit),
         };
         json_response(StatusCode::OK, &pushes, true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ciba_shared::config::Config;
+    use ciba_shared::ports::{Clock, LocalSigner, OsRandom, SystemClock};
+    use ciba_shared::store::MemoryStore;
+
+    #[tokio::test]
+    async fn every_local_route_printed_at_start_is_served() {
+        let pushes = Arc::new(RecordingPushSender::default());
+        let ctx = Ctx {
+            config: Arc::new(Config::new("http://127.0.0.1:8080").unwrap()),
+            store: Arc::new(MemoryStore::new()),
+            clock: Arc::new(SystemClock),
+            random: Arc::new(OsRandom),
+            signer: Arc::new(LocalSigner::generate()),
+            push: pushes.clone(),
+        };
+        let api = LocalApi::new(ctx, pushes);
+        for (method, path, _) in LOCAL_ROUTES {
+            let request = event::HttpRequest::new(method, path)
+                .to_lambda("test", SystemClock.now_ms())
+                .unwrap();
+            let status = api.handle(request).await.status();
+            assert!(
+                status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}: {status}"
+            );
+        }
     }
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ciba_local::event::HttpRequest;
 use ciba_local::options::{self, Options};
-use ciba_local::{LocalApi, ROUTES};
+use ciba_local::{LOCAL_ROUTES, LocalApi, ROUTES};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
@@ -27,10 +27,7 @@ async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let options = match Options::parse(&args, &|name| std::env::var(name).ok()) {
         Ok(o) => o,
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::from(2);
-        }
+        Err(stop) => return stop.exit("ciba-local"),
     };
     let (api, summary) = match options::build(&options, options::system_clock()).await {
         Ok(built) => built,
@@ -58,13 +55,9 @@ async fn main() -> ExitCode {
         ciba_shared::config::Registration::InitialAccessToken(_) => "initial access token required",
     };
     println!("  registration (POST /register): {registration}");
-    for (method, path, function) in ROUTES {
-        println!("  {method:<5} {path:<36} -> {function}");
+    for (method, path, what) in ROUTES.iter().chain(LOCAL_ROUTES) {
+        println!("  {method:<5} {path:<36} -> {what}");
     }
-    println!(
-        "  GET   /_local/pushes?user=<login hint>     -> recorded pushes (&binding_message=, &limit=)"
-    );
-    println!("  POST  /_local/enrollment-codes             -> issue an enrolment code");
     println!("  seeded clients: {}", summary.clients.join("; "));
     println!("  seeded users:   {}", summary.users.join("; "));
     serve(listener, Arc::new(api)).await;

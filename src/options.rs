@@ -11,10 +11,12 @@ use ciba_shared::ports::{Clock, LocalSigner, OsRandom, Signer, SystemClock};
 use ciba_shared::push::{PushSender, RecordingPushSender, SnsPushSender, TeePushSender};
 use ciba_shared::secret::Secret;
 use ciba_shared::seed::Seed;
-use ciba_shared::store::{DynamoStore, MemoryStore, Store, dynamodb};
+use ciba_shared::store::{MemoryStore, Store};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::LocalApi;
+use crate::cli::Stop;
 
 pub const USAGE: &str = "\
 ciba-local: every CIBA function's handler on one local port
@@ -48,8 +50,15 @@ pub struct Options {
 }
 
 impl Options {
-    pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Self, String> {
+    pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Self, Stop> {
         let flags = crate::cli::flags(args, USAGE)?;
+        Self::from_flags(&flags, env).map_err(Stop::Usage)
+    }
+
+    fn from_flags(
+        flags: &HashMap<String, String>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, String> {
         let get = |flag: &str, var: &str| flags.get(flag).cloned().or_else(|| env(var));
         let port = match get("port", "PORT") {
             Some(p) => p
@@ -131,12 +140,11 @@ pub async fn build(
     let mut config = Config::new(&options.issuer()).map_err(|e| e.to_string())?;
     config.registration = options.registration.clone();
     let (store, store_name): (Arc<dyn Store>, String) = if options.dynamodb {
-        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let client = aws_sdk_dynamodb::Client::new(&aws);
-        ensure_table(&client, &options.table).await?;
+        let table = crate::dynamo::open(&options.table).await?;
+        let created = if table.created { " (created)" } else { "" };
         (
-            Arc::new(DynamoStore::new(client, &options.table)),
-            format!("DynamoDB table {}", options.table),
+            Arc::new(table.store),
+            format!("DynamoDB table {}{created}", options.table),
         )
     } else {
         (Arc::new(MemoryStore::new()), "in-memory".into())
@@ -217,21 +225,6 @@ fn mode(client: &ciba_shared::domain::Client) -> &'static str {
     }
 }
 
-async fn ensure_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<(), String> {
-    let exists = client
-        .describe_table()
-        .table_name(table)
-        .send()
-        .await
-        .is_ok();
-    if !exists {
-        dynamodb::create_table(client, table)
-            .await
-            .map_err(|e| format!("creating table {table}: {e}"))?;
-    }
-    Ok(())
-}
-
 pub fn system_clock() -> Arc<dyn Clock> {
     Arc::new(SystemClock)
 }
@@ -240,9 +233,25 @@ pub fn system_clock() -> Arc<dyn Clock> {
 mod tests {
     use super::*;
 
+    /// The options of `args`, or the command-line mistake they make.
     fn parse(args: &[&str]) -> Result<Options, String> {
         let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-        Options::parse(&args, &|_| None)
+        match Options::parse(&args, &|_| None) {
+            Ok(options) => Ok(options),
+            Err(Stop::Usage(mistake)) => Err(mistake),
+            Err(other) => panic!("{other:?} is not a command-line mistake"),
+        }
+    }
+
+    #[test]
+    fn help_is_the_usage_and_not_a_mistake() {
+        for flag in ["--help", "-h"] {
+            let args = vec![flag.to_owned()];
+            assert_eq!(
+                Options::parse(&args, &|_| None),
+                Err(Stop::Help(USAGE.into()))
+            );
+        }
     }
 
     #[test]

@@ -5,55 +5,68 @@
 //!   ciba-admin enrollment-code --user SUB|HINT [--ttl SECONDS] [--table NAME]
 //!   ciba-admin enrollment-code --user SUB|HINT [--ttl SECONDS] --api http://127.0.0.1:8080
 //!
-//! Without `--api` it writes to DynamoDB (`--table` or `TABLE_NAME`), configured as the AWS SDK
-//! is (`AWS_REGION`, credentials, `AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB Local). With `--api`
-//! it asks a running local API, whose in-memory store no other process can reach.
+//! Without `--api` it writes to DynamoDB (`--table` or `TABLE_NAME`, created when missing the way
+//! `ciba-local --store dynamodb` creates it), configured as the AWS SDK is (`AWS_REGION`,
+//! credentials, `AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB Local). With `--api` it asks a running
+//! local API, whose in-memory store no other process can reach.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
 
+use ciba_local::cli::{self, Stop};
 use ciba_local::client;
 use ciba_shared::enrollment;
 use ciba_shared::ports::{Clock, OsRandom, SystemClock};
 use ciba_shared::seed::Seed;
 use ciba_shared::store::DynamoStore;
 
-const USAGE: &str = "usage: ciba-admin import --seed FILE [--table NAME]
-       ciba-admin enrollment-code --user SUB|HINT [--ttl SECONDS] [--table NAME | --api URL]";
+const USAGE: &str = "\
+ciba-admin: operator tooling for the CIBA OP's store
+
+  ciba-admin import --seed FILE [--table NAME]
+      imports the seed file's clients, users, devices and enrolment codes into DynamoDB
+  ciba-admin enrollment-code --user SUB|HINT [--ttl SECONDS] [--table NAME | --api URL]
+      issues a one-time enrolment code (valid 600 s by default) and prints it; with --api a
+      running local API issues it into its own store (its in-memory store, say)
+
+  --table NAME   the DynamoDB table (TABLE_NAME), created when missing; the AWS SDK's usual
+                 configuration applies: AWS_REGION, credentials, and AWS_ENDPOINT_URL_DYNAMODB
+                 for DynamoDB Local
+";
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match run(&args).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("ciba-admin: {message}");
-            ExitCode::FAILURE
-        }
+        Err(stop) => stop.exit("ciba-admin"),
     }
 }
 
-async fn dynamo(flags: &HashMap<String, String>) -> Result<DynamoStore, String> {
-    let table = flags
+async fn dynamo(flags: &HashMap<String, String>) -> Result<DynamoStore, Stop> {
+    let name = flags
         .get("table")
         .cloned()
         .or_else(|| std::env::var("TABLE_NAME").ok())
-        .ok_or("--table or TABLE_NAME is required")?;
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    Ok(DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table))
+        .ok_or_else(|| Stop::Usage(format!("--table or TABLE_NAME is required\n\n{USAGE}")))?;
+    let table = ciba_local::dynamo::open(&name).await?;
+    if table.created {
+        eprintln!("ciba-admin: table {name} did not exist; created it");
+    }
+    Ok(table.store)
 }
 
-async fn run(args: &[String]) -> Result<(), String> {
-    let (command, rest) = args.split_first().ok_or(USAGE)?;
-    let flags = ciba_local::cli::flags(rest, USAGE)?;
+async fn run(args: &[String]) -> Result<(), Stop> {
+    let (command, rest) = cli::command(args, USAGE)?;
+    let flags = cli::flags(rest, USAGE)?;
     let flag = |name: &str| {
         flags
             .get(name)
             .cloned()
-            .ok_or_else(|| format!("--{name} is required\n{USAGE}"))
+            .ok_or_else(|| Stop::Usage(format!("--{name} is required\n\n{USAGE}")))
     };
     let now = SystemClock.now();
-    match command.as_str() {
+    match command {
         "import" => {
             let path = flag("seed")?;
             let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
@@ -77,7 +90,7 @@ async fn run(args: &[String]) -> Result<(), String> {
                     .parse()
                     .ok()
                     .filter(|t| *t > 0)
-                    .ok_or("--ttl must be a positive integer")?,
+                    .ok_or_else(|| Stop::Usage("--ttl must be a positive integer".into()))?,
                 None => 600,
             };
             if let Some(api) = flags.get("api") {
@@ -90,7 +103,7 @@ async fn run(args: &[String]) -> Result<(), String> {
                     body.as_bytes(),
                 )?;
                 if response.status != 201 {
-                    return Err(format!("{} {}", response.status, response.body));
+                    return Err(format!("{} {}", response.status, response.body).into());
                 }
                 println!(
                     "{}",
@@ -111,6 +124,45 @@ async fn run(args: &[String]) -> Result<(), String> {
             println!("{}", code.expose());
             Ok(())
         }
-        _ => Err(USAGE.into()),
+        other => Err(Stop::Usage(format!("unknown command {other}\n\n{USAGE}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn run_with(args: &[&str]) -> Result<(), Stop> {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        run(&args).await
+    }
+
+    #[tokio::test]
+    async fn help_before_or_after_the_command_is_the_usage() {
+        for args in [&["--help"][..], &["-h"], &["import", "--help"]] {
+            assert_eq!(
+                run_with(args).await,
+                Err(Stop::Help(USAGE.into())),
+                "{args:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn no_command_or_an_unknown_one_is_a_mistake_shown_with_the_usage() {
+        for args in [&[][..], &["frobnicate"]] {
+            match run_with(args).await {
+                Err(Stop::Usage(m)) => assert!(m.ends_with(USAGE), "{args:?}: {m}"),
+                other => panic!("{args:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_flag_is_a_mistake_named_before_anything_is_touched() {
+        match run_with(&["import"]).await {
+            Err(Stop::Usage(m)) => assert!(m.starts_with("--seed is required"), "{m}"),
+            other => panic!("{other:?}"),
+        }
     }
 }

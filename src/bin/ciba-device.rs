@@ -8,6 +8,7 @@
 
 use std::process::ExitCode;
 
+use ciba_local::cli::{self, Stop};
 use ciba_local::client;
 use ciba_shared::jose;
 use ciba_shared::ports::{OsRandom, Random, public_jwk_with_kid};
@@ -16,36 +17,68 @@ use p256::elliptic_curve::rand_core::OsRng;
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use serde_json::{Value, json};
 
-const USAGE: &str = "usage: ciba-device keygen --out KEY.pem
-       ciba-device enroll  --code CODE --key KEY.pem [--push-token T] [--platform GCM|APNS|APNS_SANDBOX] [--api URL]
-       ciba-device pushes  --user HINT [--api URL]
-       ciba-device approve|deny --user HINT --device-id ID --key KEY.pem [--txn TXN] [--api URL]";
+const USAGE: &str = "\
+ciba-device: the user's authenticator app, simulated against the local API
+
+  ciba-device keygen --out KEY.pem
+      writes a new P-256 device key
+  ciba-device enroll --code CODE --key KEY.pem [--push-token T] [--platform GCM|APNS|APNS_SANDBOX]
+      enrols the key (generated when KEY.pem does not exist) with a one-time code; prints the
+      device id
+  ciba-device pushes --user HINT
+      lists the pushes sent to the user's devices
+  ciba-device approve|deny --user HINT --device-id ID --key KEY.pem [--txn TXN]
+      signs the decision on TXN (default: the latest push to that device) and sends it
+
+  --api URL   the local API (CIBA_API, default http://127.0.0.1:8080)
+";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("ciba-device: {message}");
-            ExitCode::FAILURE
+        Err(stop) => stop.exit("ciba-device"),
+    }
+}
+
+/// The two decisions a user can make on a push.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Decision {
+    Approve,
+    Deny,
+}
+
+impl Decision {
+    /// The decision JWT's `action` claim, which is also the command's name.
+    fn action(self) -> &'static str {
+        match self {
+            Decision::Approve => "approve",
+            Decision::Deny => "deny",
+        }
+    }
+
+    fn done(self) -> &'static str {
+        match self {
+            Decision::Approve => "approved",
+            Decision::Deny => "denied",
         }
     }
 }
 
-fn run(args: &[String]) -> Result<(), String> {
-    let (command, rest) = args.split_first().ok_or(USAGE)?;
-    let flags = ciba_local::cli::flags(rest, USAGE)?;
+fn run(args: &[String]) -> Result<(), Stop> {
+    let (command, rest) = cli::command(args, USAGE)?;
+    let flags = cli::flags(rest, USAGE)?;
     let flag = |name: &str| {
         flags
             .get(name)
             .cloned()
-            .ok_or_else(|| format!("--{name} is required\n{USAGE}"))
+            .ok_or_else(|| Stop::Usage(format!("--{name} is required\n\n{USAGE}")))
     };
     let api = flags.get("api").cloned().unwrap_or_else(|| {
         std::env::var("CIBA_API").unwrap_or_else(|_| "http://127.0.0.1:8080".into())
     });
-    match command.as_str() {
-        "keygen" => keygen(&flag("out")?),
+    match command {
+        "keygen" => Ok(keygen(&flag("out")?)?),
         "enroll" => {
             let key_path = flag("key")?;
             if !std::path::Path::new(&key_path).exists() {
@@ -59,13 +92,14 @@ fn run(args: &[String]) -> Result<(), String> {
                 .get("platform")
                 .cloned()
                 .unwrap_or_else(|| "GCM".into());
-            enroll(
+            let code = flag("code")?;
+            Ok(enroll(
                 &api,
                 &load_key(&key_path)?,
-                &flag("code")?,
+                &code,
                 &push_token,
                 &platform,
-            )
+            )?)
         }
         "pushes" => {
             println!(
@@ -75,15 +109,22 @@ fn run(args: &[String]) -> Result<(), String> {
             Ok(())
         }
         "approve" | "deny" => {
+            let decision = if command == "approve" {
+                Decision::Approve
+            } else {
+                Decision::Deny
+            };
             let key = load_key(&flag("key")?)?;
             let device_id = flag("device-id")?;
             let txn = match flags.get("txn") {
                 Some(txn) => txn.clone(),
                 None => latest_txn(&api, &flag("user")?, &device_id)?,
             };
-            decide(&api, &key, &device_id, &txn, command)
+            decide(&api, &key, &device_id, &txn, decision)?;
+            println!("{} txn {txn}", decision.done());
+            Ok(())
         }
-        _ => Err(USAGE.into()),
+        other => Err(Stop::Usage(format!("unknown command {other}\n\n{USAGE}"))),
     }
 }
 
@@ -168,13 +209,13 @@ fn decide(
     key: &SigningKey,
     device_id: &str,
     txn: &str,
-    action: &str,
+    decision: Decision,
 ) -> Result<(), String> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_err(|e| e.to_string())?
         .as_secs();
-    let claims = json!({"txn": txn, "action": action, "iat": now, "exp": now + 120, "jti": OsRandom.token(16)});
+    let claims = json!({"txn": txn, "action": decision.action(), "iat": now, "exp": now + 120, "jti": OsRandom.token(16)});
     let jwt = jose::sign_with_key(
         key,
         &json!({"alg": "ES256", "typ": "JWT", "kid": device_id}),
@@ -188,14 +229,30 @@ fn decide(
         jwt.as_bytes(),
     )?;
     match response.status {
-        204 => {
-            println!("{action}d txn {txn}");
-            Ok(())
-        }
+        204 => Ok(()),
         status => Err(format!("decision refused: {status} {}", response.body)),
     }
 }
 
 fn urlencode(value: &str) -> String {
     form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decision_is_reported_in_the_past_tense() {
+        assert_eq!(Decision::Approve.done(), "approved");
+        assert_eq!(Decision::Deny.done(), "denied");
+    }
+
+    #[test]
+    fn help_before_or_after_the_command_is_the_usage() {
+        for args in [&["--help"][..], &["-h"], &["deny", "--help"]] {
+            let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+            assert_eq!(run(&args), Err(Stop::Help(USAGE.into())), "{args:?}");
+        }
+    }
 }

@@ -14,13 +14,14 @@
 //! It prints flows/s, p50/p99 per endpoint and errors as JSON (and as a Markdown table with
 //! `--markdown PATH`), and the server's peak RSS (VmHWM) with `--pid`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use ciba_local::cli::{self, Stop};
 use ciba_shared::jose;
 use ciba_shared::ports::{OsRandom, Random};
 use http_body_util::{BodyExt, Full};
@@ -80,8 +81,12 @@ enum Target {
     Node,
 }
 
-fn parse(args: &[String]) -> Result<Options, String> {
-    let flags = ciba_local::cli::flags(args, USAGE)?;
+fn parse(args: &[String]) -> Result<Options, Stop> {
+    let flags = cli::flags(args, USAGE)?;
+    options(&flags).map_err(Stop::Usage)
+}
+
+fn options(flags: &HashMap<String, String>) -> Result<Options, String> {
     let number = |name: &str, default: u64| -> Result<u64, String> {
         flags.get(name).map_or(Ok(default), |v| {
             v.parse()
@@ -728,10 +733,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let options = match parse(&args) {
         Ok(o) => o,
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::from(2);
-        }
+        Err(stop) => return stop.exit("ciba-load"),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(options.threads)
@@ -770,4 +772,19 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn help_is_the_usage_and_a_bad_value_is_a_mistake() {
+        let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert!(matches!(parse(&args(&["--help"])), Err(Stop::Help(u)) if u == USAGE));
+        assert!(matches!(
+            parse(&args(&["--api", "http://10.0.0.1:8080"])),
+            Err(Stop::Usage(m)) if m.contains("only loopback")
+        ));
+    }
 }

@@ -360,9 +360,49 @@ enum Transaction {
 
 const CONDITION_FAILED: &str = "ConditionalCheckFailed";
 
+/// Why [`create_table`] failed. A failed call keeps the SDK's error whole, so a command-line
+/// caller can tell an unreachable endpoint or missing credentials from a refusal and say so in
+/// one line instead of printing the error's debug dump.
+#[derive(Debug)]
+pub enum TableSetupError {
+    /// The named DynamoDB call failed (boxed: an SDK error holds the whole HTTP response).
+    Call(
+        &'static str,
+        Box<SdkError<aws_sdk_dynamodb::Error, aws_sdk_dynamodb::config::http::HttpResponse>>,
+    ),
+    /// A request could not be built, or the table did not become active in time.
+    Store(StoreError),
+}
+
+impl TableSetupError {
+    fn call<E: Into<aws_sdk_dynamodb::Error>>(
+        op: &'static str,
+        err: SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+    ) -> Self {
+        Self::Call(op, Box::new(err.map_service_error(Into::into)))
+    }
+}
+
+impl std::fmt::Display for TableSetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Call(op, err) => write!(f, "{op}: {}", DisplayErrorContext(err.as_ref())),
+            Self::Store(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for TableSetupError {}
+
+impl From<StoreError> for TableSetupError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
 /// Creates the table (`pk` HASH S, `sk` RANGE S, on demand, stream `NEW_AND_OLD_IMAGES`), waits
 /// until it is active and enables TTL on `ttl`. An existing table is fine.
-pub async fn create_table(client: &DynamoClient, table: &str) -> Result<(), StoreError> {
+pub async fn create_table(client: &DynamoClient, table: &str) -> Result<(), TableSetupError> {
     let key_attribute = |name: &str, key_type: KeyType| -> Result<_, StoreError> {
         Ok((
             AttributeDefinition::builder()
@@ -398,7 +438,7 @@ pub async fn create_table(client: &DynamoClient, table: &str) -> Result<(), Stor
     if let Err(err) = created
         && err.code() != Some("ResourceInUseException")
     {
-        return Err(sdk_error("create_table", err));
+        return Err(TableSetupError::call("create_table", err));
     }
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
@@ -408,7 +448,7 @@ pub async fn create_table(client: &DynamoClient, table: &str) -> Result<(), Stor
             .table_name(table)
             .send()
             .await
-            .map_err(|e| sdk_error("describe_table", e))?;
+            .map_err(|e| TableSetupError::call("describe_table", e))?;
         let status = described.table().and_then(|t| t.table_status());
         if status == Some(&TableStatus::Active) {
             break;
@@ -416,7 +456,8 @@ pub async fn create_table(client: &DynamoClient, table: &str) -> Result<(), Stor
         if tokio::time::Instant::now() >= deadline {
             return Err(StoreError::Unavailable(format!(
                 "table {table} not active after 300 s ({status:?})"
-            )));
+            ))
+            .into());
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -424,7 +465,7 @@ pub async fn create_table(client: &DynamoClient, table: &str) -> Result<(), Stor
     enable_ttl(client, table).await
 }
 
-async fn enable_ttl(client: &DynamoClient, table: &str) -> Result<(), StoreError> {
+async fn enable_ttl(client: &DynamoClient, table: &str) -> Result<(), TableSetupError> {
     let spec = TimeToLiveSpecification::builder()
         .enabled(true)
         .attribute_name("ttl")
@@ -468,7 +509,7 @@ async fn enable_ttl(client: &DynamoClient, table: &str) -> Result<(), StoreError
         );
         return Ok(());
     }
-    Err(sdk_error("update_time_to_live", err))
+    Err(TableSetupError::call("update_time_to_live", err))
 }
 
 /// DynamoDB Local is a Jetty server (`Server: Jetty(...)`); AWS answers `Server: Server`.
