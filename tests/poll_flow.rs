@@ -28,6 +28,8 @@ on_both_stores!(
     scope_without_openid_is_invalid_request,
     binding_message_of_101_characters_is_invalid_binding_message,
     unknown_user_is_unknown_user_id,
+    login_hint_may_be_an_rfc9493_subject_identifier,
+    login_hint_subject_identifier_of_another_issuer_or_format_is_unknown_user_id,
     wrong_client_secret_is_401_with_basic_challenge,
     another_clients_auth_req_id_is_invalid_grant,
     polling_too_fast_is_slow_down,
@@ -279,6 +281,42 @@ async fn binding_message_of_101_characters_is_invalid_binding_message(h: Harness
 
 async fn unknown_user_is_unknown_user_id(h: Harness) {
     refused_request_object(&h, |c| c["login_hint"] = json!("mallory@example.com"))
+        .await
+        .expect_error(400, "unknown_user_id");
+}
+
+async fn login_hint_may_be_an_rfc9493_subject_identifier(h: Harness) {
+    let issuer_with_slash = format!("{ISSUER}/");
+    for hint in [
+        json!({"format": "iss_sub", "iss": ISSUER, "sub": "user-alice"}),
+        json!({"format": "iss_sub", "iss": issuer_with_slash, "sub": "user-alice"}),
+        json!({"format": "email", "email": "alice@example.com"}),
+        json!({"format": "phone_number", "phone_number": "+15555550100"}),
+        json!({"format": "opaque", "id": "alice"}),
+    ] {
+        let hint = hint.to_string();
+        let reply = h
+            .bc_authorize(&[("scope", "openid"), ("login_hint", hint.as_str())])
+            .await;
+        assert_eq!(reply.status, 200, "{hint}: {:?}", reply.body);
+    }
+    assert_eq!(h.pushes.sent_to("user-alice").len(), 5);
+}
+
+async fn login_hint_subject_identifier_of_another_issuer_or_format_is_unknown_user_id(h: Harness) {
+    for hint in [
+        json!({"format": "iss_sub", "iss": "https://other.example.com", "sub": "user-alice"}),
+        json!({"format": "account", "uri": "acct:alice@example.com"}),
+        json!({"format": "email", "email": "mallory@example.com"}),
+        json!({"format": "email"}),
+        json!(["alice"]),
+    ] {
+        let hint = hint.to_string();
+        h.bc_authorize(&[("scope", "openid"), ("login_hint", hint.as_str())])
+            .await
+            .expect_error(400, "unknown_user_id");
+    }
+    h.bc_authorize(&[("scope", "openid"), ("login_hint", "{not json")])
         .await
         .expect_error(400, "unknown_user_id");
 }

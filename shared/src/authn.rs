@@ -279,13 +279,22 @@ pub async fn resolve_user(
 ) -> Result<User, AuthnError> {
     let unknown = || AuthnError::UnknownUserId("the hint does not name a known user".into());
     let user = match hint {
+        Hint::LoginHint(hint) if hint.trim_start().starts_with('{') => {
+            // An RFC 9493 subject identifier in JSON, as Auth0's CIBA SDKs send it. One that
+            // does not parse, or has another format or issuer, names nobody this OP knows.
+            let sub_id = serde_json::from_str::<Value>(hint).ok();
+            match sub_id.as_ref().and_then(Value::as_object) {
+                Some(sub_id) => match sub_id_subject(sub_id, config) {
+                    Some(subject) => find_subject(subject, store).await?,
+                    None => None,
+                },
+                None => None,
+            }
+        }
         Hint::LoginHint(hint) => store.find_user_by_hint(hint).await?,
         Hint::LoginHintToken(token) => {
             let subject = login_hint_token_subject(token, client, config, now)?;
-            match subject {
-                Subject::Hint(h) => store.find_user_by_hint(&h).await?,
-                Subject::Sub(sub) => store.get_user(&sub).await?,
-            }
+            find_subject(subject, store).await?
         }
         Hint::IdTokenHint(token) => {
             let sub = id_token_hint_subject(token, client, signer, config)?;
@@ -298,6 +307,33 @@ pub async fn resolve_user(
 enum Subject {
     Hint(String),
     Sub(String),
+}
+
+async fn find_subject(subject: Subject, store: &dyn Store) -> Result<Option<User>, AuthnError> {
+    Ok(match subject {
+        Subject::Hint(h) => store.find_user_by_hint(&h).await?,
+        Subject::Sub(sub) => store.get_user(&sub).await?,
+    })
+}
+
+/// Whom an RFC 9493 subject identifier names: `email`, `phone_number` and `opaque` are looked up
+/// as login hints, `iss_sub` by `sub` when `iss` is this OP (one trailing `/` tolerated, as
+/// Auth0's CIBA SDKs add one). Any other format, or another issuer, names nobody here.
+fn sub_id_subject(sub_id: &serde_json::Map<String, Value>, config: &Config) -> Option<Subject> {
+    let field = |name: &str| sub_id.get(name).and_then(Value::as_str).map(str::to_owned);
+    match sub_id.get("format").and_then(Value::as_str)? {
+        "email" => field("email").map(Subject::Hint),
+        "phone_number" => field("phone_number").map(Subject::Hint),
+        "opaque" => field("id").map(Subject::Hint),
+        "iss_sub" => {
+            let iss = field("iss")?;
+            if iss.strip_suffix('/').unwrap_or(&iss) != config.issuer {
+                return None;
+            }
+            field("sub").map(Subject::Sub)
+        }
+        _ => None,
+    }
 }
 
 fn login_hint_token_subject(
@@ -322,17 +358,8 @@ fn login_hint_token_subject(
         .get("sub_id")
         .and_then(Value::as_object)
         .ok_or_else(|| invalid("login_hint_token must carry a sub_id subject identifier"))?;
-    let field = |name: &str| sub_id.get(name).and_then(Value::as_str).map(str::to_owned);
-    let subject = match sub_id.get("format").and_then(Value::as_str) {
-        Some("email") => field("email").map(Subject::Hint),
-        Some("phone_number") => field("phone_number").map(Subject::Hint),
-        Some("opaque") => field("id").map(Subject::Hint),
-        Some("iss_sub") if field("iss").as_deref() == Some(config.issuer.as_str()) => {
-            field("sub").map(Subject::Sub)
-        }
-        _ => None,
-    };
-    subject.ok_or_else(|| invalid("login_hint_token sub_id has an unsupported format"))
+    sub_id_subject(sub_id, config)
+        .ok_or_else(|| invalid("login_hint_token sub_id has an unsupported format"))
 }
 
 /// The `sub` of an ID token this OP issued to `client`. Its expiry does not matter: it only
