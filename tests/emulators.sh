@@ -127,13 +127,19 @@ start_emulators() {
 }
 
 # SAM CLI (template lint, sam build, and the Lambda Runtime Interface Emulator it ships) and
-# cargo-lambda (what sam build runs), in their own venv under .deps/tools.
+# cargo-lambda (what sam build runs), in their own venv under .deps/tools; and Rust's arm64
+# standard library, which `cargo lambda build --arm64` links against.
 install_tools() {
     local venv="$DEPS/tools"
     if [[ ! -x "$venv/bin/sam" || ! -x "$venv/bin/cargo-lambda" ]]; then
         log "installing aws-sam-cli and cargo-lambda: python3 -m venv $venv && pip install"
         python3 -m venv "$venv"
         "$venv/bin/pip" install --quiet --disable-pip-version-check aws-sam-cli cargo-lambda >&2
+    fi
+    if command -v rustup >/dev/null &&
+        ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
+        log "rustup target add aarch64-unknown-linux-gnu"
+        rustup target add aarch64-unknown-linux-gnu >&2
     fi
 }
 
