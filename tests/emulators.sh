@@ -6,8 +6,9 @@
 # stop_emulators. Each start_<name> starts one emulator in the background, registers its pid
 # and exports where it listens.
 
+# Each line says how long the script has run, so a slow step shows in CI's log.
 log() {
-    printf '==> %s\n' "$*" >&2
+    printf '==> [%dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*" >&2
 }
 
 stop_emulators() {
