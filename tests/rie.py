@@ -52,6 +52,7 @@ An arm64 bootstrap (what `sam build` makes for `Architectures: [arm64]`) runs un
 (`qemu-aarch64 -L /usr/aarch64-linux-gnu`); timings under qemu are not cold starts.
 """
 import argparse
+import functools
 import glob
 import json
 import os
@@ -81,6 +82,7 @@ class Failure(Exception):
     """A mistake of the caller or the template, reported as one line."""
 
 
+@functools.lru_cache(maxsize=None)
 def load_template(path):
     # SAM's own loader: it turns the short forms (!Ref, !Sub, ...) into {"Ref": ...} etc.
     from samcli.yamlhelper import yaml_parse
@@ -194,7 +196,7 @@ class Function:
         properties = resource.get("Properties", {})
         merged = dict(globals_, **properties)
         self.logical_id = logical_id
-        self.crate = os.path.basename(str(merged.get("CodeUri", "")).rstrip("/"))
+        self.crate = crate_of(resource)
         self.memory = int(merged.get("MemorySize", 128))
         self.timeout = int(merged.get("Timeout", 3))
         self.architecture = (merged.get("Architectures") or ["x86_64"])[0]
@@ -256,6 +258,11 @@ def local_signing_key():
     return path
 
 
+def crate_of(resource):
+    """The function's crate: the last part of its CodeUri (functions/<crate>)."""
+    return os.path.basename(str(resource.get("Properties", {}).get("CodeUri", "")).rstrip("/"))
+
+
 def functions_of(template):
     return {
         name: resource
@@ -270,8 +277,7 @@ def find_function(template, name):
     if name in functions:
         return name
     for logical_id, resource in functions.items():
-        code = str(resource.get("Properties", {}).get("CodeUri", "")).rstrip("/")
-        if os.path.basename(code) == name:
+        if crate_of(resource) == name:
             return logical_id
     raise Failure(f"no function {name} in the template (one of: {', '.join(functions)})")
 
@@ -509,9 +515,7 @@ def cmd_events(options):
     with open(options.expect) as f:
         expectations = {k: v for k, v in json.load(f).items() if not k.startswith("_")}
     template = load_template(options.template)
-    crates = {}
-    for logical_id, resource in functions_of(template).items():
-        crates[os.path.basename(str(resource["Properties"]["CodeUri"]).rstrip("/"))] = logical_id
+    crates = {crate_of(resource): logical_id for logical_id, resource in functions_of(template).items()}
     events = sorted(os.path.splitext(os.path.basename(p))[0]
                     for p in glob.glob(os.path.join(ROOT, "events", "*.json")))
     missing = sorted(set(events) ^ set(expectations))
