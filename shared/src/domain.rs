@@ -3,14 +3,7 @@
 use jsonwebtoken::jwk::JwkSet;
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum DeliveryMode {
-    #[default]
-    Poll,
-    Ping,
-    Push,
-}
+pub use crate::protocol::DeliveryMode;
 
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -156,7 +149,8 @@ pub struct AuthRequest {
     pub created_at: i64,
     /// Epoch seconds; at and after this instant the request is expired.
     pub expires_at: i64,
-    /// Minimum seconds between two polls; grows by 5 on every `slow_down`.
+    /// Minimum seconds between two polls; grows by `protocol::SLOW_DOWN_STEP_SECS` on every
+    /// `slow_down`.
     pub interval: i64,
     /// Epoch milliseconds of the latest poll.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -181,6 +175,23 @@ impl AuthRequest {
 pub enum TokenKind {
     Access,
     Refresh,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Access => "access",
+            TokenKind::Refresh => "refresh",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "access" => TokenKind::Access,
+            "refresh" => TokenKind::Refresh,
+            _ => return None,
+        })
+    }
 }
 
 /// An issued access or refresh token, found by the hash of its value.

@@ -14,6 +14,7 @@ pub mod jose;
 pub mod kms;
 pub mod notify;
 pub mod ports;
+pub mod protocol;
 pub mod push;
 pub mod request_object;
 pub mod secret;
