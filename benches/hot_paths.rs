@@ -1,6 +1,6 @@
 //! Micro benchmarks of the OP's hot paths (issue 6), on the in-memory store and a fixed clock:
 //!
-//! - `request_object/verify`: a demo-fapi ES256 request object (`request_object::verify`);
+//! - `request_object/verify`: a demo-fapi ES256 request object (`backchannel::request_object::verify`);
 //! - `client_auth/basic`: demo-rp's `client_secret_basic` (`client_auth::authenticate`);
 //! - `tokens/mint`: access, refresh and ES256 ID token (`tokens::mint` with `LocalSigner`);
 //! - `handler/bc_authorize`: a whole `bc_authorize::handle` (demo-rp, login_hint alice);
@@ -148,10 +148,10 @@ fn request_object(c: &mut Criterion) {
         }),
     );
     let config = bench.api.ctx.config.clone();
-    ciba_shared::request_object::verify(&jwt, &client, &config, now)
+    ciba_shared::backchannel::request_object::verify(&jwt, &client, &config, now)
         .expect("the request object verifies");
     c.bench_function("request_object/verify", |b| {
-        b.iter(|| ciba_shared::request_object::verify(&jwt, &client, &config, now))
+        b.iter(|| ciba_shared::backchannel::request_object::verify(&jwt, &client, &config, now))
     });
 }
 

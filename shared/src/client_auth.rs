@@ -11,9 +11,10 @@ use crate::config::Config;
 use crate::domain::{AuthMethod, Client};
 use crate::error::ClientAuthError;
 use crate::http::Form;
-use crate::jose::{self, Claims};
+use crate::jose::Claims;
+use crate::jwt::Expect;
 use crate::secret;
-use crate::store::{JtiUse, Store};
+use crate::store::Store;
 
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
@@ -169,31 +170,18 @@ async fn verify_assertion(
 ) -> Result<(), ClientAuthError> {
     let failed = || invalid("client assertion is invalid", false);
     let keys = client.jwks.as_ref().ok_or_else(failed)?;
-    let verified = jose::verify(assertion, keys, &[Algorithm::ES256, Algorithm::PS256])
-        .map_err(|_| failed())?;
-    let c = &verified.claims;
     let id = client.client_id.as_str();
-    let claim = |name: &str| c.get(name).and_then(|v| v.as_str());
-    if claim("iss") != Some(id) || claim("sub") != Some(id) {
-        return Err(failed());
-    }
-    if !jose::audiences(c)
-        .iter()
-        .any(|a| config.accepts_audience(a))
-    {
-        return Err(failed());
-    }
-    let exp = jose::numeric_date(c, "exp").ok_or_else(failed)?;
-    if exp <= now || exp > now + config.request_object_max_age {
-        return Err(failed());
-    }
-    let jti = claim("jti").filter(|j| !j.is_empty()).ok_or_else(failed)?;
-    let use_ = JtiUse {
-        scope: format!("assertion#{id}"),
-        jti: jti.into(),
-        expires_at: exp,
-    };
-    if !store.use_jti(&use_, now).await? {
+    let ours = |aud: &str| config.accepts_audience(aud);
+    let checked = Expect::new("client assertion", config.clock_skew)
+        .issuer(id)
+        .subject(id)
+        .audience(&ours)
+        .expires_within(config.request_object_max_age)
+        .jti(format!("assertion#{id}"))
+        .verify(assertion, keys, &[Algorithm::ES256, Algorithm::PS256], now)
+        .map_err(|_| failed())?;
+    let jti = checked.jti.ok_or_else(failed)?;
+    if !store.use_jti(&jti, now).await? {
         return Err(invalid("client assertion was already used", false));
     }
     Ok(())

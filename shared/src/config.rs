@@ -143,6 +143,17 @@ impl Config {
             || aud == self.endpoint("/token")
             || aud == self.endpoint("/bc-authorize")
     }
+
+    /// Whether this OP runs on the developer's machine: its issuer is plain http on a loopback
+    /// host, which `validate_issuer` allows for nothing else.
+    pub fn runs_locally(&self) -> bool {
+        url::Url::parse(&self.issuer).is_ok_and(|url| url.scheme() == "http" && is_loopback(&url))
+    }
+}
+
+/// Whether `url` names this machine by a loopback name or address.
+pub fn is_loopback(url: &url::Url) -> bool {
+    matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
 }
 
 /// `REGISTRATION=open`, or `REGISTRATION_TOKEN_HASHES`: comma-separated `secret::hash`es of the
@@ -190,10 +201,9 @@ fn is_sha256_hash(value: &str) -> bool {
 fn validate_issuer(raw: &str) -> Result<String, ConfigError> {
     let url = url::Url::parse(raw)
         .map_err(|e| ConfigError(format!("ISSUER {raw:?} is not a URL: {e}")))?;
-    let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
     match url.scheme() {
         "https" => {}
-        "http" if loopback => {}
+        "http" if is_loopback(&url) => {}
         _ => return Err(ConfigError(format!("ISSUER {raw:?} must be an https URL"))),
     }
     if url.query().is_some() || url.fragment().is_some() {
@@ -207,6 +217,16 @@ fn validate_issuer(raw: &str) -> Result<String, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn op_runs_locally_only_on_a_loopback_http_issuer() {
+        let runs_locally = |issuer: &str| Config::new(issuer).unwrap().runs_locally();
+        assert!(runs_locally("http://127.0.0.1:8080"));
+        assert!(runs_locally("http://localhost:8080"));
+        assert!(runs_locally("http://[::1]:8080"));
+        assert!(!runs_locally("https://op.example.com"));
+        assert!(!runs_locally("https://127.0.0.1:8443"));
+    }
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs

@@ -241,6 +241,9 @@ error_family! {
         ExpiredToken => ("expired_token", BAD_REQUEST),
         /// The user denied the request.
         AccessDenied => ("access_denied", BAD_REQUEST),
+        /// Push delivery only: the approved request's tokens could not be issued (CIBA Core
+        /// §10.3.1); the status is never sent.
+        TransactionFailed => ("transaction_failed", INTERNAL_SERVER_ERROR),
     }
 }
 
@@ -373,6 +376,15 @@ impl WireError for RouteError {
     }
 }
 
+/// The RFC 6749 §5.2 body of an error, `{"error", "error_description"}`: the response body, and
+/// the error a push-mode client is sent (with `auth_req_id` added).
+pub fn error_body(error: &dyn WireError) -> serde_json::Value {
+    serde_json::json!({
+        "error": error.code(),
+        "error_description": error.description(),
+    })
+}
+
 /// The one function that turns a protocol error into a response.
 pub fn error_response(error: &dyn WireError) -> Response<Body> {
     let status = error.status();
@@ -389,10 +401,7 @@ pub fn error_response(error: &dyn WireError) -> Response<Body> {
             "request refused"
         );
     }
-    let body = serde_json::json!({
-        "error": error.code(),
-        "error_description": error.description(),
-    });
+    let body = error_body(error);
     let mut builder = Response::builder()
         .status(status)
         .header("content-type", "application/json")

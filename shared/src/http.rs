@@ -6,6 +6,15 @@ use lambda_http::http::{HeaderMap, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 
+/// The `Authorization: Bearer` token (RFC 6750 §2.1), if one was sent; the scheme is matched
+/// case-insensitively and an empty token counts as none.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get("authorization")?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 /// The body bytes of a request, whatever form API Gateway delivered them in.
 pub fn body_bytes(req: &Request) -> &[u8] {
     match req.body() {
@@ -109,6 +118,17 @@ pub fn no_content() -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bearer_token_is_read_case_insensitively() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", "bearer  iat-1 ".parse().unwrap());
+        assert_eq!(bearer_token(&h), Some("iat-1"));
+        h.insert("authorization", "Basic abc".parse().unwrap());
+        assert_eq!(bearer_token(&h), None);
+        h.insert("authorization", "Bearer".parse().unwrap());
+        assert_eq!(bearer_token(&h), None);
+    }
 
     #[test]
     fn repeated_form_parameter_is_refused() {

@@ -2,21 +2,23 @@
 //! the ports (store, clock, randomness, signer, push) and their adapters. Every Lambda in
 //! `functions/` is a thin handler over this crate.
 
-pub mod authn;
+pub mod backchannel;
 pub mod client_auth;
 pub mod config;
 pub mod context;
+pub mod decision;
 pub mod domain;
 pub mod enrollment;
 pub mod error;
 pub mod http;
 pub mod jose;
+pub mod jwt;
 pub mod kms;
 pub mod notify;
 pub mod ports;
 pub mod protocol;
 pub mod push;
-pub mod request_object;
+pub mod registration;
 pub mod secret;
 pub mod seed;
 pub mod store;

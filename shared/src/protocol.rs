@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::SUPPORTED_SCOPES;
+use crate::domain::{AuthRequest, Status};
+use crate::error::TokenError;
 
 /// The CIBA grant type (CIBA Core §10.1).
 pub const CIBA_GRANT: &str = "urn:openid:params:grant-type:ciba";
@@ -110,6 +112,40 @@ impl Scope {
 impl std::fmt::Display for Scope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0.join(" "))
+    }
+}
+
+/// Where an authentication request stands for the client asking for its tokens: at the token
+/// endpoint (poll and ping) or in the push callback (CIBA Core §10.3.1, §11).
+#[derive(Debug)]
+pub enum Standing {
+    /// The user has not decided yet.
+    Pending,
+    /// Approved and unexpired: its tokens may be issued, once.
+    Approved,
+    /// Its tokens were issued.
+    Redeemed,
+    /// Expired or denied: the error the client is told.
+    Refused(TokenError),
+}
+
+/// The standing of `request` at `now` (epoch seconds). Expiry outranks a denial: an expired
+/// request is `expired_token` whatever the user did.
+pub fn standing(request: &AuthRequest, now: i64) -> Standing {
+    let expired = || {
+        Standing::Refused(TokenError::ExpiredToken(
+            "the authentication request has expired".into(),
+        ))
+    };
+    match request.status {
+        Status::Redeemed => Standing::Redeemed,
+        Status::Expired => expired(),
+        _ if request.is_expired(now) => expired(),
+        Status::Denied => Standing::Refused(TokenError::AccessDenied(
+            "the user denied the request".into(),
+        )),
+        Status::Approved => Standing::Approved,
+        Status::Pending => Standing::Pending,
     }
 }
 

@@ -4,10 +4,12 @@
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::context::Ctx;
 use crate::domain::{AuthRequest, TokenKind, TokenRecord};
 use crate::jose;
 use crate::ports::{Random, Signer, SignerError};
 use crate::secret::{self, Secret};
+use crate::store::{RedeemError, StoreError};
 
 /// The token response (RFC 6749 §5.1, OIDC Core §3.1.3.3).
 #[derive(Serialize, Debug)]
@@ -153,6 +155,49 @@ pub async fn mint(
         },
         records,
     })
+}
+
+/// Why an approved request's tokens were not issued.
+#[derive(Debug)]
+pub enum RedeemFailure {
+    /// Not approved, expired or redeemed by another caller meanwhile.
+    NotRedeemable,
+    Store(StoreError),
+    Signer(SignerError),
+}
+
+/// The tokens of an approved `request`, minted from `values` at `now`: its grant is the request's
+/// scope, user and decision time (CIBA Core §10.1.1).
+pub async fn mint_for_request(
+    ctx: &Ctx,
+    request: &AuthRequest,
+    values: TokenValues,
+    now: i64,
+) -> Result<Minted, SignerError> {
+    let grant = Grant::of_request(request, now);
+    mint(&grant, values, &ctx.config, ctx.signer.as_ref(), now).await
+}
+
+/// Mints an approved request's tokens and redeems the request with them, in one atomic write:
+/// exactly one caller ever gets tokens for a request.
+pub async fn redeem(
+    ctx: &Ctx,
+    request: &AuthRequest,
+    values: TokenValues,
+    now: i64,
+) -> Result<TokenResponse, RedeemFailure> {
+    let minted = mint_for_request(ctx, request, values, now)
+        .await
+        .map_err(RedeemFailure::Signer)?;
+    match ctx
+        .store
+        .redeem(&request.auth_req_id, now, &minted.records)
+        .await
+    {
+        Ok(()) => Ok(minted.response),
+        Err(RedeemError::NotRedeemable) => Err(RedeemFailure::NotRedeemable),
+        Err(RedeemError::Store(e)) => Err(RedeemFailure::Store(e)),
+    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use base64::engine::general_purpose::STANDARD;
 use ciba_local::cli::{self, Stop};
 use ciba_shared::jose;
 use ciba_shared::ports::{OsRandom, Random};
+use ciba_shared::protocol::CIBA_GRANT;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
@@ -56,7 +57,6 @@ ciba-load: whole CIBA poll flows against an OP on 127.0.0.1, for a bounded time
   --markdown PATH    also write the Markdown table to PATH
 ";
 
-const CIBA_GRANT: &str = "urn:openid:params:grant-type:ciba";
 const MAX_POLLS: usize = 20;
 
 struct Options {

@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 pub const ISSUER: &str = "https://op.example.com";
-pub const CIBA_GRANT: &str = "urn:openid:params:grant-type:ciba";
+pub use ciba_shared::protocol::CIBA_GRANT;
 pub const T0: i64 = 1_800_000_000;
 
 /// Runs each named scenario twice: on the in-memory store and on DynamoDB Local.

@@ -1,34 +1,22 @@
 //! `POST /bc-authorize`: the backchannel authentication endpoint (CIBA Core §7).
 //!
-//! parse → authenticate the client → verify the request object → validate the parameters →
-//! find the user and their devices → store the request → push to the devices → answer.
+//! parse → authenticate the client → accept the request (`backchannel::accept`: parameters,
+//! user, devices, store, push) → acknowledge with `auth_req_id`, `expires_in`, `interval`.
 
-use ciba_shared::authn::{self, AUTHN_PARAMS, AuthnParams, ValidParams};
-use ciba_shared::client_auth::{self, CLIENT_AUTH_PARAMS};
+use ciba_shared::backchannel;
+use ciba_shared::client_auth;
 use ciba_shared::context::Ctx;
-use ciba_shared::domain::{AuthRequest, Client, Device, Status, User};
-use ciba_shared::error::{AuthnError, Internal, error_response};
+use ciba_shared::error::{AuthnError, error_response};
 use ciba_shared::http::{Form, json_response};
-use ciba_shared::push::{PushError, PushMessage};
-use ciba_shared::request_object;
-use ciba_shared::store::{CreateError, JtiUse};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
-
-/// `auth_req_id` carries 192 bits, `txn` 128 (CIBA Core §7.3 asks for at least 128).
-const AUTH_REQ_ID_BYTES: usize = 24;
-const TXN_BYTES: usize = 16;
 
 #[derive(Serialize)]
 struct Acknowledgement<'a> {
     auth_req_id: &'a str,
     expires_in: i64,
     interval: i64,
-}
-
-fn invalid(description: &'static str) -> AuthnError {
-    AuthnError::InvalidRequest(description.into())
 }
 
 pub async fn handle(ctx: &Ctx, req: Request) -> Response<Body> {
@@ -40,8 +28,8 @@ pub async fn handle(ctx: &Ctx, req: Request) -> Response<Body> {
 
 async fn authorize(ctx: &Ctx, req: &Request) -> Result<Response<Body>, AuthnError> {
     if req.method() != Method::POST {
-        return Err(invalid(
-            "the backchannel authentication endpoint accepts POST only",
+        return Err(AuthnError::InvalidRequest(
+            "the backchannel authentication endpoint accepts POST only".into(),
         ));
     }
     let form =
@@ -50,29 +38,7 @@ async fn authorize(ctx: &Ctx, req: &Request) -> Result<Response<Body>, AuthnErro
     let client =
         client_auth::authenticate(req.headers(), &form, ctx.store.as_ref(), &ctx.config, now)
             .await?;
-    let (params, jti) = parameters(ctx, &form, &client, now)?;
-    let valid = authn::validate(params, &client, &ctx.config)?;
-    let user = authn::resolve_user(
-        &valid.hint,
-        &client,
-        ctx.store.as_ref(),
-        ctx.signer.as_ref(),
-        &ctx.config,
-        now,
-    )
-    .await?;
-    authn::check_user_code(&client, &user, valid.user_code.as_deref())?;
-    let devices = usable_devices(ctx, &user).await?;
-
-    let request = new_request(ctx, &client, &user, valid, now);
-    ctx.store
-        .create_auth_request(&request, jti.as_ref())
-        .await
-        .map_err(|e| match e {
-            CreateError::JtiReplayed => invalid("the request object's jti was already used"),
-            CreateError::Store(e) => e.into(),
-        })?;
-    push(ctx, &client, &request, jti.as_ref(), devices).await?;
+    let request = backchannel::accept(ctx, &client, &form, now).await?;
     tracing::info!(client_id = %client.client_id, "authentication request accepted");
 
     let ack = Acknowledgement {
@@ -81,132 +47,4 @@ async fn authorize(ctx: &Ctx, req: &Request) -> Result<Response<Body>, AuthnErro
         interval: request.interval,
     };
     Ok(json_response(StatusCode::OK, &ack, true))
-}
-
-/// The authentication parameters: from the request object when there is one (then nothing but
-/// client authentication may stand beside it), else from the form.
-fn parameters(
-    ctx: &Ctx,
-    form: &Form,
-    client: &Client,
-    now: i64,
-) -> Result<(AuthnParams, Option<JtiUse>), AuthnError> {
-    match form.get("request") {
-        Some(jwt) => {
-            let outside = form
-                .names()
-                .any(|n| AUTHN_PARAMS.contains(&n) && !CLIENT_AUTH_PARAMS.contains(&n));
-            if outside {
-                return Err(invalid(
-                    "with a request object, authentication parameters must be inside it",
-                ));
-            }
-            let (params, jti) = request_object::verify(jwt, client, &ctx.config, now)?;
-            Ok((params, Some(jti)))
-        }
-        None if client
-            .backchannel_authentication_request_signing_alg
-            .is_some() =>
-        {
-            Err(invalid("this client must send a signed request object"))
-        }
-        None => Ok((AuthnParams::from_form(form), None)),
-    }
-}
-
-/// The user's enrolled devices that can still receive a push. A user with none cannot approve
-/// anything, so the request is refused as for an unknown user (CIBA Core §13 `unknown_user_id`).
-async fn usable_devices(ctx: &Ctx, user: &User) -> Result<Vec<Device>, AuthnError> {
-    let devices: Vec<Device> = ctx
-        .store
-        .list_devices(&user.sub)
-        .await?
-        .into_iter()
-        .filter(|d| d.enabled)
-        .collect();
-    if devices.is_empty() {
-        return Err(AuthnError::UnknownUserId(
-            "the user has no enrolled authentication device".into(),
-        ));
-    }
-    Ok(devices)
-}
-
-fn new_request(
-    ctx: &Ctx,
-    client: &Client,
-    user: &User,
-    valid: ValidParams,
-    now: i64,
-) -> AuthRequest {
-    AuthRequest {
-        auth_req_id: ctx.random.token(AUTH_REQ_ID_BYTES),
-        txn: ctx.random.token(TXN_BYTES),
-        client_id: client.client_id.clone(),
-        sub: user.sub.clone(),
-        scope: valid.scope,
-        acr_values: valid.acr_values,
-        binding_message: valid.binding_message,
-        client_notification_token: valid.client_notification_token,
-        delivery_mode: client.backchannel_token_delivery_mode,
-        created_at: now,
-        expires_at: now + valid.expires_in,
-        interval: ctx.config.interval,
-        last_poll_ms: None,
-        status: Status::Pending,
-        decided_at: None,
-        notified_at: None,
-    }
-}
-
-/// Pushes the request to every usable device of the user. A disabled endpoint is marked and
-/// skipped. When no push reached any device the request is discarded (so nothing lingers that can
-/// never be approved, and the same request object may be sent again): an outage of the push
-/// service answers 503 `temporarily_unavailable`, a user whose every device is gone answers
-/// `unknown_user_id`.
-async fn push(
-    ctx: &Ctx,
-    client: &Client,
-    request: &AuthRequest,
-    jti: Option<&JtiUse>,
-    devices: Vec<Device>,
-) -> Result<(), AuthnError> {
-    let message = PushMessage {
-        txn: request.txn.clone(),
-        binding_message: request.binding_message.clone(),
-        client_name: client.display_name().to_owned(),
-        scope: request.scope.clone(),
-        acr_values: request.acr_values.clone(),
-        expires_at: request.expires_at,
-    };
-    let mut delivered = 0;
-    let mut outage = false;
-    for mut device in devices {
-        match ctx.push.send(&device, &message).await {
-            Ok(()) => delivered += 1,
-            Err(PushError::EndpointDisabled) => {
-                tracing::warn!(device_id = %device.device_id, "push endpoint disabled: device marked");
-                device.enabled = false;
-                if let Err(e) = ctx.store.put_device(&device).await {
-                    tracing::warn!(device_id = %device.device_id, error = %e, "could not mark device disabled");
-                }
-            }
-            Err(e @ PushError::Unavailable(_)) => {
-                tracing::warn!(device_id = %device.device_id, error = %e, "push failed");
-                outage = true;
-            }
-            Err(e) => tracing::warn!(device_id = %device.device_id, error = %e, "push refused"),
-        }
-    }
-    if delivered > 0 {
-        return Ok(());
-    }
-    ctx.store.discard_auth_request(request, jti).await?;
-    if outage {
-        Err(AuthnError::Internal(Internal::Unavailable))
-    } else {
-        Err(AuthnError::UnknownUserId(
-            "the user has no enrolled authentication device that can be reached".into(),
-        ))
-    }
 }

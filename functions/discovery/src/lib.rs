@@ -2,11 +2,10 @@
 
 use ciba_shared::config::{Config, SUPPORTED_SCOPES};
 use ciba_shared::http::json_response;
+use ciba_shared::protocol::{CIBA_GRANT, DeliveryMode, REFRESH_GRANT};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
 use serde_json::{Value, json};
-
-pub const CIBA_GRANT: &str = "urn:openid:params:grant-type:ciba";
 
 /// The metadata document; it depends on configuration only, so it is built once per cold start.
 pub fn metadata(config: &Config) -> Value {
@@ -17,10 +16,10 @@ pub fn metadata(config: &Config) -> Value {
         "userinfo_endpoint": config.endpoint("/userinfo"),
         "registration_endpoint": config.endpoint("/register"),
         "backchannel_authentication_endpoint": config.endpoint("/bc-authorize"),
-        "backchannel_token_delivery_modes_supported": ["poll", "ping", "push"],
+        "backchannel_token_delivery_modes_supported": [DeliveryMode::Poll, DeliveryMode::Ping, DeliveryMode::Push],
         "backchannel_authentication_request_signing_alg_values_supported": ["ES256", "PS256"],
         "backchannel_user_code_parameter_supported": true,
-        "grant_types_supported": [CIBA_GRANT, "refresh_token"],
+        "grant_types_supported": [CIBA_GRANT, REFRESH_GRANT],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": ["ES256", "PS256"],
         "id_token_signing_alg_values_supported": ["ES256"],

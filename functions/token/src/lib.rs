@@ -5,17 +5,15 @@
 
 use ciba_shared::client_auth;
 use ciba_shared::context::Ctx;
-use ciba_shared::domain::TokenKind;
-use ciba_shared::domain::{AuthRequest, Client, DeliveryMode, Status};
+use ciba_shared::domain::{AuthRequest, Client, DeliveryMode, TokenKind};
 use ciba_shared::error::{TokenError, error_response};
 use ciba_shared::http::{Form, json_response};
+use ciba_shared::protocol::{CIBA_GRANT, REFRESH_GRANT, Scope, Standing, standing};
 use ciba_shared::secret;
-use ciba_shared::store::{PollOutcome, RedeemError, RotateError};
-use ciba_shared::tokens::{self, Grant, TokenValues};
+use ciba_shared::store::{PollOutcome, RotateError};
+use ciba_shared::tokens::{self, Grant, RedeemFailure, TokenValues};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
-
-pub const CIBA_GRANT: &str = "urn:openid:params:grant-type:ciba";
 
 pub async fn handle(ctx: &Ctx, req: Request) -> Response<Body> {
     match token(ctx, &req).await {
@@ -45,7 +43,7 @@ async fn token(ctx: &Ctx, req: &Request) -> Result<Response<Body>, TokenError> {
     .await?;
     match grant_type {
         CIBA_GRANT => ciba_grant(ctx, &client, &form).await,
-        "refresh_token" => refresh_grant(ctx, &client, &form).await,
+        REFRESH_GRANT => refresh_grant(ctx, &client, &form).await,
         other => Err(TokenError::UnsupportedGrantType(
             format!("grant_type {other} is not supported").into(),
         )),
@@ -68,18 +66,13 @@ async fn ciba_grant(ctx: &Ctx, client: &Client, form: &Form) -> Result<Response<
     if request.client_id != client.client_id {
         return Err(unknown());
     }
-    let expired = || TokenError::ExpiredToken("the authentication request has expired".into());
     let now_ms = ctx.clock.now_ms();
     let now = now_ms.div_euclid(1000);
-    match request.status {
-        Status::Redeemed => Err(unknown()),
-        Status::Expired => Err(expired()),
-        _ if request.is_expired(now) => Err(expired()),
-        Status::Denied => Err(TokenError::AccessDenied(
-            "the user denied the request".into(),
-        )),
-        Status::Approved => redeem(ctx, &request, now).await,
-        Status::Pending => match ctx.store.record_poll(id, now_ms).await? {
+    match standing(&request, now) {
+        Standing::Redeemed => Err(unknown()),
+        Standing::Refused(e) => Err(e),
+        Standing::Approved => redeem(ctx, &request, now).await,
+        Standing::Pending => match ctx.store.record_poll(id, now_ms).await? {
             PollOutcome::InTime => Err(TokenError::AuthorizationPending(
                 "the user has not yet decided".into(),
             )),
@@ -92,22 +85,17 @@ async fn ciba_grant(ctx: &Ctx, client: &Client, form: &Form) -> Result<Response<
 }
 
 async fn redeem(ctx: &Ctx, request: &AuthRequest, now: i64) -> Result<Response<Body>, TokenError> {
-    let grant = Grant::of_request(request, now);
     let values = TokenValues::random(ctx.random.as_ref());
-    let minted = tokens::mint(&grant, values, &ctx.config, ctx.signer.as_ref(), now).await?;
-    match ctx
-        .store
-        .redeem(&request.auth_req_id, now, &minted.records)
-        .await
-    {
-        Ok(()) => {
+    match tokens::redeem(ctx, request, values, now).await {
+        Ok(response) => {
             tracing::info!(client_id = %request.client_id, "tokens issued");
-            Ok(json_response(StatusCode::OK, &minted.response, true))
+            Ok(json_response(StatusCode::OK, &response, true))
         }
-        Err(RedeemError::NotRedeemable) => Err(TokenError::InvalidGrant(
+        Err(RedeemFailure::NotRedeemable) => Err(TokenError::InvalidGrant(
             "auth_req_id is unknown, expired or already redeemed".into(),
         )),
-        Err(RedeemError::Store(e)) => Err(e.into()),
+        Err(RedeemFailure::Store(e)) => Err(e.into()),
+        Err(RedeemFailure::Signer(e)) => Err(e.into()),
     }
 }
 
@@ -135,28 +123,19 @@ async fn refresh_grant(
     if record.client_id != client.client_id {
         return Err(invalid());
     }
-    let scope = match form.get("scope") {
-        None => None,
-        Some(requested) => {
-            let granted: Vec<&str> = record.scope.split(' ').collect();
-            if requested
-                .split(' ')
-                .filter(|s| !s.is_empty())
-                .any(|s| !granted.contains(&s))
-            {
-                return Err(TokenError::InvalidScope(
-                    "the requested scope exceeds the one originally granted".into(),
-                ));
-            }
-            Some(
-                requested
-                    .split(' ')
-                    .filter(|s| !s.is_empty())
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            )
-        }
-    };
+    let scope = form
+        .get("scope")
+        .map(|requested| {
+            Scope::parse(&record.scope)
+                .narrow(requested)
+                .map(|scope| scope.to_string())
+                .map_err(|_| {
+                    TokenError::InvalidScope(
+                        "the requested scope exceeds the one originally granted".into(),
+                    )
+                })
+        })
+        .transpose()?;
     let grant = Grant::of_refresh(&record, scope);
     let values = TokenValues::random(ctx.random.as_ref());
     let minted = tokens::mint(&grant, values, &ctx.config, ctx.signer.as_ref(), now).await?;

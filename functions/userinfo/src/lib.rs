@@ -4,7 +4,8 @@
 use ciba_shared::context::Ctx;
 use ciba_shared::domain::{TokenKind, User};
 use ciba_shared::error::{BearerError, error_response};
-use ciba_shared::http::{Form, json_response, media_type};
+use ciba_shared::http::{Form, bearer_token, json_response, media_type};
+use ciba_shared::protocol::Scope;
 use ciba_shared::secret;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
@@ -44,7 +45,7 @@ pub async fn handle(ctx: &Ctx, req: Request) -> Response<Body> {
 }
 
 async fn userinfo(ctx: &Ctx, req: &Request) -> Result<Response<Body>, BearerError> {
-    let token = bearer_token(req)?;
+    let token = access_token(req)?;
     let record = ctx
         .store
         .get_token(&secret::hash(&token))
@@ -64,17 +65,8 @@ async fn userinfo(ctx: &Ctx, req: &Request) -> Result<Response<Body>, BearerErro
 }
 
 /// The token from the `Authorization` header, or from a POST form's `access_token`; never both.
-fn bearer_token(req: &Request) -> Result<String, BearerError> {
-    let header = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, token) = v.trim().split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("bearer")
-                .then(|| token.trim().to_owned())
-        });
+fn access_token(req: &Request) -> Result<String, BearerError> {
+    let header = bearer_token(req.headers()).map(str::to_owned);
     let form_token = if req.method() == Method::POST
         && media_type(req.headers()).as_deref() == Some("application/x-www-form-urlencoded")
     {
@@ -97,7 +89,7 @@ fn bearer_token(req: &Request) -> Result<String, BearerError> {
 fn claims(user: &User, scope: &str) -> Value {
     let mut out = Map::new();
     out.insert("sub".into(), user.sub.clone().into());
-    for granted in scope.split(' ') {
+    for granted in Scope::parse(scope).values() {
         let Some((_, names)) = SCOPE_CLAIMS.iter().find(|(s, _)| *s == granted) else {
             continue;
         };

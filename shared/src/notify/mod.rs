@@ -18,9 +18,12 @@ use serde_json::{Value, json};
 
 use crate::context::Ctx;
 use crate::domain::{AuthRequest, DeliveryMode, Status};
+use crate::error::{TokenError, error_body};
+use crate::ports::SignerError;
+use crate::protocol::{Standing, standing};
 use crate::secret::Secret;
-use crate::store::{RedeemError, StoreError};
-use crate::tokens::{self, Grant, TokenValues};
+use crate::store::StoreError;
+use crate::tokens::{self, RedeemFailure, TokenResponse, TokenValues};
 
 pub use callback::{CallbackSender, HttpCallbackSender};
 
@@ -129,66 +132,55 @@ impl Notifier {
         if request.delivery_mode == DeliveryMode::Ping {
             return Ok(Some(json!({"auth_req_id": id})));
         }
-        let error = |code: &str, description: &str| {
-            Some(json!({"auth_req_id": id, "error": code, "error_description": description}))
+        let now = self.ctx.clock.now();
+        let answer = match standing(request, now) {
+            Standing::Pending => return Ok(None),
+            Standing::Refused(e) => Err(e),
+            Standing::Approved | Standing::Redeemed => self.push_tokens(request, now).await?,
         };
-        Ok(match request.status {
-            Status::Denied => error("access_denied", "the user denied the request"),
-            Status::Expired => error("expired_token", "the authentication request has expired"),
-            Status::Approved | Status::Redeemed => match self.push_tokens(request).await {
-                Ok(Some(tokens)) => Some(tokens),
-                Ok(None) => error("expired_token", "the authentication request has expired"),
-                Err(PushTokensError::Store(e)) => return Err(e),
-                Err(PushTokensError::Signer) => {
-                    error("transaction_failed", "the tokens could not be issued")
-                }
-            },
-            Status::Pending => None,
-        })
+        let mut body = match answer {
+            Ok(tokens) => serde_json::to_value(&tokens).unwrap_or_default(),
+            Err(e) => error_body(&e),
+        };
+        body["auth_req_id"] = id.into();
+        Ok(Some(body))
     }
 
     /// The push-mode token response. The values are derived from the request id, so the first
     /// attempt redeems the request with them and every later attempt sends the very same tokens.
-    async fn push_tokens(&self, request: &AuthRequest) -> Result<Option<Value>, PushTokensError> {
-        let now = self.ctx.clock.now();
-        let grant = Grant::of_request(request, now);
-        let values = TokenValues::derived(&self.settings.push_token_key, &request.auth_req_id);
-        let minted = tokens::mint(
-            &grant,
-            values,
-            &self.ctx.config,
-            self.ctx.signer.as_ref(),
-            now,
-        )
-        .await
-        .map_err(|e| {
+    async fn push_tokens(
+        &self,
+        request: &AuthRequest,
+        now: i64,
+    ) -> Result<Result<TokenResponse, TokenError>, StoreError> {
+        let values = || TokenValues::derived(&self.settings.push_token_key, &request.auth_req_id);
+        let not_issued = |e: SignerError| {
             tracing::error!(error = %e, "push tokens could not be signed");
-            PushTokensError::Signer
-        })?;
+            TokenError::TransactionFailed("the tokens could not be issued".into())
+        };
+        let expired = || TokenError::ExpiredToken("the authentication request has expired".into());
         if request.status == Status::Approved {
-            match self
-                .ctx
-                .store
-                .redeem(&request.auth_req_id, now, &minted.records)
-                .await
-            {
-                Ok(()) => {}
-                Err(RedeemError::NotRedeemable) => {
+            match tokens::redeem(&self.ctx, request, values(), now).await {
+                Ok(response) => return Ok(Ok(response)),
+                Err(RedeemFailure::Store(e)) => return Err(e),
+                Err(RedeemFailure::Signer(e)) => return Ok(Err(not_issued(e))),
+                Err(RedeemFailure::NotRedeemable) => {
+                    // Redeemed by an earlier attempt whose delivery failed: send the same tokens.
                     let current = self
                         .ctx
                         .store
                         .get_auth_request(&request.auth_req_id)
                         .await?;
                     if !current.is_some_and(|r| r.status == Status::Redeemed) {
-                        return Ok(None);
+                        return Ok(Err(expired()));
                     }
                 }
-                Err(RedeemError::Store(e)) => return Err(PushTokensError::Store(e)),
             }
         }
-        let mut body = serde_json::to_value(&minted.response).unwrap_or_default();
-        body["auth_req_id"] = request.auth_req_id.clone().into();
-        Ok(Some(body))
+        Ok(tokens::mint_for_request(&self.ctx, request, values(), now)
+            .await
+            .map(|minted| minted.response)
+            .map_err(not_issued))
     }
 
     async fn attempt(&self, endpoint: &str, bearer: &str, payload: &Value) -> Attempt {
@@ -227,16 +219,5 @@ impl Notifier {
             "{} attempts failed, the last {last}",
             self.settings.attempts
         ))
-    }
-}
-
-enum PushTokensError {
-    Store(StoreError),
-    Signer,
-}
-
-impl From<StoreError> for PushTokensError {
-    fn from(e: StoreError) -> Self {
-        PushTokensError::Store(e)
     }
 }

@@ -1,15 +1,14 @@
-//! The parameter rules of the backchannel authentication endpoint (CIBA Core §7.1, §7.2).
+//! The parameters of a backchannel authentication request (CIBA Core §7.1) and the rules they
+//! must pass before any lookup (§7.2, §13).
 
-use jsonwebtoken::Algorithm;
 use serde_json::Value;
 
-use crate::config::{Config, SUPPORTED_SCOPES};
-use crate::domain::{Client, DeliveryMode, User};
+use crate::config::Config;
+use crate::domain::Client;
 use crate::error::AuthnError;
 use crate::http::Form;
-use crate::jose::{self, Claims, JwsError};
-use crate::ports::Signer;
-use crate::store::Store;
+use crate::jose::Claims;
+use crate::protocol::{Scope, ScopeError};
 
 /// The authentication parameters, from form fields or a request object's claims.
 pub const AUTHN_PARAMS: &[&str] = &[
@@ -125,7 +124,7 @@ pub fn validate(
         None => config.expires_in,
         Some(raw) => parse_requested_expiry(raw)?.min(config.max_expires_in),
     };
-    let notification_required = client.backchannel_token_delivery_mode != DeliveryMode::Poll;
+    let notification_required = client.backchannel_token_delivery_mode.notifies();
     match &params.client_notification_token {
         Some(token) => validate_notification_token(token)?,
         None if notification_required => {
@@ -159,22 +158,13 @@ pub fn validate(
 /// `scope` is required and must contain `openid`; every value must be one the OP knows.
 pub fn validate_scope(scope: Option<&str>) -> Result<String, AuthnError> {
     let scope = scope.ok_or_else(|| invalid("scope is required"))?;
-    let values: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
-    if let Some(unknown) = values.iter().find(|v| !SUPPORTED_SCOPES.contains(v)) {
-        return Err(AuthnError::InvalidScope(
-            format!("unknown scope {unknown}").into(),
-        ));
+    match Scope::requested(scope) {
+        Ok(scope) => Ok(scope.to_string()),
+        Err(ScopeError::NoOpenid) => Err(invalid("scope must contain openid")),
+        Err(ScopeError::Unknown(value) | ScopeError::Exceeds(value)) => Err(
+            AuthnError::InvalidScope(format!("unknown scope {value}").into()),
+        ),
     }
-    if !values.contains(&"openid") {
-        return Err(invalid("scope must contain openid"));
-    }
-    let mut unique: Vec<&str> = Vec::with_capacity(values.len());
-    for v in values {
-        if !unique.contains(&v) {
-            unique.push(v);
-        }
-    }
-    Ok(unique.join(" "))
 }
 
 /// Exactly one of `login_hint`, `login_hint_token`, `id_token_hint`.
@@ -266,161 +256,16 @@ pub fn validate_notification_token(token: &str) -> Result<(), AuthnError> {
     Ok(())
 }
 
-/// Finds the user a hint names. A `login_hint_token` is a JWT signed by the client with a
-/// `sub_id` claim (an RFC 9493 subject identifier of format `email`, `phone_number`, `opaque`
-/// or `iss_sub`); an `id_token_hint` is an ID token this OP issued to the client.
-pub async fn resolve_user(
-    hint: &Hint,
-    client: &Client,
-    store: &dyn Store,
-    signer: &dyn Signer,
-    config: &Config,
-    now: i64,
-) -> Result<User, AuthnError> {
-    let unknown = || AuthnError::UnknownUserId("the hint does not name a known user".into());
-    let user = match hint {
-        Hint::LoginHint(hint) if hint.trim_start().starts_with('{') => {
-            // An RFC 9493 subject identifier in JSON, as Auth0's CIBA SDKs send it. One that
-            // does not parse, or has another format or issuer, names nobody this OP knows.
-            let sub_id = serde_json::from_str::<Value>(hint).ok();
-            match sub_id.as_ref().and_then(Value::as_object) {
-                Some(sub_id) => match sub_id_subject(sub_id, config) {
-                    Some(subject) => find_subject(subject, store).await?,
-                    None => None,
-                },
-                None => None,
-            }
-        }
-        Hint::LoginHint(hint) => store.find_user_by_hint(hint).await?,
-        Hint::LoginHintToken(token) => {
-            let subject = login_hint_token_subject(token, client, config, now)?;
-            find_subject(subject, store).await?
-        }
-        Hint::IdTokenHint(token) => {
-            let sub = id_token_hint_subject(token, client, signer, config)?;
-            store.get_user(&sub).await?
-        }
-    };
-    user.ok_or_else(unknown)
-}
-
-enum Subject {
-    Hint(String),
-    Sub(String),
-}
-
-async fn find_subject(subject: Subject, store: &dyn Store) -> Result<Option<User>, AuthnError> {
-    Ok(match subject {
-        Subject::Hint(h) => store.find_user_by_hint(&h).await?,
-        Subject::Sub(sub) => store.get_user(&sub).await?,
-    })
-}
-
-/// Whom an RFC 9493 subject identifier names: `email`, `phone_number` and `opaque` are looked up
-/// as login hints, `iss_sub` by `sub` when `iss` is this OP (one trailing `/` tolerated, as
-/// Auth0's CIBA SDKs add one). Any other format, or another issuer, names nobody here.
-fn sub_id_subject(sub_id: &serde_json::Map<String, Value>, config: &Config) -> Option<Subject> {
-    let field = |name: &str| sub_id.get(name).and_then(Value::as_str).map(str::to_owned);
-    match sub_id.get("format").and_then(Value::as_str)? {
-        "email" => field("email").map(Subject::Hint),
-        "phone_number" => field("phone_number").map(Subject::Hint),
-        "opaque" => field("id").map(Subject::Hint),
-        "iss_sub" => {
-            let iss = field("iss")?;
-            if iss.strip_suffix('/').unwrap_or(&iss) != config.issuer {
-                return None;
-            }
-            field("sub").map(Subject::Sub)
-        }
-        _ => None,
-    }
-}
-
-fn login_hint_token_subject(
-    token: &str,
-    client: &Client,
-    config: &Config,
-    now: i64,
-) -> Result<Subject, AuthnError> {
-    let keys = client
-        .jwks
-        .as_ref()
-        .ok_or_else(|| invalid("the client has no registered keys to verify login_hint_token"))?;
-    let verified = jose::verify(token, keys, &[Algorithm::ES256, Algorithm::PS256])
-        .map_err(|e| invalid(format!("login_hint_token: {}", e.describe())))?;
-    let claims = &verified.claims;
-    if jose::numeric_date(claims, "exp").is_some_and(|exp| exp <= now) {
-        return Err(AuthnError::ExpiredLoginHintToken(
-            "login_hint_token has expired".into(),
-        ));
-    }
-    let sub_id = claims
-        .get("sub_id")
-        .and_then(Value::as_object)
-        .ok_or_else(|| invalid("login_hint_token must carry a sub_id subject identifier"))?;
-    sub_id_subject(sub_id, config)
-        .ok_or_else(|| invalid("login_hint_token sub_id has an unsupported format"))
-}
-
-/// The `sub` of an ID token this OP issued to `client`. Its expiry does not matter: it only
-/// names the user (CIBA Core §7.1).
-fn id_token_hint_subject(
-    token: &str,
-    client: &Client,
-    signer: &dyn Signer,
-    config: &Config,
-) -> Result<String, AuthnError> {
-    let keys = jose::single_key_set(signer.public_jwk())
-        .ok_or_else(|| invalid("the OP's key is unusable"))?;
-    let verified = jose::verify(token, &keys, &[Algorithm::ES256]).map_err(|e| match e {
-        JwsError::NoMatchingKey | JwsError::BadSignature => {
-            invalid("id_token_hint was not issued by this OP")
-        }
-        other => invalid(format!("id_token_hint: {}", other.describe())),
-    })?;
-    let claims = &verified.claims;
-    if claims.get("iss").and_then(Value::as_str) != Some(config.issuer.as_str()) {
-        return Err(invalid("id_token_hint was not issued by this OP"));
-    }
-    if !jose::audiences(claims).contains(&client.client_id.as_str()) {
-        return Err(invalid("id_token_hint was not issued to this client"));
-    }
-    claims
-        .get("sub")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .ok_or_else(|| invalid("id_token_hint has no sub"))
-}
-
-/// Checks the user's `user_code` when the client registered `backchannel_user_code_parameter`.
-pub fn check_user_code(
-    client: &Client,
-    user: &User,
-    user_code: Option<&str>,
-) -> Result<(), AuthnError> {
-    if !client.backchannel_user_code_parameter {
-        return Ok(());
-    }
-    let code = user_code
-        .ok_or_else(|| AuthnError::MissingUserCode("this client requires a user_code".into()))?;
-    let ok = user
-        .user_code_hash
-        .as_deref()
-        .is_some_and(|stored| crate::secret::matches(code, stored));
-    if ok {
-        Ok(())
-    } else {
-        Err(AuthnError::InvalidUserCode(
-            "the user_code is not valid".into(),
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::DeliveryMode;
     use crate::error::WireError;
-    use crate::store::suite::client;
+
+    /// A poll client with no options: only `client_id` is required.
+    fn client(id: &str) -> Client {
+        serde_json::from_value(serde_json::json!({"client_id": id})).unwrap()
+    }
 
     fn config() -> Config {
         Config::new("https://op.example.com").unwrap()
@@ -620,22 +465,5 @@ mod tests {
         let mut c = client("c1");
         c.backchannel_user_code_parameter = true;
         assert_eq!(code(validate(params(), &c, &config())), "missing_user_code");
-    }
-
-    #[test]
-    fn wrong_user_code_is_invalid_user_code() {
-        let mut c = client("c1");
-        c.backchannel_user_code_parameter = true;
-        let user = User {
-            sub: "alice".into(),
-            login_hints: vec![],
-            claims: Default::default(),
-            user_code_hash: Some(crate::secret::hash("1234")),
-        };
-        assert!(check_user_code(&c, &user, Some("1234")).is_ok());
-        assert_eq!(
-            check_user_code(&c, &user, Some("9999")).unwrap_err().code(),
-            "invalid_user_code"
-        );
     }
 }

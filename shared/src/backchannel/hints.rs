@@ -1,0 +1,196 @@
+//! Who a backchannel request is for (CIBA Core §7.1): the user its one hint names, and their
+//! `user_code` when the client requires one.
+
+use jsonwebtoken::Algorithm;
+use serde_json::Value;
+
+use super::params::Hint;
+use crate::config::Config;
+use crate::domain::{Client, User};
+use crate::error::AuthnError;
+use crate::jose::{self, JwsError};
+use crate::jwt::{Expect, JwtError};
+use crate::ports::Signer;
+use crate::store::Store;
+
+fn invalid(description: impl Into<String>) -> AuthnError {
+    AuthnError::InvalidRequest(description.into().into())
+}
+
+/// Finds the user a hint names. A `login_hint_token` is a JWT signed by the client with a
+/// `sub_id` claim (an RFC 9493 subject identifier of format `email`, `phone_number`, `opaque`
+/// or `iss_sub`); an `id_token_hint` is an ID token this OP issued to the client.
+pub async fn resolve_user(
+    hint: &Hint,
+    client: &Client,
+    store: &dyn Store,
+    signer: &dyn Signer,
+    config: &Config,
+    now: i64,
+) -> Result<User, AuthnError> {
+    let unknown = || AuthnError::UnknownUserId("the hint does not name a known user".into());
+    let user = match hint {
+        Hint::LoginHint(hint) if hint.trim_start().starts_with('{') => {
+            // An RFC 9493 subject identifier in JSON, as Auth0's CIBA SDKs send it. One that
+            // does not parse, or has another format or issuer, names nobody this OP knows.
+            let sub_id = serde_json::from_str::<Value>(hint).ok();
+            match sub_id.as_ref().and_then(Value::as_object) {
+                Some(sub_id) => match sub_id_subject(sub_id, config) {
+                    Some(subject) => find_subject(subject, store).await?,
+                    None => None,
+                },
+                None => None,
+            }
+        }
+        Hint::LoginHint(hint) => store.find_user_by_hint(hint).await?,
+        Hint::LoginHintToken(token) => {
+            let subject = login_hint_token_subject(token, client, config, now)?;
+            find_subject(subject, store).await?
+        }
+        Hint::IdTokenHint(token) => {
+            let sub = id_token_hint_subject(token, client, signer, config, now)?;
+            store.get_user(&sub).await?
+        }
+    };
+    user.ok_or_else(unknown)
+}
+
+enum Subject {
+    Hint(String),
+    Sub(String),
+}
+
+async fn find_subject(subject: Subject, store: &dyn Store) -> Result<Option<User>, AuthnError> {
+    Ok(match subject {
+        Subject::Hint(h) => store.find_user_by_hint(&h).await?,
+        Subject::Sub(sub) => store.get_user(&sub).await?,
+    })
+}
+
+/// Whom an RFC 9493 subject identifier names: `email`, `phone_number` and `opaque` are looked up
+/// as login hints, `iss_sub` by `sub` when `iss` is this OP (one trailing `/` tolerated, as
+/// Auth0's CIBA SDKs add one). Any other format, or another issuer, names nobody here.
+fn sub_id_subject(sub_id: &serde_json::Map<String, Value>, config: &Config) -> Option<Subject> {
+    let field = |name: &str| sub_id.get(name).and_then(Value::as_str).map(str::to_owned);
+    match sub_id.get("format").and_then(Value::as_str)? {
+        "email" => field("email").map(Subject::Hint),
+        "phone_number" => field("phone_number").map(Subject::Hint),
+        "opaque" => field("id").map(Subject::Hint),
+        "iss_sub" => {
+            let iss = field("iss")?;
+            if iss.strip_suffix('/').unwrap_or(&iss) != config.issuer {
+                return None;
+            }
+            field("sub").map(Subject::Sub)
+        }
+        _ => None,
+    }
+}
+
+fn login_hint_token_subject(
+    token: &str,
+    client: &Client,
+    config: &Config,
+    now: i64,
+) -> Result<Subject, AuthnError> {
+    let keys = client
+        .jwks
+        .as_ref()
+        .ok_or_else(|| invalid("the client has no registered keys to verify login_hint_token"))?;
+    let expect = Expect::new("login_hint_token", config.clock_skew);
+    let what = expect.what();
+    let checked = expect
+        .verify(token, keys, &[Algorithm::ES256, Algorithm::PS256], now)
+        .map_err(|e| match e {
+            JwtError::Expired => {
+                AuthnError::ExpiredLoginHintToken("login_hint_token has expired".into())
+            }
+            other => invalid(other.describe(what)),
+        })?;
+    let sub_id = checked
+        .claims
+        .get("sub_id")
+        .and_then(Value::as_object)
+        .ok_or_else(|| invalid("login_hint_token must carry a sub_id subject identifier"))?;
+    sub_id_subject(sub_id, config)
+        .ok_or_else(|| invalid("login_hint_token sub_id has an unsupported format"))
+}
+
+/// The `sub` of an ID token this OP issued to `client`. Its expiry does not matter: it only
+/// names the user (CIBA Core §7.1).
+fn id_token_hint_subject(
+    token: &str,
+    client: &Client,
+    signer: &dyn Signer,
+    config: &Config,
+    now: i64,
+) -> Result<String, AuthnError> {
+    let keys = jose::single_key_set(signer.public_jwk())
+        .ok_or_else(|| invalid("the OP's key is unusable"))?;
+    let ours = |aud: &str| aud == client.client_id;
+    let expect = Expect::new("id_token_hint", config.clock_skew)
+        .issuer(&config.issuer)
+        .audience(&ours)
+        .ignore_expiry();
+    let checked = expect
+        .verify(token, &keys, &[Algorithm::ES256], now)
+        .map_err(|e| match e {
+            JwtError::Signature(JwsError::NoMatchingKey | JwsError::BadSignature)
+            | JwtError::WrongIssuer => invalid("id_token_hint was not issued by this OP"),
+            JwtError::WrongAudience => invalid("id_token_hint was not issued to this client"),
+            other => invalid(other.describe("id_token_hint")),
+        })?;
+    checked
+        .text("sub")
+        .map(str::to_owned)
+        .ok_or_else(|| invalid("id_token_hint has no sub"))
+}
+
+/// Checks the user's `user_code` when the client registered `backchannel_user_code_parameter`.
+pub fn check_user_code(
+    client: &Client,
+    user: &User,
+    user_code: Option<&str>,
+) -> Result<(), AuthnError> {
+    if !client.backchannel_user_code_parameter {
+        return Ok(());
+    }
+    let code = user_code
+        .ok_or_else(|| AuthnError::MissingUserCode("this client requires a user_code".into()))?;
+    let ok = user
+        .user_code_hash
+        .as_deref()
+        .is_some_and(|stored| crate::secret::matches(code, stored));
+    if ok {
+        Ok(())
+    } else {
+        Err(AuthnError::InvalidUserCode(
+            "the user_code is not valid".into(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::WireError;
+
+    #[test]
+    fn wrong_user_code_is_invalid_user_code() {
+        let c: Client = serde_json::from_value(serde_json::json!({
+            "client_id": "c1", "backchannel_user_code_parameter": true
+        }))
+        .unwrap();
+        let user = User {
+            sub: "alice".into(),
+            login_hints: vec![],
+            claims: Default::default(),
+            user_code_hash: Some(crate::secret::hash("1234")),
+        };
+        assert!(check_user_code(&c, &user, Some("1234")).is_ok());
+        assert_eq!(
+            check_user_code(&c, &user, Some("9999")).unwrap_err().code(),
+            "invalid_user_code"
+        );
+    }
+}

@@ -1,0 +1,189 @@
+//! The rules of the backchannel authentication endpoint (CIBA Core §7), in the order the
+//! endpoint applies them once the client is authenticated: the parameters (from the form or a
+//! signed request object) → their validation → the user they name → the user's devices → the
+//! stored request → the push to the devices.
+
+pub mod hints;
+pub mod params;
+pub mod request_object;
+
+pub use hints::{check_user_code, resolve_user};
+pub use params::{AUTHN_PARAMS, AuthnParams, Hint, ValidParams, validate};
+
+use crate::client_auth::CLIENT_AUTH_PARAMS;
+use crate::context::Ctx;
+use crate::domain::{AuthRequest, Client, Device, Status, User};
+use crate::error::{AuthnError, Internal};
+use crate::http::Form;
+use crate::push::{PushError, PushMessage};
+use crate::store::{CreateError, JtiUse};
+
+/// `auth_req_id` carries 192 bits, `txn` 128 (CIBA Core §7.3 asks for at least 128).
+const AUTH_REQ_ID_BYTES: usize = 24;
+const TXN_BYTES: usize = 16;
+
+fn invalid(description: &'static str) -> AuthnError {
+    AuthnError::InvalidRequest(description.into())
+}
+
+/// Accepts the backchannel authentication request of the authenticated `client`: answers the
+/// stored request once at least one of the user's devices was notified.
+pub async fn accept(
+    ctx: &Ctx,
+    client: &Client,
+    form: &Form,
+    now: i64,
+) -> Result<AuthRequest, AuthnError> {
+    let (params, jti) = parameters(ctx, form, client, now)?;
+    let valid = validate(params, client, &ctx.config)?;
+    let user = resolve_user(
+        &valid.hint,
+        client,
+        ctx.store.as_ref(),
+        ctx.signer.as_ref(),
+        &ctx.config,
+        now,
+    )
+    .await?;
+    check_user_code(client, &user, valid.user_code.as_deref())?;
+    let devices = usable_devices(ctx, &user).await?;
+
+    let request = new_request(ctx, client, &user, valid, now);
+    ctx.store
+        .create_auth_request(&request, jti.as_ref())
+        .await
+        .map_err(|e| match e {
+            CreateError::JtiReplayed => invalid("the request object's jti was already used"),
+            CreateError::Store(e) => e.into(),
+        })?;
+    push(ctx, client, &request, jti.as_ref(), devices).await?;
+    Ok(request)
+}
+
+/// The authentication parameters: from the request object when there is one (then nothing but
+/// client authentication may stand beside it), else from the form.
+fn parameters(
+    ctx: &Ctx,
+    form: &Form,
+    client: &Client,
+    now: i64,
+) -> Result<(AuthnParams, Option<JtiUse>), AuthnError> {
+    match form.get("request") {
+        Some(jwt) => {
+            let outside = form
+                .names()
+                .any(|n| AUTHN_PARAMS.contains(&n) && !CLIENT_AUTH_PARAMS.contains(&n));
+            if outside {
+                return Err(invalid(
+                    "with a request object, authentication parameters must be inside it",
+                ));
+            }
+            let (params, jti) = request_object::verify(jwt, client, &ctx.config, now)?;
+            Ok((params, Some(jti)))
+        }
+        None if client
+            .backchannel_authentication_request_signing_alg
+            .is_some() =>
+        {
+            Err(invalid("this client must send a signed request object"))
+        }
+        None => Ok((AuthnParams::from_form(form), None)),
+    }
+}
+
+/// The user's enrolled devices that can still receive a push. A user with none cannot approve
+/// anything, so the request is refused as for an unknown user (CIBA Core §13 `unknown_user_id`).
+async fn usable_devices(ctx: &Ctx, user: &User) -> Result<Vec<Device>, AuthnError> {
+    let devices: Vec<Device> = ctx
+        .store
+        .list_devices(&user.sub)
+        .await?
+        .into_iter()
+        .filter(|d| d.enabled)
+        .collect();
+    if devices.is_empty() {
+        return Err(AuthnError::UnknownUserId(
+            "the user has no enrolled authentication device".into(),
+        ));
+    }
+    Ok(devices)
+}
+
+fn new_request(
+    ctx: &Ctx,
+    client: &Client,
+    user: &User,
+    valid: ValidParams,
+    now: i64,
+) -> AuthRequest {
+    AuthRequest {
+        auth_req_id: ctx.random.token(AUTH_REQ_ID_BYTES),
+        txn: ctx.random.token(TXN_BYTES),
+        client_id: client.client_id.clone(),
+        sub: user.sub.clone(),
+        scope: valid.scope,
+        acr_values: valid.acr_values,
+        binding_message: valid.binding_message,
+        client_notification_token: valid.client_notification_token,
+        delivery_mode: client.backchannel_token_delivery_mode,
+        created_at: now,
+        expires_at: now + valid.expires_in,
+        interval: ctx.config.interval,
+        last_poll_ms: None,
+        status: Status::Pending,
+        decided_at: None,
+        notified_at: None,
+    }
+}
+
+/// Pushes the request to every usable device of the user. A disabled endpoint is marked and
+/// skipped. When no push reached any device the request is discarded (so nothing lingers that can
+/// never be approved, and the same request object may be sent again): an outage of the push
+/// service answers 503 `temporarily_unavailable`, a user whose every device is gone answers
+/// `unknown_user_id`.
+async fn push(
+    ctx: &Ctx,
+    client: &Client,
+    request: &AuthRequest,
+    jti: Option<&JtiUse>,
+    devices: Vec<Device>,
+) -> Result<(), AuthnError> {
+    let message = PushMessage {
+        txn: request.txn.clone(),
+        binding_message: request.binding_message.clone(),
+        client_name: client.display_name().to_owned(),
+        scope: request.scope.clone(),
+        acr_values: request.acr_values.clone(),
+        expires_at: request.expires_at,
+    };
+    let mut delivered = 0;
+    let mut outage = false;
+    for mut device in devices {
+        match ctx.push.send(&device, &message).await {
+            Ok(()) => delivered += 1,
+            Err(PushError::EndpointDisabled) => {
+                tracing::warn!(device_id = %device.device_id, "push endpoint disabled: device marked");
+                device.enabled = false;
+                if let Err(e) = ctx.store.put_device(&device).await {
+                    tracing::warn!(device_id = %device.device_id, error = %e, "could not mark device disabled");
+                }
+            }
+            Err(e @ PushError::Unavailable(_)) => {
+                tracing::warn!(device_id = %device.device_id, error = %e, "push failed");
+                outage = true;
+            }
+            Err(e) => tracing::warn!(device_id = %device.device_id, error = %e, "push refused"),
+        }
+    }
+    if delivered > 0 {
+        return Ok(());
+    }
+    ctx.store.discard_auth_request(request, jti).await?;
+    if outage {
+        Err(AuthnError::Internal(Internal::Unavailable))
+    } else {
+        Err(AuthnError::UnknownUserId(
+            "the user has no enrolled authentication device that can be reached".into(),
+        ))
+    }
+}
