@@ -14,7 +14,7 @@ use ciba_shared::enrollment::{self, IssueError};
 use ciba_shared::error::{DeviceError, RouteError, error_response};
 use ciba_shared::http::json_response;
 use ciba_shared::notify::local::LocalNotifier;
-use ciba_shared::push::RecordingPushSender;
+use ciba_testkit::RecordingPushSender;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::Value;

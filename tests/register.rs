@@ -11,8 +11,9 @@ use ciba_local::LocalApi;
 use ciba_local::event::HttpRequest;
 use ciba_shared::config::{Config, Registration};
 use ciba_shared::jose;
-use ciba_shared::ports::{CountingRandom, OsRandom, Random, public_jwk_with_kid};
+use ciba_shared::ports::{OsRandom, Random, public_jwk_with_kid};
 use ciba_shared::secret;
+use ciba_testkit::CountingRandom;
 use common::{CIBA_GRANT, Harness, ISSUER, Reply, T0, key};
 use serde_json::{Value, json};
 

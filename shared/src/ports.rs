@@ -1,7 +1,5 @@
 //! Small ports for time, randomness, signing and push delivery, so handlers and tests can fix them.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -30,29 +28,6 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that only moves when told to: expiry and polling-interval tests set it.
-pub struct FixedClock(AtomicI64);
-
-impl FixedClock {
-    pub fn at_secs(secs: i64) -> Self {
-        Self(AtomicI64::new(secs * 1000))
-    }
-
-    pub fn advance_ms(&self, ms: i64) {
-        self.0.fetch_add(ms, Ordering::SeqCst);
-    }
-
-    pub fn advance_secs(&self, secs: i64) {
-        self.advance_ms(secs * 1000);
-    }
-}
-
-impl Clock for FixedClock {
-    fn now_ms(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
 /// Randomness for identifiers and tokens.
 pub trait Random: Send + Sync {
     fn fill(&self, buf: &mut [u8]);
@@ -70,19 +45,6 @@ pub struct OsRandom;
 impl Random for OsRandom {
     fn fill(&self, buf: &mut [u8]) {
         OsRng.fill_bytes(buf);
-    }
-}
-
-/// Deterministic bytes from a counter, for tests that want repeatable ids.
-#[derive(Default)]
-pub struct CountingRandom(AtomicU64);
-
-impl Random for CountingRandom {
-    fn fill(&self, buf: &mut [u8]) {
-        let n = self.0.fetch_add(1, Ordering::SeqCst).to_be_bytes();
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = n[i % 8] ^ (i as u8);
-        }
     }
 }
 

@@ -153,6 +153,52 @@ pub fn standing(request: &AuthRequest, now: i64) -> Standing {
 mod tests {
     use super::*;
 
+    fn request(status: Status) -> AuthRequest {
+        serde_json::from_value(serde_json::json!({
+            "auth_req_id": "r1", "txn": "t1", "client_id": "c1", "sub": "u1", "scope": "openid",
+            "delivery_mode": "push", "created_at": 100, "expires_at": 200, "interval": 5,
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    fn code(standing: Standing) -> &'static str {
+        use crate::error::WireError;
+        match standing {
+            Standing::Pending => "pending",
+            Standing::Approved => "approved",
+            Standing::Redeemed => "redeemed",
+            Standing::Refused(e) => e.code(),
+        }
+    }
+
+    #[test]
+    fn standing_follows_the_decision_until_expiry() {
+        assert_eq!(code(standing(&request(Status::Pending), 150)), "pending");
+        assert_eq!(code(standing(&request(Status::Approved), 150)), "approved");
+        assert_eq!(
+            code(standing(&request(Status::Denied), 150)),
+            "access_denied"
+        );
+        assert_eq!(
+            code(standing(&request(Status::Expired), 150)),
+            "expired_token"
+        );
+    }
+
+    #[test]
+    fn expiry_outranks_a_denial_but_not_a_redemption() {
+        assert_eq!(
+            code(standing(&request(Status::Denied), 200)),
+            "expired_token"
+        );
+        assert_eq!(
+            code(standing(&request(Status::Approved), 200)),
+            "expired_token"
+        );
+        assert_eq!(code(standing(&request(Status::Redeemed), 200)), "redeemed");
+    }
+
     #[test]
     fn delivery_modes_round_trip_through_their_wire_names() {
         for mode in [DeliveryMode::Poll, DeliveryMode::Ping, DeliveryMode::Push] {
