@@ -45,7 +45,7 @@ impl Stop {
 
 /// The `--name value` pairs of `args`; `usage` is the answer to `--help` / `-h` and is shown
 /// with an unexpected argument.
-pub fn flags(args: &[String], usage: &str) -> Result<HashMap<String, String>, Stop> {
+pub fn flags(args: &[String], usage: &str) -> Result<Flags, Stop> {
     let mut out = HashMap::new();
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -60,7 +60,35 @@ pub fn flags(args: &[String], usage: &str) -> Result<HashMap<String, String>, St
             .ok_or_else(|| Stop::Usage(format!("{flag} needs a value")))?;
         out.insert(name.to_owned(), value.clone());
     }
-    Ok(out)
+    Ok(Flags {
+        values: out,
+        usage: usage.to_owned(),
+    })
+}
+
+/// The `--name value` flags of a command line, by name.
+#[derive(Debug, PartialEq)]
+pub struct Flags {
+    values: HashMap<String, String>,
+    usage: String,
+}
+
+impl Flags {
+    /// The value of a flag the command cannot do without; its absence is a usage error.
+    pub fn required(&self, name: &str) -> Result<String, Stop> {
+        self.values
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Stop::Usage(format!("--{name} is required\n\n{}", self.usage)))
+    }
+}
+
+impl std::ops::Deref for Flags {
+    type Target = HashMap<String, String>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.values
+    }
 }
 
 /// For tools with subcommands: the command and the arguments after it. `--help` before any

@@ -59,12 +59,7 @@ async fn dynamo(flags: &HashMap<String, String>) -> Result<DynamoStore, Stop> {
 async fn run(args: &[String]) -> Result<(), Stop> {
     let (command, rest) = cli::command(args, USAGE)?;
     let flags = cli::flags(rest, USAGE)?;
-    let flag = |name: &str| {
-        flags
-            .get(name)
-            .cloned()
-            .ok_or_else(|| Stop::Usage(format!("--{name} is required\n\n{USAGE}")))
-    };
+    let flag = |name: &str| flags.required(name);
     let now = SystemClock.now();
     match command {
         "import" => {

@@ -68,12 +68,7 @@ impl Decision {
 fn run(args: &[String]) -> Result<(), Stop> {
     let (command, rest) = cli::command(args, USAGE)?;
     let flags = cli::flags(rest, USAGE)?;
-    let flag = |name: &str| {
-        flags
-            .get(name)
-            .cloned()
-            .ok_or_else(|| Stop::Usage(format!("--{name} is required\n\n{USAGE}")))
-    };
+    let flag = |name: &str| flags.required(name);
     let api = flags.get("api").cloned().unwrap_or_else(|| {
         std::env::var("CIBA_API").unwrap_or_else(|_| "http://127.0.0.1:8080".into())
     });

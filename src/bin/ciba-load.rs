@@ -408,17 +408,7 @@ impl Shared {
         }
 
         for _ in 0..MAX_POLLS {
-            let reply = self
-                .send(
-                    tally,
-                    "token",
-                    hyper::Method::POST,
-                    "/token",
-                    Some("application/x-www-form-urlencoded"),
-                    Self::form(&[("grant_type", CIBA_GRANT), ("auth_req_id", &auth_req_id)]),
-                )
-                .await?;
-            tally.polls += 1;
+            let reply = self.poll(tally, &auth_req_id).await?;
             match reply.status {
                 200 if reply.json()["id_token"].is_string() => return Ok(()),
                 400 => {
@@ -440,8 +430,8 @@ impl Shared {
         Err("token: no tokens after 20 polls".into())
     }
 
-    /// One poll of an undecided request: `authorization_pending` is the success here.
-    async fn poll_pending(&self, tally: &mut Tally, auth_req_id: &str) -> Result<(), String> {
+    /// One CIBA grant request at the token endpoint, counted as a poll.
+    async fn poll(&self, tally: &mut Tally, auth_req_id: &str) -> Result<Reply, String> {
         let reply = self
             .send(
                 tally,
@@ -453,6 +443,12 @@ impl Shared {
             )
             .await?;
         tally.polls += 1;
+        Ok(reply)
+    }
+
+    /// One poll of an undecided request: `authorization_pending` is the success here.
+    async fn poll_pending(&self, tally: &mut Tally, auth_req_id: &str) -> Result<(), String> {
+        let reply = self.poll(tally, auth_req_id).await?;
         match reply.json()["error"].as_str() {
             Some("authorization_pending") if reply.status == 400 => Ok(()),
             _ => Err(format!("token: {}", reply.describe())),
