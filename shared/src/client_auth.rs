@@ -137,6 +137,7 @@ pub async fn authenticate(
         Presented::Assertion { id, .. } => (id, AuthMethod::PrivateKeyJwt, false),
     };
     let client = store
+        .clients()
         .get_client(id)
         .await?
         .ok_or_else(|| invalid("client authentication failed", basic))?;
@@ -193,7 +194,7 @@ async fn verify_assertion(
         jti: jti.into(),
         expires_at: exp,
     };
-    if !store.use_jti(&use_, now).await? {
+    if !store.jtis().use_jti(&use_, now).await? {
         return Err(invalid("client assertion was already used", false));
     }
     Ok(())

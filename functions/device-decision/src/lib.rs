@@ -51,6 +51,7 @@ async fn decide(ctx: &Ctx, req: &Request) -> Result<Response<Body>, DeviceError>
     let kid = kid.ok_or_else(|| invalid("the decision header must name the device in kid"))?;
     let device = ctx
         .store
+        .accounts()
         .get_device(&kid)
         .await?
         .filter(|d| d.enabled)
@@ -87,6 +88,7 @@ async fn decide(ctx: &Ctx, req: &Request) -> Result<Response<Body>, DeviceError>
     // A txn of another user answers exactly like an unknown one.
     let request = ctx
         .store
+        .requests()
         .get_auth_request_by_txn(txn)
         .await?
         .filter(|r| r.sub == device.sub)
@@ -97,6 +99,7 @@ async fn decide(ctx: &Ctx, req: &Request) -> Result<Response<Body>, DeviceError>
         expires_at: exp,
     };
     ctx.store
+        .requests()
         .decide(&request.auth_req_id, decision, now, &jti)
         .await
         .map_err(|e| match e {

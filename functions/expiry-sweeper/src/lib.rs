@@ -15,6 +15,7 @@ pub async fn handle(ctx: &Ctx) -> Result<usize, StoreError> {
     for _ in 0..MAX_BATCHES {
         let expired = ctx
             .store
+            .requests()
             .expire_due(ctx.clock.now(), SWEEP_LOOKBACK_SECS, SWEEP_BATCH)
             .await?;
         total += expired.len();

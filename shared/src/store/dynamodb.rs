@@ -57,8 +57,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    CreateError, DecideError, EnrollError, JtiUse, PollOutcome, RedeemError, RotateError, Store,
-    StoreError,
+    Accounts, Clients, CreateError, DecideError, EnrollError, JtiUse, Jtis, PollOutcome,
+    RedeemError, Requests, RotateError, Store, StoreError, Tokens,
 };
 use crate::domain::{
     AuthRequest, Client, Decision, DeliveryMode, Device, EnrollmentCode, Status, TokenKind,
@@ -573,8 +573,333 @@ pub async fn test_store_from_env() -> Option<Arc<DynamoStore>> {
     Some(Arc::new(DynamoStore::new(client, table)))
 }
 
-#[async_trait]
 impl Store for DynamoStore {
+    fn requests(&self) -> &dyn Requests {
+        self
+    }
+
+    fn tokens(&self) -> &dyn Tokens {
+        self
+    }
+
+    fn clients(&self) -> &dyn Clients {
+        self
+    }
+
+    fn accounts(&self) -> &dyn Accounts {
+        self
+    }
+
+    fn jtis(&self) -> &dyn Jtis {
+        self
+    }
+}
+
+#[async_trait]
+impl Requests for DynamoStore {
+    async fn create_auth_request(
+        &self,
+        request: &AuthRequest,
+        jti: Option<&JtiUse>,
+    ) -> Result<(), CreateError> {
+        let retain_until = request.expires_at + REQUEST_RETENTION_SECS;
+        let new_item = |item: Item| -> Result<TransactWriteItem, StoreError> {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(build_error)?;
+            Ok(TransactWriteItem::builder().put(put).build())
+        };
+        let mut txn = key(txn_pk(&request.txn), SK_TXN);
+        txn.insert("auth_req_id".into(), s(&request.auth_req_id));
+        txn.insert("ttl".into(), num(retain_until));
+        let mut items = vec![new_item(auth_request_item(request))?, new_item(txn)?];
+        if let Some(jti) = jti {
+            items.push(self.jti_put(jti, request.created_at)?);
+        }
+        if request.delivery_mode != DeliveryMode::Poll {
+            items.push(new_item(due_item(request))?);
+        }
+        match self.transact("create_auth_request", items).await? {
+            Transaction::Committed => Ok(()),
+            Transaction::Cancelled(reasons) => {
+                if jti.is_some() && reasons.get(2).is_some_and(|r| r == CONDITION_FAILED) {
+                    Err(CreateError::JtiReplayed)
+                } else {
+                    Err(CreateError::Store(StoreError::Fault(
+                        "auth_req_id or txn collision".into(),
+                    )))
+                }
+            }
+        }
+    }
+
+    async fn discard_auth_request(
+        &self,
+        request: &AuthRequest,
+        jti: Option<&JtiUse>,
+    ) -> Result<(), StoreError> {
+        let mut keys = vec![
+            key(authreq_pk(&request.auth_req_id), SK_AUTHREQ),
+            key(txn_pk(&request.txn), SK_TXN),
+        ];
+        if let Some(jti) = jti {
+            keys.push(key(jti_pk(jti), SK_JTI));
+        }
+        if request.delivery_mode != DeliveryMode::Poll {
+            keys.push(key(due_pk(request.expires_at), &request.auth_req_id));
+        }
+        let mut items = Vec::with_capacity(keys.len());
+        for k in keys {
+            let delete = Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(k))
+                .build()
+                .map_err(build_error)?;
+            items.push(TransactWriteItem::builder().delete(delete).build());
+        }
+        match self.transact("discard_auth_request", items).await? {
+            Transaction::Committed => Ok(()),
+            Transaction::Cancelled(reasons) => Err(StoreError::Fault(format!(
+                "discard_auth_request: cancelled: {reasons:?}"
+            ))),
+        }
+    }
+
+    async fn get_auth_request(&self, auth_req_id: &str) -> Result<Option<AuthRequest>, StoreError> {
+        self.get("get_auth_request", authreq_pk(auth_req_id), SK_AUTHREQ)
+            .await?
+            .map(|item| auth_request_from_item(&item))
+            .transpose()
+    }
+
+    async fn get_auth_request_by_txn(&self, txn: &str) -> Result<Option<AuthRequest>, StoreError> {
+        let Some(item) = self
+            .get("get_auth_request_by_txn", txn_pk(txn), SK_TXN)
+            .await?
+        else {
+            return Ok(None);
+        };
+        self.get_auth_request(&req_s(&item, "auth_req_id")?).await
+    }
+
+    async fn record_poll(&self, auth_req_id: &str, now_ms: i64) -> Result<PollOutcome, StoreError> {
+        // Two conditional updates, each atomic: "in time" moves `next_poll_ms` on; "too soon"
+        // adds exactly 5 s. Between them a concurrent poll may have changed which one applies,
+        // so the pair is retried (each step only succeeds when its own condition holds).
+        for attempt in 1..=MAX_ATTEMPTS {
+            if let Some(outcome) = self.poll_in_time(auth_req_id, now_ms).await? {
+                return Ok(outcome);
+            }
+            if let Some(outcome) = self.poll_too_soon(auth_req_id, now_ms).await? {
+                return Ok(outcome);
+            }
+            backoff(attempt).await;
+        }
+        Err(StoreError::Unavailable(
+            "record_poll: kept racing concurrent polls".into(),
+        ))
+    }
+
+    async fn decide(
+        &self,
+        auth_req_id: &str,
+        decision: Decision,
+        now: i64,
+        jti: &JtiUse,
+    ) -> Result<(), DecideError> {
+        let status = match decision {
+            Decision::Approve => Status::Approved,
+            Decision::Deny => Status::Denied,
+        };
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(authreq_pk(auth_req_id), SK_AUTHREQ)))
+            .update_expression("SET #status = :new, decided_at = :now")
+            .condition_expression(
+                "attribute_exists(pk) AND #status = :pending AND expires_at > :now",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":new", s(status.as_str()))
+            .expression_attribute_values(":pending", s(Status::Pending.as_str()))
+            .expression_attribute_values(":now", num(now))
+            .build()
+            .map_err(build_error)?;
+        let items = vec![
+            TransactWriteItem::builder().update(update).build(),
+            self.jti_put(jti, now)?,
+        ];
+        for attempt in 1..=MAX_ATTEMPTS {
+            match self.transact("decide", items.clone()).await? {
+                Transaction::Committed => return Ok(()),
+                Transaction::Cancelled(reasons) => {
+                    if let Some(err) = self.decide_failure(auth_req_id, jti, now, &reasons).await? {
+                        return Err(err);
+                    }
+                    backoff(attempt).await;
+                }
+            }
+        }
+        Err(DecideError::Store(StoreError::Unavailable(
+            "decide: kept racing concurrent writes".into(),
+        )))
+    }
+
+    async fn redeem(
+        &self,
+        auth_req_id: &str,
+        now: i64,
+        tokens: &[TokenRecord],
+    ) -> Result<(), RedeemError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(authreq_pk(auth_req_id), SK_AUTHREQ)))
+            .update_expression("SET #status = :redeemed")
+            .condition_expression(
+                "attribute_exists(pk) AND #status = :approved AND expires_at > :now",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":redeemed", s(Status::Redeemed.as_str()))
+            .expression_attribute_values(":approved", s(Status::Approved.as_str()))
+            .expression_attribute_values(":now", num(now))
+            .build()
+            .map_err(build_error)?;
+        let guard = TransactWriteItem::builder().update(update).build();
+        if self.guarded_token_write("redeem", guard, tokens).await? {
+            Ok(())
+        } else {
+            Err(RedeemError::NotRedeemable)
+        }
+    }
+
+    async fn expire_due(
+        &self,
+        now: i64,
+        lookback: i64,
+        limit: usize,
+    ) -> Result<Vec<AuthRequest>, StoreError> {
+        let mut expired = Vec::new();
+        let mut seen = 0;
+        for minute in (now - lookback).div_euclid(60)..=now.div_euclid(60) {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(&format!("DUE#{minute}")))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| sdk_error("expire_due", e))?;
+            for item in out.items() {
+                let (id, expires_at) = (req_s(item, "sk")?, req_n(item, "expires_at")?);
+                if expires_at > now {
+                    continue;
+                }
+                if seen == limit {
+                    return Ok(expired);
+                }
+                seen += 1;
+                let result = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(authreq_pk(&id), SK_AUTHREQ)))
+                    .update_expression("SET #status = :expired")
+                    .condition_expression(
+                        "attribute_exists(pk) AND #status = :pending AND expires_at <= :now",
+                    )
+                    .expression_attribute_names("#status", "status")
+                    .expression_attribute_values(":expired", s(Status::Expired.as_str()))
+                    .expression_attribute_values(":pending", s(Status::Pending.as_str()))
+                    .expression_attribute_values(":now", num(now))
+                    .return_values(ReturnValue::AllNew)
+                    .send()
+                    .await;
+                match result {
+                    Ok(out) => {
+                        if let Some(item) = out.attributes() {
+                            expired.push(auth_request_from_item(item)?);
+                        }
+                    }
+                    // Decided or gone meanwhile: nothing to expire.
+                    Err(e) if update_condition_failure(&e).is_some() => {}
+                    Err(e) => return Err(sdk_error("expire_due", e)),
+                }
+                self.client
+                    .delete_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(due_pk(expires_at), &id)))
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("expire_due", e))?;
+            }
+        }
+        Ok(expired)
+    }
+
+    async fn mark_notified(&self, auth_req_id: &str, now: i64) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(authreq_pk(auth_req_id), SK_AUTHREQ)))
+            .update_expression("SET notified_at = :now")
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(notified_at)")
+            .expression_attribute_values(":now", num(now))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if update_condition_failure(&e).is_some() => Ok(false),
+            Err(e) => Err(sdk_error("mark_notified", e)),
+        }
+    }
+}
+
+#[async_trait]
+impl Tokens for DynamoStore {
+    async fn get_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        self.get("get_token", token_pk(hash), SK_TOKEN)
+            .await?
+            .map(|item| token_from_item(&item))
+            .transpose()
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        hash: &str,
+        client_id: &str,
+        now: i64,
+        successors: &[TokenRecord],
+    ) -> Result<(), RotateError> {
+        let spend = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(token_pk(hash), SK_TOKEN)))
+            .condition_expression(
+                "attribute_exists(pk) AND kind = :refresh AND client_id = :client AND expires_at > :now",
+            )
+            .expression_attribute_values(":refresh", s(token_kind_str(TokenKind::Refresh)))
+            .expression_attribute_values(":client", s(client_id))
+            .expression_attribute_values(":now", num(now))
+            .build()
+            .map_err(build_error)?;
+        let guard = TransactWriteItem::builder().delete(spend).build();
+        if self
+            .guarded_token_write("rotate_refresh_token", guard, successors)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(RotateError::Invalid)
+        }
+    }
+}
+
+#[async_trait]
+impl Clients for DynamoStore {
     async fn put_client(&self, client: &Client) -> Result<(), StoreError> {
         let mut item = key(client_pk(&client.client_id), SK_CLIENT);
         item.insert("client_id".into(), s(&client.client_id));
@@ -595,7 +920,10 @@ impl Store for DynamoStore {
             .map(|item| from_json(&item))
             .transpose()
     }
+}
 
+#[async_trait]
+impl Accounts for DynamoStore {
     async fn put_user(&self, user: &User) -> Result<(), StoreError> {
         let mut profile = key(user_pk(&user.sub), SK_PROFILE);
         profile.insert("sub".into(), s(&user.sub));
@@ -821,7 +1149,10 @@ impl Store for DynamoStore {
         devices.sort_by(|a, b| a.device_id.cmp(&b.device_id));
         Ok(devices)
     }
+}
 
+#[async_trait]
+impl Jtis for DynamoStore {
     async fn use_jti(&self, jti: &JtiUse, now: i64) -> Result<bool, StoreError> {
         let result = self
             .client
@@ -844,303 +1175,6 @@ impl Store for DynamoStore {
                 Ok(false)
             }
             Err(err) => Err(sdk_error("use_jti", err)),
-        }
-    }
-
-    async fn create_auth_request(
-        &self,
-        request: &AuthRequest,
-        jti: Option<&JtiUse>,
-    ) -> Result<(), CreateError> {
-        let retain_until = request.expires_at + REQUEST_RETENTION_SECS;
-        let new_item = |item: Item| -> Result<TransactWriteItem, StoreError> {
-            let put = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .map_err(build_error)?;
-            Ok(TransactWriteItem::builder().put(put).build())
-        };
-        let mut txn = key(txn_pk(&request.txn), SK_TXN);
-        txn.insert("auth_req_id".into(), s(&request.auth_req_id));
-        txn.insert("ttl".into(), num(retain_until));
-        let mut items = vec![new_item(auth_request_item(request))?, new_item(txn)?];
-        if let Some(jti) = jti {
-            items.push(self.jti_put(jti, request.created_at)?);
-        }
-        if request.delivery_mode != DeliveryMode::Poll {
-            items.push(new_item(due_item(request))?);
-        }
-        match self.transact("create_auth_request", items).await? {
-            Transaction::Committed => Ok(()),
-            Transaction::Cancelled(reasons) => {
-                if jti.is_some() && reasons.get(2).is_some_and(|r| r == CONDITION_FAILED) {
-                    Err(CreateError::JtiReplayed)
-                } else {
-                    Err(CreateError::Store(StoreError::Fault(
-                        "auth_req_id or txn collision".into(),
-                    )))
-                }
-            }
-        }
-    }
-
-    async fn discard_auth_request(
-        &self,
-        request: &AuthRequest,
-        jti: Option<&JtiUse>,
-    ) -> Result<(), StoreError> {
-        let mut keys = vec![
-            key(authreq_pk(&request.auth_req_id), SK_AUTHREQ),
-            key(txn_pk(&request.txn), SK_TXN),
-        ];
-        if let Some(jti) = jti {
-            keys.push(key(jti_pk(jti), SK_JTI));
-        }
-        if request.delivery_mode != DeliveryMode::Poll {
-            keys.push(key(due_pk(request.expires_at), &request.auth_req_id));
-        }
-        let mut items = Vec::with_capacity(keys.len());
-        for k in keys {
-            let delete = Delete::builder()
-                .table_name(&self.table)
-                .set_key(Some(k))
-                .build()
-                .map_err(build_error)?;
-            items.push(TransactWriteItem::builder().delete(delete).build());
-        }
-        match self.transact("discard_auth_request", items).await? {
-            Transaction::Committed => Ok(()),
-            Transaction::Cancelled(reasons) => Err(StoreError::Fault(format!(
-                "discard_auth_request: cancelled: {reasons:?}"
-            ))),
-        }
-    }
-
-    async fn get_auth_request(&self, auth_req_id: &str) -> Result<Option<AuthRequest>, StoreError> {
-        self.get("get_auth_request", authreq_pk(auth_req_id), SK_AUTHREQ)
-            .await?
-            .map(|item| auth_request_from_item(&item))
-            .transpose()
-    }
-
-    async fn get_auth_request_by_txn(&self, txn: &str) -> Result<Option<AuthRequest>, StoreError> {
-        let Some(item) = self
-            .get("get_auth_request_by_txn", txn_pk(txn), SK_TXN)
-            .await?
-        else {
-            return Ok(None);
-        };
-        self.get_auth_request(&req_s(&item, "auth_req_id")?).await
-    }
-
-    async fn record_poll(&self, auth_req_id: &str, now_ms: i64) -> Result<PollOutcome, StoreError> {
-        // Two conditional updates, each atomic: "in time" moves `next_poll_ms` on; "too soon"
-        // adds exactly 5 s. Between them a concurrent poll may have changed which one applies,
-        // so the pair is retried (each step only succeeds when its own condition holds).
-        for attempt in 1..=MAX_ATTEMPTS {
-            if let Some(outcome) = self.poll_in_time(auth_req_id, now_ms).await? {
-                return Ok(outcome);
-            }
-            if let Some(outcome) = self.poll_too_soon(auth_req_id, now_ms).await? {
-                return Ok(outcome);
-            }
-            backoff(attempt).await;
-        }
-        Err(StoreError::Unavailable(
-            "record_poll: kept racing concurrent polls".into(),
-        ))
-    }
-
-    async fn decide(
-        &self,
-        auth_req_id: &str,
-        decision: Decision,
-        now: i64,
-        jti: &JtiUse,
-    ) -> Result<(), DecideError> {
-        let status = match decision {
-            Decision::Approve => Status::Approved,
-            Decision::Deny => Status::Denied,
-        };
-        let update = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(authreq_pk(auth_req_id), SK_AUTHREQ)))
-            .update_expression("SET #status = :new, decided_at = :now")
-            .condition_expression(
-                "attribute_exists(pk) AND #status = :pending AND expires_at > :now",
-            )
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":new", s(status.as_str()))
-            .expression_attribute_values(":pending", s(Status::Pending.as_str()))
-            .expression_attribute_values(":now", num(now))
-            .build()
-            .map_err(build_error)?;
-        let items = vec![
-            TransactWriteItem::builder().update(update).build(),
-            self.jti_put(jti, now)?,
-        ];
-        for attempt in 1..=MAX_ATTEMPTS {
-            match self.transact("decide", items.clone()).await? {
-                Transaction::Committed => return Ok(()),
-                Transaction::Cancelled(reasons) => {
-                    if let Some(err) = self.decide_failure(auth_req_id, jti, now, &reasons).await? {
-                        return Err(err);
-                    }
-                    backoff(attempt).await;
-                }
-            }
-        }
-        Err(DecideError::Store(StoreError::Unavailable(
-            "decide: kept racing concurrent writes".into(),
-        )))
-    }
-
-    async fn redeem(
-        &self,
-        auth_req_id: &str,
-        now: i64,
-        tokens: &[TokenRecord],
-    ) -> Result<(), RedeemError> {
-        let update = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(authreq_pk(auth_req_id), SK_AUTHREQ)))
-            .update_expression("SET #status = :redeemed")
-            .condition_expression(
-                "attribute_exists(pk) AND #status = :approved AND expires_at > :now",
-            )
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":redeemed", s(Status::Redeemed.as_str()))
-            .expression_attribute_values(":approved", s(Status::Approved.as_str()))
-            .expression_attribute_values(":now", num(now))
-            .build()
-            .map_err(build_error)?;
-        let guard = TransactWriteItem::builder().update(update).build();
-        if self.guarded_token_write("redeem", guard, tokens).await? {
-            Ok(())
-        } else {
-            Err(RedeemError::NotRedeemable)
-        }
-    }
-
-    async fn get_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
-        self.get("get_token", token_pk(hash), SK_TOKEN)
-            .await?
-            .map(|item| token_from_item(&item))
-            .transpose()
-    }
-
-    async fn expire_due(
-        &self,
-        now: i64,
-        lookback: i64,
-        limit: usize,
-    ) -> Result<Vec<AuthRequest>, StoreError> {
-        let mut expired = Vec::new();
-        let mut seen = 0;
-        for minute in (now - lookback).div_euclid(60)..=now.div_euclid(60) {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(&format!("DUE#{minute}")))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(|e| sdk_error("expire_due", e))?;
-            for item in out.items() {
-                let (id, expires_at) = (req_s(item, "sk")?, req_n(item, "expires_at")?);
-                if expires_at > now {
-                    continue;
-                }
-                if seen == limit {
-                    return Ok(expired);
-                }
-                seen += 1;
-                let result = self
-                    .client
-                    .update_item()
-                    .table_name(&self.table)
-                    .set_key(Some(key(authreq_pk(&id), SK_AUTHREQ)))
-                    .update_expression("SET #status = :expired")
-                    .condition_expression(
-                        "attribute_exists(pk) AND #status = :pending AND expires_at <= :now",
-                    )
-                    .expression_attribute_names("#status", "status")
-                    .expression_attribute_values(":expired", s(Status::Expired.as_str()))
-                    .expression_attribute_values(":pending", s(Status::Pending.as_str()))
-                    .expression_attribute_values(":now", num(now))
-                    .return_values(ReturnValue::AllNew)
-                    .send()
-                    .await;
-                match result {
-                    Ok(out) => {
-                        if let Some(item) = out.attributes() {
-                            expired.push(auth_request_from_item(item)?);
-                        }
-                    }
-                    // Decided or gone meanwhile: nothing to expire.
-                    Err(e) if update_condition_failure(&e).is_some() => {}
-                    Err(e) => return Err(sdk_error("expire_due", e)),
-                }
-                self.client
-                    .delete_item()
-                    .table_name(&self.table)
-                    .set_key(Some(key(due_pk(expires_at), &id)))
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("expire_due", e))?;
-            }
-        }
-        Ok(expired)
-    }
-
-    async fn mark_notified(&self, auth_req_id: &str, now: i64) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(authreq_pk(auth_req_id), SK_AUTHREQ)))
-            .update_expression("SET notified_at = :now")
-            .condition_expression("attribute_exists(pk) AND attribute_not_exists(notified_at)")
-            .expression_attribute_values(":now", num(now))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if update_condition_failure(&e).is_some() => Ok(false),
-            Err(e) => Err(sdk_error("mark_notified", e)),
-        }
-    }
-
-    async fn rotate_refresh_token(
-        &self,
-        hash: &str,
-        client_id: &str,
-        now: i64,
-        successors: &[TokenRecord],
-    ) -> Result<(), RotateError> {
-        let spend = Delete::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(token_pk(hash), SK_TOKEN)))
-            .condition_expression(
-                "attribute_exists(pk) AND kind = :refresh AND client_id = :client AND expires_at > :now",
-            )
-            .expression_attribute_values(":refresh", s(token_kind_str(TokenKind::Refresh)))
-            .expression_attribute_values(":client", s(client_id))
-            .expression_attribute_values(":now", num(now))
-            .build()
-            .map_err(build_error)?;
-        let guard = TransactWriteItem::builder().delete(spend).build();
-        if self
-            .guarded_token_write("rotate_refresh_token", guard, successors)
-            .await?
-        {
-            Ok(())
-        } else {
-            Err(RotateError::Invalid)
         }
     }
 }
@@ -1452,7 +1486,10 @@ mod tests {
 
     use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
 
-    use super::{DynamoStore, Store, StoreError, create_table, local_client, test_store_from_env};
+    use super::{
+        Accounts, Clients, DynamoStore, Requests, StoreError, create_table, local_client,
+        test_store_from_env,
+    };
     use crate::domain::Device;
     use crate::store::PollOutcome;
     use crate::store::suite::request;

@@ -8,8 +8,8 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::{
-    CreateError, DecideError, EnrollError, JtiUse, PollOutcome, RedeemError, RotateError, Store,
-    StoreError,
+    Accounts, Clients, CreateError, DecideError, EnrollError, JtiUse, Jtis, PollOutcome,
+    RedeemError, Requests, RotateError, Store, StoreError, Tokens,
 };
 use crate::domain::{
     AuthRequest, Client, Decision, DeliveryMode, Device, EnrollmentCode, Status, TokenKind,
@@ -59,111 +59,30 @@ fn insert_jti(t: &mut Tables, jti: &JtiUse) {
         .insert((jti.scope.clone(), jti.jti.clone()), jti.expires_at);
 }
 
-#[async_trait]
 impl Store for MemoryStore {
-    async fn put_client(&self, client: &Client) -> Result<(), StoreError> {
-        self.lock()?
-            .clients
-            .insert(client.client_id.clone(), client.clone());
-        Ok(())
+    fn requests(&self) -> &dyn Requests {
+        self
     }
 
-    async fn get_client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
-        Ok(self.lock()?.clients.get(client_id).cloned())
+    fn tokens(&self) -> &dyn Tokens {
+        self
     }
 
-    async fn put_user(&self, user: &User) -> Result<(), StoreError> {
-        let mut t = self.lock()?;
-        for hint in &user.login_hints {
-            t.hints.insert(normalize_hint(hint), user.sub.clone());
-        }
-        t.users.insert(user.sub.clone(), user.clone());
-        Ok(())
+    fn clients(&self) -> &dyn Clients {
+        self
     }
 
-    async fn get_user(&self, sub: &str) -> Result<Option<User>, StoreError> {
-        Ok(self.lock()?.users.get(sub).cloned())
+    fn accounts(&self) -> &dyn Accounts {
+        self
     }
 
-    async fn find_user_by_hint(&self, hint: &str) -> Result<Option<User>, StoreError> {
-        let t = self.lock()?;
-        Ok(t.hints
-            .get(&normalize_hint(hint))
-            .and_then(|sub| t.users.get(sub))
-            .cloned())
+    fn jtis(&self) -> &dyn Jtis {
+        self
     }
+}
 
-    async fn put_device(&self, device: &Device) -> Result<(), StoreError> {
-        self.lock()?
-            .devices
-            .insert(device.device_id.clone(), device.clone());
-        Ok(())
-    }
-
-    async fn get_device(&self, device_id: &str) -> Result<Option<Device>, StoreError> {
-        Ok(self.lock()?.devices.get(device_id).cloned())
-    }
-
-    async fn put_enrollment_code(&self, code: &EnrollmentCode) -> Result<(), StoreError> {
-        self.lock()?
-            .enrollment_codes
-            .insert(code.code_hash.clone(), code.clone());
-        Ok(())
-    }
-
-    async fn get_enrollment_code(
-        &self,
-        code_hash: &str,
-        now: i64,
-    ) -> Result<Option<EnrollmentCode>, StoreError> {
-        Ok(self
-            .lock()?
-            .enrollment_codes
-            .get(code_hash)
-            .filter(|c| c.expires_at > now)
-            .cloned())
-    }
-
-    async fn enroll_device(
-        &self,
-        code_hash: &str,
-        device: &Device,
-        now: i64,
-    ) -> Result<(), EnrollError> {
-        let mut t = self.lock()?;
-        let valid = t
-            .enrollment_codes
-            .get(code_hash)
-            .is_some_and(|c| c.expires_at > now && c.sub == device.sub);
-        if !valid {
-            return Err(EnrollError::InvalidCode);
-        }
-        t.enrollment_codes.remove(code_hash);
-        t.devices.insert(device.device_id.clone(), device.clone());
-        Ok(())
-    }
-
-    async fn list_devices(&self, sub: &str) -> Result<Vec<Device>, StoreError> {
-        let mut devices: Vec<Device> = self
-            .lock()?
-            .devices
-            .values()
-            .filter(|d| d.sub == sub)
-            .cloned()
-            .collect();
-        devices.sort_by(|a, b| a.device_id.cmp(&b.device_id));
-        Ok(devices)
-    }
-
-    async fn use_jti(&self, jti: &JtiUse, now: i64) -> Result<bool, StoreError> {
-        let mut t = self.lock()?;
-        if jti_is_live(&t, jti, now) {
-            return Ok(false);
-        }
-        insert_jti(&mut t, jti);
-        Ok(true)
-    }
-
+#[async_trait]
+impl Requests for MemoryStore {
     async fn create_auth_request(
         &self,
         request: &AuthRequest,
@@ -287,10 +206,6 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn get_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
-        Ok(self.lock()?.tokens.get(hash).cloned())
-    }
-
     async fn expire_due(
         &self,
         now: i64,
@@ -328,6 +243,13 @@ impl Store for MemoryStore {
             _ => Ok(false),
         }
     }
+}
+
+#[async_trait]
+impl Tokens for MemoryStore {
+    async fn get_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        Ok(self.lock()?.tokens.get(hash).cloned())
+    }
 
     async fn rotate_refresh_token(
         &self,
@@ -348,6 +270,118 @@ impl Store for MemoryStore {
             t.tokens.insert(token.hash.clone(), token.clone());
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl Clients for MemoryStore {
+    async fn put_client(&self, client: &Client) -> Result<(), StoreError> {
+        self.lock()?
+            .clients
+            .insert(client.client_id.clone(), client.clone());
+        Ok(())
+    }
+
+    async fn get_client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
+        Ok(self.lock()?.clients.get(client_id).cloned())
+    }
+}
+
+#[async_trait]
+impl Accounts for MemoryStore {
+    async fn put_user(&self, user: &User) -> Result<(), StoreError> {
+        let mut t = self.lock()?;
+        for hint in &user.login_hints {
+            t.hints.insert(normalize_hint(hint), user.sub.clone());
+        }
+        t.users.insert(user.sub.clone(), user.clone());
+        Ok(())
+    }
+
+    async fn get_user(&self, sub: &str) -> Result<Option<User>, StoreError> {
+        Ok(self.lock()?.users.get(sub).cloned())
+    }
+
+    async fn find_user_by_hint(&self, hint: &str) -> Result<Option<User>, StoreError> {
+        let t = self.lock()?;
+        Ok(t.hints
+            .get(&normalize_hint(hint))
+            .and_then(|sub| t.users.get(sub))
+            .cloned())
+    }
+
+    async fn put_device(&self, device: &Device) -> Result<(), StoreError> {
+        self.lock()?
+            .devices
+            .insert(device.device_id.clone(), device.clone());
+        Ok(())
+    }
+
+    async fn get_device(&self, device_id: &str) -> Result<Option<Device>, StoreError> {
+        Ok(self.lock()?.devices.get(device_id).cloned())
+    }
+
+    async fn put_enrollment_code(&self, code: &EnrollmentCode) -> Result<(), StoreError> {
+        self.lock()?
+            .enrollment_codes
+            .insert(code.code_hash.clone(), code.clone());
+        Ok(())
+    }
+
+    async fn get_enrollment_code(
+        &self,
+        code_hash: &str,
+        now: i64,
+    ) -> Result<Option<EnrollmentCode>, StoreError> {
+        Ok(self
+            .lock()?
+            .enrollment_codes
+            .get(code_hash)
+            .filter(|c| c.expires_at > now)
+            .cloned())
+    }
+
+    async fn enroll_device(
+        &self,
+        code_hash: &str,
+        device: &Device,
+        now: i64,
+    ) -> Result<(), EnrollError> {
+        let mut t = self.lock()?;
+        let valid = t
+            .enrollment_codes
+            .get(code_hash)
+            .is_some_and(|c| c.expires_at > now && c.sub == device.sub);
+        if !valid {
+            return Err(EnrollError::InvalidCode);
+        }
+        t.enrollment_codes.remove(code_hash);
+        t.devices.insert(device.device_id.clone(), device.clone());
+        Ok(())
+    }
+
+    async fn list_devices(&self, sub: &str) -> Result<Vec<Device>, StoreError> {
+        let mut devices: Vec<Device> = self
+            .lock()?
+            .devices
+            .values()
+            .filter(|d| d.sub == sub)
+            .cloned()
+            .collect();
+        devices.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+        Ok(devices)
+    }
+}
+
+#[async_trait]
+impl Jtis for MemoryStore {
+    async fn use_jti(&self, jti: &JtiUse, now: i64) -> Result<bool, StoreError> {
+        let mut t = self.lock()?;
+        if jti_is_live(&t, jti, now) {
+            return Ok(false);
+        }
+        insert_jti(&mut t, jti);
+        Ok(true)
     }
 }
 
