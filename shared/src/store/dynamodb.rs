@@ -64,6 +64,7 @@ use crate::domain::{
     AuthRequest, Client, Decision, DeliveryMode, Device, EnrollmentCode, Status, TokenKind,
     TokenRecord, User, normalize_hint,
 };
+use crate::protocol::SLOW_DOWN_STEP_SECS;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -257,7 +258,8 @@ impl DynamoStore {
         }
     }
 
-    /// The second step of `record_poll`: a poll too soon grows the interval by exactly 5 s.
+    /// The second step of `record_poll`: a poll too soon grows the interval by exactly
+    /// `SLOW_DOWN_STEP_SECS`.
     /// `Ok(None)` when the poll turned out in time after all (a concurrent poll moved it).
     async fn poll_too_soon(
         &self,
@@ -265,22 +267,22 @@ impl DynamoStore {
         now_ms: i64,
     ) -> Result<Option<PollOutcome>, StoreError> {
         // SET operands read the item as it was before the update, so the new `next_poll_ms`
-        // (now + the new interval) is the old `interval_ms` + (now + 5000).
+        // (now + the new interval) is the old `interval_ms` + (now + the step).
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(authreq_pk(auth_req_id), SK_AUTHREQ)))
             .update_expression(
-                "SET #interval = #interval + :five, interval_ms = interval_ms + :five_ms, \
+                "SET #interval = #interval + :step, interval_ms = interval_ms + :step_ms, \
                  last_poll_ms = :now, next_poll_ms = interval_ms + :next",
             )
             .condition_expression("attribute_exists(pk) AND next_poll_ms > :now")
             .expression_attribute_names("#interval", "interval")
-            .expression_attribute_values(":five", num(5))
-            .expression_attribute_values(":five_ms", num(5000))
+            .expression_attribute_values(":step", num(SLOW_DOWN_STEP_SECS))
+            .expression_attribute_values(":step_ms", num(SLOW_DOWN_STEP_SECS * 1000))
             .expression_attribute_values(":now", num(now_ms))
-            .expression_attribute_values(":next", num(now_ms + 5000))
+            .expression_attribute_values(":next", num(now_ms + SLOW_DOWN_STEP_SECS * 1000))
             .return_values(ReturnValue::UpdatedNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
@@ -687,7 +689,7 @@ impl Requests for DynamoStore {
 
     async fn record_poll(&self, auth_req_id: &str, now_ms: i64) -> Result<PollOutcome, StoreError> {
         // Two conditional updates, each atomic: "in time" moves `next_poll_ms` on; "too soon"
-        // adds exactly 5 s. Between them a concurrent poll may have changed which one applies,
+        // adds exactly the `slow_down` step. Between them a concurrent poll may have changed which one applies,
         // so the pair is retried (each step only succeeds when its own condition holds).
         for attempt in 1..=MAX_ATTEMPTS {
             if let Some(outcome) = self.poll_in_time(auth_req_id, now_ms).await? {
@@ -881,7 +883,7 @@ impl Tokens for DynamoStore {
             .condition_expression(
                 "attribute_exists(pk) AND kind = :refresh AND client_id = :client AND expires_at > :now",
             )
-            .expression_attribute_values(":refresh", s(token_kind_str(TokenKind::Refresh)))
+            .expression_attribute_values(":refresh", s(TokenKind::Refresh.as_str()))
             .expression_attribute_values(":client", s(client_id))
             .expression_attribute_values(":now", num(now))
             .build()
@@ -1258,7 +1260,7 @@ fn auth_request_item(r: &AuthRequest) -> Item {
     if let Some(v) = &r.client_notification_token {
         set("client_notification_token", s(v));
     }
-    set("delivery_mode", s(delivery_mode_str(r.delivery_mode)));
+    set("delivery_mode", s(r.delivery_mode.as_str()));
     set("created_at", num(r.created_at));
     set("expires_at", num(r.expires_at));
     set("interval", num(r.interval));
@@ -1290,7 +1292,7 @@ fn auth_request_from_item(item: &Item) -> Result<AuthRequest, StoreError> {
         acr_values: opt_s(item, "acr_values")?,
         binding_message: opt_s(item, "binding_message")?,
         client_notification_token: opt_s(item, "client_notification_token")?,
-        delivery_mode: parse_delivery_mode(&delivery_mode).ok_or_else(|| {
+        delivery_mode: DeliveryMode::parse(&delivery_mode).ok_or_else(|| {
             StoreError::Fault(format!("auth request has delivery_mode {delivery_mode:?}"))
         })?,
         created_at: req_n(item, "created_at")?,
@@ -1307,7 +1309,7 @@ fn auth_request_from_item(item: &Item) -> Result<AuthRequest, StoreError> {
 fn token_item(t: &TokenRecord) -> Item {
     let mut item = key(token_pk(&t.hash), SK_TOKEN);
     item.insert("hash".into(), s(&t.hash));
-    item.insert("kind".into(), s(token_kind_str(t.kind)));
+    item.insert("kind".into(), s(t.kind.as_str()));
     item.insert("client_id".into(), s(&t.client_id));
     item.insert("sub".into(), s(&t.sub));
     item.insert("scope".into(), s(&t.scope));
@@ -1322,7 +1324,7 @@ fn token_from_item(item: &Item) -> Result<TokenRecord, StoreError> {
     let kind = req_s(item, "kind")?;
     Ok(TokenRecord {
         hash: req_s(item, "hash")?,
-        kind: parse_token_kind(&kind)
+        kind: TokenKind::parse(&kind)
             .ok_or_else(|| StoreError::Fault(format!("token has kind {kind:?}")))?,
         client_id: req_s(item, "client_id")?,
         sub: req_s(item, "sub")?,
@@ -1330,38 +1332,6 @@ fn token_from_item(item: &Item) -> Result<TokenRecord, StoreError> {
         auth_req_id: req_s(item, "auth_req_id")?,
         auth_time: req_n(item, "auth_time")?,
         expires_at: req_n(item, "expires_at")?,
-    })
-}
-
-fn delivery_mode_str(mode: DeliveryMode) -> &'static str {
-    match mode {
-        DeliveryMode::Poll => "poll",
-        DeliveryMode::Ping => "ping",
-        DeliveryMode::Push => "push",
-    }
-}
-
-fn parse_delivery_mode(s: &str) -> Option<DeliveryMode> {
-    Some(match s {
-        "poll" => DeliveryMode::Poll,
-        "ping" => DeliveryMode::Ping,
-        "push" => DeliveryMode::Push,
-        _ => return None,
-    })
-}
-
-fn token_kind_str(kind: TokenKind) -> &'static str {
-    match kind {
-        TokenKind::Access => "access",
-        TokenKind::Refresh => "refresh",
-    }
-}
-
-fn parse_token_kind(s: &str) -> Option<TokenKind> {
-    Some(match s {
-        "access" => TokenKind::Access,
-        "refresh" => TokenKind::Refresh,
-        _ => return None,
     })
 }
 

@@ -15,6 +15,7 @@ use crate::domain::{
     AuthRequest, Client, Decision, DeliveryMode, Device, EnrollmentCode, Status, TokenKind,
     TokenRecord, User, normalize_hint,
 };
+use crate::protocol::SLOW_DOWN_STEP_SECS;
 
 #[derive(Default)]
 struct Tables {
@@ -148,7 +149,7 @@ impl Requests for MemoryStore {
             .is_some_and(|last| now_ms < last + request.interval * 1000);
         request.last_poll_ms = Some(now_ms);
         if too_soon {
-            request.interval += 5;
+            request.interval += SLOW_DOWN_STEP_SECS;
             return Ok(PollOutcome::TooSoon {
                 interval: request.interval,
             });

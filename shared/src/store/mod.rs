@@ -57,7 +57,8 @@ pub enum CreateError {
 pub enum PollOutcome {
     /// Polled no sooner than `interval` after the previous poll.
     InTime,
-    /// Polled too soon: the request's interval is now `interval` seconds (5 more than before).
+    /// Polled too soon: the request's interval is now `interval` seconds (one
+    /// `protocol::SLOW_DOWN_STEP_SECS` more than before).
     TooSoon { interval: i64 },
     /// The request no longer exists.
     Gone,
@@ -149,7 +150,8 @@ pub trait Requests: Send + Sync {
     async fn get_auth_request_by_txn(&self, txn: &str) -> Result<Option<AuthRequest>, StoreError>;
 
     /// Records a poll at `now_ms`. A poll sooner than `interval` after the previous one grows the
-    /// interval by 5 seconds, atomically, so concurrent pollers cannot all slip through.
+    /// interval by `protocol::SLOW_DOWN_STEP_SECS`, atomically, so concurrent pollers cannot all
+    /// slip through.
     async fn record_poll(&self, auth_req_id: &str, now_ms: i64) -> Result<PollOutcome, StoreError>;
 
     /// Records the user's one decision on a pending, unexpired request, consuming the decision's
