@@ -3,6 +3,7 @@
 //! `functions/` is a thin handler over this crate.
 
 pub mod authn;
+pub mod aws_error;
 pub mod client_auth;
 pub mod config;
 pub mod context;

@@ -60,6 +60,7 @@ use super::{
     Accounts, Clients, CreateError, DecideError, EnrollError, JtiUse, Jtis, PollOutcome,
     RedeemError, Requests, RotateError, Store, StoreError, Tokens,
 };
+use crate::aws_error;
 use crate::domain::{
     AuthRequest, Client, Decision, DeliveryMode, Device, EnrollmentCode, Status, TokenKind,
     TokenRecord, User, normalize_hint,
@@ -1402,31 +1403,21 @@ fn update_condition_failure(err: &SdkError<UpdateItemError>) -> Option<bool> {
     }
 }
 
+/// DynamoDB's own throttling and server-side codes (besides those every AWS service shares).
+const TRANSIENT_CODES: &[&str] = &[
+    "ProvisionedThroughputExceededException",
+    "TransactionInProgressException",
+    "InternalServerError",
+];
+
 /// Maps an SDK error: throttling, timeouts, connection failures and server-side errors are
 /// `Unavailable` (retryable), everything else a `Fault`. The message is for the server log only.
 fn sdk_error<E>(op: &str, err: SdkError<E>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let unavailable = match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => true,
-        SdkError::ServiceError(e) => {
-            matches!(
-                e.err().code(),
-                Some(
-                    "ProvisionedThroughputExceededException"
-                        | "RequestLimitExceeded"
-                        | "ThrottlingException"
-                        | "InternalServerError"
-                        | "TransactionInProgressException"
-                        | "ServiceUnavailable"
-                )
-            ) || e.raw().status().is_server_error()
-        }
-        _ => false,
-    };
     let message = format!("{op}: {}", DisplayErrorContext(&err));
-    if unavailable {
+    if aws_error::is_transient(&err, TRANSIENT_CODES) {
         StoreError::Unavailable(message)
     } else {
         StoreError::Fault(message)
