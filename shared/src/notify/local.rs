@@ -13,13 +13,8 @@ use super::{Notifier, Outcome};
 use crate::domain::{AuthRequest, Decision, TokenRecord};
 use crate::store::{
     Accounts, Clients, CreateError, DecideError, JtiUse, Jtis, PollOutcome, RedeemError, Requests,
-    Store, StoreError, Tokens,
+    SWEEP_BATCH, SWEEP_LOOKBACK_SECS, Store, StoreError, Tokens,
 };
-
-/// How far back the sweep looks for requests that expired unnoticed.
-pub const SWEEP_LOOKBACK_SECS: i64 = 3600;
-/// Requests the sweep expires in one pass.
-pub const SWEEP_BATCH: usize = 100;
 
 /// A notification that could not be delivered, for an operator to inspect.
 #[derive(Clone, Debug, Serialize, PartialEq)]

@@ -125,6 +125,12 @@ impl From<StoreError> for RedeemError {
     }
 }
 
+/// How far back an expiry sweep looks for requests that expired unnoticed (the `lookback` of
+/// `Requests::expire_due`), in the deployed sweeper and the local API alike.
+pub const SWEEP_LOOKBACK_SECS: i64 = 3600;
+/// Requests one expiry sweep pass expires at most (the `limit` of `Requests::expire_due`).
+pub const SWEEP_BATCH: usize = 100;
+
 /// Authentication requests: creation, the poll-rate check, the one decision, redemption, the
 /// expiry sweep and the notification mark.
 #[async_trait]

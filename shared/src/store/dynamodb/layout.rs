@@ -46,8 +46,11 @@ pub(super) fn user_device_sk(device_id: &str) -> String {
     format!("{DEVICE_PREFIX}{device_id}")
 }
 
+/// What the key of every auth request item starts with.
+pub(super) const AUTHREQ_PREFIX: &str = "AUTHREQ#";
+
 pub(super) fn authreq_pk(auth_req_id: &str) -> String {
-    format!("AUTHREQ#{auth_req_id}")
+    format!("{AUTHREQ_PREFIX}{auth_req_id}")
 }
 
 pub(super) fn txn_pk(txn: &str) -> String {

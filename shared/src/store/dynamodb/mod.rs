@@ -41,7 +41,7 @@
 //! `layout` names the keys, `codec` turns items into domain values and back, `transact` runs
 //! transactions and retries and maps SDK errors; each item family implements its role in its own
 //! file (`requests`, `tokens`, `clients`, `accounts`, `jtis`). `provision` creates the table and
-//! holds the test scaffolding.
+//! holds the test scaffolding; `stream` reads the table's stream records for the notifier.
 
 mod accounts;
 mod clients;
@@ -50,6 +50,7 @@ mod jtis;
 mod layout;
 mod provision;
 mod requests;
+pub mod stream;
 mod tokens;
 mod transact;
 
