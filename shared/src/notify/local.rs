@@ -1,6 +1,7 @@
-//! The in-process stand-in for the table's stream and the scheduled expiry sweep: a store
-//! decorator that reports every decided request to a worker, which runs the same `Notifier` as
-//! the stream Lambda; failures are parked in a dead-letter list instead of an SQS queue.
+//! The in-process stand-in for the table's stream and the scheduled expiry sweep: a decorator of
+//! the store's `Requests` role that reports every decided or expired request to a worker, which
+//! runs the same `Notifier` as the stream Lambda; failures are parked in a dead-letter list
+//! instead of an SQS queue.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -223,5 +224,77 @@ impl LocalNotifier {
             .lock()
             .map(|d| d.clone())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::DeliveryMode;
+    use crate::store::MemoryStore;
+    use crate::store::suite::{client, request};
+
+    fn notifying() -> (
+        Arc<dyn Store>,
+        NotifyingStore,
+        mpsc::UnboundedReceiver<String>,
+    ) {
+        let inner: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let (changes, changed) = mpsc::unbounded_channel();
+        let store = NotifyingStore::new(inner.clone(), changes);
+        (inner, store, changed)
+    }
+
+    #[tokio::test]
+    async fn a_decision_is_reported_and_a_creation_is_not() {
+        let (_, store, mut changed) = notifying();
+        let r = request("r1");
+        store
+            .requests()
+            .create_auth_request(&r, None)
+            .await
+            .unwrap();
+        assert!(changed.try_recv().is_err());
+        let jti = JtiUse {
+            scope: "dev".into(),
+            jti: "d1".into(),
+            expires_at: r.expires_at,
+        };
+        store
+            .requests()
+            .decide("r1", Decision::Deny, r.created_at + 1, &jti)
+            .await
+            .unwrap();
+        assert_eq!(changed.try_recv().unwrap(), "r1");
+    }
+
+    #[tokio::test]
+    async fn requests_the_sweep_expires_are_reported() {
+        let (_, store, mut changed) = notifying();
+        let r = AuthRequest {
+            delivery_mode: DeliveryMode::Ping,
+            ..request("p1")
+        };
+        store
+            .requests()
+            .create_auth_request(&r, None)
+            .await
+            .unwrap();
+        store
+            .requests()
+            .expire_due(r.expires_at, SWEEP_LOOKBACK_SECS, SWEEP_BATCH)
+            .await
+            .unwrap();
+        assert_eq!(changed.try_recv().unwrap(), "p1");
+    }
+
+    #[tokio::test]
+    async fn the_other_roles_are_the_wrapped_stores() {
+        let (inner, store, _) = notifying();
+        store.clients().put_client(&client("c1")).await.unwrap();
+        assert_eq!(
+            inner.clients().get_client("c1").await.unwrap(),
+            Some(client("c1"))
+        );
     }
 }
