@@ -135,7 +135,7 @@ fn request_object(c: &mut Criterion) {
     let rt = runtime();
     let bench = Bench::new(&rt);
     let client = rt
-        .block_on(bench.api.ctx.store.get_client("demo-fapi"))
+        .block_on(bench.api.ctx.store.clients().get_client("demo-fapi"))
         .expect("store")
         .expect("demo-fapi is seeded");
     let now = T0;

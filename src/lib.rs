@@ -173,7 +173,7 @@ impl LocalApi {
             .unwrap_or(usize::MAX);
         let binding = query.first("binding_message");
         let pushes = match query.first("user") {
-            Some(hint) => match self.ctx.store.find_user_by_hint(hint).await {
+            Some(hint) => match self.ctx.store.accounts().find_user_by_hint(hint).await {
                 Ok(Some(user)) => self.pushes.recent(Some(&user.sub), binding, limit),
                 Ok(None) => Vec::new(),
                 Err(e) => return error_response(&DeviceError::from(e)),

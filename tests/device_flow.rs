@@ -60,7 +60,7 @@ async fn enrolled_device_receives_the_push_and_its_approval_issues_tokens(h: Har
         &h.enroll("demo-enrol-carol", &key, "fcm-token-carol", "GCM")
             .await,
     );
-    let stored = h.store.get_device(&id).await.unwrap().unwrap();
+    let stored = h.store.accounts().get_device(&id).await.unwrap().unwrap();
     assert_eq!(stored.sub, "user-carol");
     assert!(stored.endpoint_arn.unwrap().contains(":endpoint/GCM/"));
 
@@ -107,7 +107,15 @@ async fn enrollment_code_replay_is_invalid_grant(h: Harness) {
     h.enroll("demo-enrol-carol", &other, "token-2", "APNS")
         .await
         .expect_error(400, "invalid_grant");
-    assert_eq!(h.store.list_devices("user-carol").await.unwrap().len(), 1);
+    assert_eq!(
+        h.store
+            .accounts()
+            .list_devices("user-carol")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 async fn expired_enrollment_code_is_invalid_grant(h: Harness) {
@@ -116,7 +124,14 @@ async fn expired_enrollment_code_is_invalid_grant(h: Harness) {
     h.enroll("demo-enrol-carol", &key, "token-1", "GCM")
         .await
         .expect_error(400, "invalid_grant");
-    assert!(h.store.list_devices("user-carol").await.unwrap().is_empty());
+    assert!(
+        h.store
+            .accounts()
+            .list_devices("user-carol")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn issue_code(h: &Harness, user: &str) -> String {
@@ -139,7 +154,15 @@ async fn reenrolling_the_same_push_token_updates_the_device(h: Harness) {
     let new_key = SigningKey::random(&mut OsRng);
     let second = device_id(&h.enroll(&code, &new_key, "same-token", "GCM").await);
     assert_eq!(first, second, "same push token, same device");
-    assert_eq!(h.store.list_devices("user-carol").await.unwrap().len(), 1);
+    assert_eq!(
+        h.store
+            .accounts()
+            .list_devices("user-carol")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 
     carol_requests(&h).await;
     let txn = h.latest_txn("user-carol");
@@ -172,7 +195,14 @@ async fn unknown_platform_is_invalid_request_and_spends_no_code(h: Harness) {
     h.enroll("demo-enrol-carol", &key, "token-1", "WNS")
         .await
         .expect_error(400, "invalid_request");
-    assert!(h.store.list_devices("user-carol").await.unwrap().is_empty());
+    assert!(
+        h.store
+            .accounts()
+            .list_devices("user-carol")
+            .await
+            .unwrap()
+            .is_empty()
+    );
     device_id(
         &h.enroll("demo-enrol-carol", &key, "token-1", "APNS_SANDBOX")
             .await,
@@ -184,10 +214,24 @@ async fn enrollment_code_from_the_operator_endpoint_enrols(h: Harness) {
     let key = SigningKey::random(&mut OsRng);
     let id = device_id(&h.enroll(&code, &key, "bob-tablet", "APNS").await);
     assert_eq!(
-        h.store.get_device(&id).await.unwrap().unwrap().sub,
+        h.store
+            .accounts()
+            .get_device(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .sub,
         "user-bob"
     );
-    assert_eq!(h.store.list_devices("user-bob").await.unwrap().len(), 2);
+    assert_eq!(
+        h.store
+            .accounts()
+            .list_devices("user-bob")
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 /// A push service that fails every send in one way.
@@ -232,7 +276,13 @@ async fn disabled_endpoint_is_marked_and_a_user_with_none_left_is_unknown_user_i
     h.bc_authorize(&[("scope", "openid"), ("login_hint", "alice")])
         .await
         .expect_error(400, "unknown_user_id");
-    let device = h.store.get_device("alice-phone").await.unwrap().unwrap();
+    let device = h
+        .store
+        .accounts()
+        .get_device("alice-phone")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(!device.enabled, "the disabled endpoint's device is marked");
     // The next request does not even try the disabled device.
     h.bc_authorize(&[("scope", "openid"), ("login_hint", "alice")])

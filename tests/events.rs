@@ -103,15 +103,12 @@ async fn every_event_gets_its_expected_answer_from_its_handler() {
     }
 }
 
-fn event(name: &str) -> serde_json::Value {
-    serde_json::from_str(&events()[name]).unwrap()
-}
-
 #[tokio::test]
 async fn notifier_event_is_a_stream_batch_the_notifier_reads() {
     let h = Harness::memory().await;
-    let event = event("notifier");
-    let changes = notifier::changes(&event);
+    let event = serde_json::from_str(&events()["notifier"])
+        .expect("events/notifier.json is not a DynamoDB stream event");
+    let changes = ciba_shared::store::dynamodb::stream::changes(&event);
     assert_eq!(changes.len(), 1);
     assert_eq!(changes[0].auth_req_id, "unknown-auth-req-id");
     let notifier = ciba_shared::notify::Notifier {
@@ -126,7 +123,7 @@ async fn notifier_event_is_a_stream_batch_the_notifier_reads() {
             push_token_key: ciba_shared::secret::Secret::new("k".repeat(32)),
         },
     };
-    let response = notifier::handle(&notifier, &event).await;
+    let response = serde_json::to_value(notifier::handle(&notifier, &event).await).unwrap();
     assert_eq!(
         response,
         expectations()["notifier"]["result"],
@@ -137,7 +134,10 @@ async fn notifier_event_is_a_stream_batch_the_notifier_reads() {
 #[tokio::test]
 async fn expiry_sweeper_event_runs_a_sweep() {
     let h = Harness::memory().await;
-    assert_eq!(event("expiry-sweeper")["detail-type"], "Scheduled Event");
+    let event: expiry_sweeper::ScheduledEvent = serde_json::from_str(&events()["expiry-sweeper"])
+        .expect("events/expiry-sweeper.json is not a scheduled event");
+    assert_eq!(event.detail_type.as_deref(), Some("Scheduled Event"));
+    assert_eq!(event.source.as_deref(), Some("aws.scheduler"));
     let expired = expiry_sweeper::handle(&h.api.ctx).await.unwrap();
     assert_eq!(
         serde_json::json!({ "expired": expired }),

@@ -38,7 +38,7 @@ async fn register(h: &Harness, id: &str, mode: DeliveryMode, endpoint: &str) {
         backchannel_authentication_request_signing_alg: None,
         backchannel_user_code_parameter: false,
     };
-    h.store.put_client(&client).await.unwrap();
+    h.store.clients().put_client(&client).await.unwrap();
 }
 
 async fn request_as(h: &Harness, id: &str) -> String {
@@ -194,7 +194,13 @@ async fn callback_failing_twice_then_succeeding_is_delivered_once(h: Harness) {
     );
     assert!(got.iter().all(|r| r.body == json!({"auth_req_id": id})));
     assert!(h.notifier.dead_letters().is_empty());
-    let stored = h.store.get_auth_request(&id).await.unwrap().unwrap();
+    let stored = h
+        .store
+        .requests()
+        .get_auth_request(&id)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(stored.notified_at.is_some());
 }
 

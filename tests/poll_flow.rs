@@ -239,13 +239,19 @@ async fn request_object_with_alg_none_is_invalid_request(h: Harness) {
 
 async fn request_object_signed_by_another_clients_key_is_invalid_request(h: Harness) {
     // A second FAPI client with its own key; demo-fapi's request signed with that key.
-    let mut other = h.store.get_client("demo-fapi").await.unwrap().unwrap();
+    let mut other = h
+        .store
+        .clients()
+        .get_client("demo-fapi")
+        .await
+        .unwrap()
+        .unwrap();
     other.client_id = "other-fapi".into();
     let other_key = p256::ecdsa::SigningKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
     let (kid, jwk) =
         ciba_shared::ports::public_jwk_with_kid(&p256::PublicKey::from(other_key.verifying_key()));
     other.jwks = Some(serde_json::from_value(json!({"keys": [jwk]})).unwrap());
-    h.store.put_client(&other).await.unwrap();
+    h.store.clients().put_client(&other).await.unwrap();
     let forged = jose::sign_with_key(
         &other_key,
         &json!({"alg": "ES256", "kid": kid}),

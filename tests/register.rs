@@ -176,7 +176,7 @@ async fn client_secret_is_stored_hashed() {
     let r = register(&h, &poll_client()).await;
     let id = r.body["client_id"].as_str().unwrap();
     let secret = r.body["client_secret"].as_str().unwrap();
-    let stored = h.store.get_client(id).await.unwrap().unwrap();
+    let stored = h.store.clients().get_client(id).await.unwrap().unwrap();
     assert_eq!(stored.client_secret_hash, Some(secret::hash(secret)));
     let item = serde_json::to_string(&stored).unwrap();
     assert!(!item.contains(secret));
@@ -225,7 +225,7 @@ async fn registered_private_key_jwt_client_gets_no_secret_and_sends_signed_reque
     );
     assert_eq!(r.body["jwks"]["keys"][0]["x"], rp_jwks()["keys"][0]["x"]);
     let id = r.body["client_id"].as_str().unwrap();
-    let stored = h.store.get_client(id).await.unwrap().unwrap();
+    let stored = h.store.clients().get_client(id).await.unwrap().unwrap();
     assert!(stored.client_secret_hash.is_none());
 
     let now = h.now();
@@ -305,7 +305,7 @@ async fn push_client_with_https_notification_endpoint_is_registered() {
     assert_eq!(r.body["backchannel_token_delivery_mode"], "push");
     assert_eq!(r.body["backchannel_client_notification_endpoint"], endpoint);
     let id = r.body["client_id"].as_str().unwrap();
-    let stored = h.store.get_client(id).await.unwrap().unwrap();
+    let stored = h.store.clients().get_client(id).await.unwrap().unwrap();
     assert_eq!(
         stored.backchannel_client_notification_endpoint.as_deref(),
         Some(endpoint)
@@ -434,6 +434,7 @@ async fn user_code_parameter_is_registered() {
     let id = r.body["client_id"].as_str().unwrap();
     assert!(
         h.store
+            .clients()
             .get_client(id)
             .await
             .unwrap()
@@ -647,11 +648,25 @@ async fn invalid_registration_writes_nothing() {
     )
     .await;
     r.expect_error(400, "invalid_redirect_uri");
-    assert!(h.store.get_client(&next_id).await.unwrap().is_none());
+    assert!(
+        h.store
+            .clients()
+            .get_client(&next_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     let r = register(&h, &poll_client()).await;
     assert_eq!(r.body["client_id"], next_id.as_str());
-    assert!(h.store.get_client(&next_id).await.unwrap().is_some());
+    assert!(
+        h.store
+            .clients()
+            .get_client(&next_id)
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[tokio::test]

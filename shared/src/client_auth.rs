@@ -138,6 +138,7 @@ pub async fn authenticate(
         Presented::Assertion { id, .. } => (id, AuthMethod::PrivateKeyJwt, false),
     };
     let client = store
+        .clients()
         .get_client(id)
         .await?
         .ok_or_else(|| invalid("client authentication failed", basic))?;
@@ -181,7 +182,7 @@ async fn verify_assertion(
         .verify(assertion, keys, &[Algorithm::ES256, Algorithm::PS256], now)
         .map_err(|_| failed())?;
     let jti = checked.jti.ok_or_else(failed)?;
-    if !store.use_jti(&jti, now).await? {
+    if !store.jtis().use_jti(&jti, now).await? {
         return Err(invalid("client assertion was already used", false));
     }
     Ok(())

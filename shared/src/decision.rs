@@ -21,6 +21,7 @@ pub async fn decide(ctx: &Ctx, jwt: &str) -> Result<(Device, Decision), DeviceEr
     let kid = kid.ok_or_else(|| invalid("the decision header must name the device in kid"))?;
     let device = ctx
         .store
+        .accounts()
         .get_device(&kid)
         .await?
         .filter(|d| d.enabled)
@@ -52,11 +53,13 @@ pub async fn decide(ctx: &Ctx, jwt: &str) -> Result<(Device, Decision), DeviceEr
     // A txn of another user answers exactly like an unknown one.
     let request = ctx
         .store
+        .requests()
         .get_auth_request_by_txn(txn)
         .await?
         .filter(|r| r.sub == device.sub)
         .ok_or_else(|| invalid("unknown txn"))?;
     ctx.store
+        .requests()
         .decide(&request.auth_req_id, decision, now, jti)
         .await
         .map_err(|e| match e {

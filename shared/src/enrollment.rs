@@ -31,9 +31,9 @@ impl From<StoreError> for IssueError {
 
 /// The user named by `sub` or by a login hint.
 pub async fn find_user(store: &dyn Store, user: &str) -> Result<Option<User>, StoreError> {
-    match store.get_user(user).await? {
+    match store.accounts().get_user(user).await? {
         Some(u) => Ok(Some(u)),
-        None => store.find_user_by_hint(user).await,
+        None => store.accounts().find_user_by_hint(user).await,
     }
 }
 
@@ -56,6 +56,6 @@ pub async fn issue(
         sub: user.sub,
         expires_at: now + ttl,
     };
-    store.put_enrollment_code(&record).await?;
+    store.accounts().put_enrollment_code(&record).await?;
     Ok((code, record))
 }

@@ -18,6 +18,7 @@ use p256::ecdsa::Signature;
 use p256::pkcs8::DecodePublicKey;
 use sha2::{Digest, Sha256};
 
+use crate::aws_error::{chain, is_transient};
 use crate::ports::{Signer, SignerError, public_jwk_with_kid};
 
 /// An ES256 signer whose private key is a KMS key.
@@ -161,17 +162,11 @@ pub fn der_to_jws(der: &[u8]) -> Result<[u8; 64], SignerError> {
     Ok(signature.to_bytes().into())
 }
 
-/// Service error codes of throttling and server-side failures.
-const RETRYABLE_CODES: &[&str] = &[
-    "ThrottlingException",
-    "Throttling",
+/// KMS's own throttling and server-side codes (besides those every AWS service shares).
+const TRANSIENT_CODES: &[&str] = &[
     "KMSInternalException",
     "DependencyTimeoutException",
     "KeyUnavailableException",
-    "InternalFailure",
-    "ServiceUnavailable",
-    "RequestLimitExceeded",
-    "TooManyRequestsException",
 ];
 
 /// KMS errors as `SignerError` text: throttling, 5xx, timeouts and connection failures carry
@@ -180,36 +175,24 @@ fn sdk_error<E>(op: &str, err: &SdkError<E>) -> SignerError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
+    let mark = if is_transient(err, TRANSIENT_CODES) {
+        " (retryable)"
+    } else {
+        ""
+    };
     let text = match err {
-        SdkError::TimeoutError(_) => format!("KMS {op}: timeout (retryable)"),
+        SdkError::TimeoutError(_) => format!("KMS {op}: timeout{mark}"),
         SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            format!("KMS {op}: unavailable (retryable): {}", chain(err))
+            format!("KMS {op}: unavailable{mark}: {}", chain(err))
         }
         SdkError::ServiceError(e) => {
             let code = e.err().code().unwrap_or("unknown");
             let message = e.err().message().unwrap_or("");
-            let retryable = RETRYABLE_CODES.contains(&code) || e.raw().status().is_server_error();
-            let mark = if retryable { " (retryable)" } else { "" };
             format!("KMS {op}: {code}{mark}: {message}")
         }
         _ => format!("KMS {op}: {}", chain(err)),
     };
     SignerError(short(&text))
-}
-
-/// An error and its sources, `: `-separated (`Display` only, no `Debug` dumps).
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        let part = e.to_string();
-        if !text.ends_with(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = e.source();
-    }
-    text
 }
 
 /// At most 300 characters.

@@ -82,13 +82,13 @@ impl Seed {
     /// enrolment codes' expiry.
     pub async fn import(&self, store: &dyn Store, now: i64) -> Result<(), StoreError> {
         for client in self.clients() {
-            store.put_client(&client).await?;
+            store.clients().put_client(&client).await?;
         }
         for user in self.users() {
-            store.put_user(&user).await?;
+            store.accounts().put_user(&user).await?;
         }
         for device in &self.devices {
-            store.put_device(device).await?;
+            store.accounts().put_device(device).await?;
         }
         for code in &self.enrollment_codes {
             let issued = enrollment::issue(
@@ -129,9 +129,14 @@ mod tests {
         .unwrap();
         let store = MemoryStore::new();
         seed.import(&store, 0).await.unwrap();
-        let client = store.get_client("c1").await.unwrap().unwrap();
+        let client = store.clients().get_client("c1").await.unwrap().unwrap();
         assert_eq!(client.client_secret_hash, Some(secret::hash("s3cret")));
-        let user = store.find_user_by_hint("alice").await.unwrap().unwrap();
+        let user = store
+            .accounts()
+            .find_user_by_hint("alice")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(user.user_code_hash, Some(secret::hash("1234")));
     }
 

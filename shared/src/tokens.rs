@@ -191,6 +191,7 @@ pub async fn redeem(
         .map_err(RedeemFailure::Signer)?;
     match ctx
         .store
+        .requests()
         .redeem(&request.auth_req_id, now, &minted.records)
         .await
     {

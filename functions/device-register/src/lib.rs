@@ -83,6 +83,7 @@ async fn register(ctx: &Ctx, req: &Request) -> Result<Response<Body>, DeviceErro
         || DeviceError::InvalidGrant("the enrollment code is unknown, used or expired".into());
     let code = ctx
         .store
+        .accounts()
         .get_enrollment_code(&code_hash, now)
         .await?
         .ok_or_else(spent)?;
@@ -91,6 +92,7 @@ async fn register(ctx: &Ctx, req: &Request) -> Result<Response<Body>, DeviceErro
     let platform = registration.platform.as_str();
     let existing = ctx
         .store
+        .accounts()
         .list_devices(&code.sub)
         .await?
         .into_iter()
@@ -125,6 +127,7 @@ async fn register(ctx: &Ctx, req: &Request) -> Result<Response<Body>, DeviceErro
         enabled: true,
     };
     ctx.store
+        .accounts()
         .enroll_device(&code_hash, &device, now)
         .await
         .map_err(|e| match e {

@@ -2,9 +2,15 @@
 //! expiry has passed, so the stream hands them to the notifier within a minute instead of when
 //! DynamoDB's TTL deletes them days later.
 
+use aws_lambda_events::event::cloudwatch_events::CloudWatchEvent;
 use ciba_shared::context::Ctx;
-use ciba_shared::notify::local::{SWEEP_BATCH, SWEEP_LOOKBACK_SECS};
-use ciba_shared::store::StoreError;
+use ciba_shared::store::{SWEEP_BATCH, SWEEP_LOOKBACK_SECS, StoreError};
+
+/// What the EventBridge Scheduler schedule sends when it has no input of its own: the EventBridge
+/// envelope (`"detail-type": "Scheduled Event"`, `"source": "aws.scheduler"`, `"detail": "{}"`),
+/// which `aws_lambda_events` calls by EventBridge's former name. Its content does not matter: each
+/// invocation sweeps up to now.
+pub type ScheduledEvent = CloudWatchEvent;
 
 /// Batches one invocation sweeps at most; the next minute's run picks up the rest.
 const MAX_BATCHES: usize = 20;
@@ -15,6 +21,7 @@ pub async fn handle(ctx: &Ctx) -> Result<usize, StoreError> {
     for _ in 0..MAX_BATCHES {
         let expired = ctx
             .store
+            .requests()
             .expire_due(ctx.clock.now(), SWEEP_LOOKBACK_SECS, SWEEP_BATCH)
             .await?;
         total += expired.len();

@@ -1,10 +1,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_lambda_events::event::dynamodb::Event;
 use ciba_shared::context::{Ctx, cold_start_failure};
 use ciba_shared::notify::{HttpCallbackSender, Notifier, NotifierSettings};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -17,7 +17,7 @@ async fn main() -> Result<(), Error> {
         settings: NotifierSettings::from_env().unwrap_or_else(|e| cold_start_failure(e)),
     };
     let notifier = &notifier;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {
         Ok::<_, Error>(notifier::handle(notifier, &event.payload).await)
     }))
     .await

@@ -65,7 +65,7 @@ async fn register(ctx: &Ctx, req: &Request) -> Result<Response<Body>, Registrati
         backchannel_user_code_parameter: metadata.user_code,
     };
     let issued_at = ctx.clock.now();
-    ctx.store.put_client(&client).await?;
+    ctx.store.clients().put_client(&client).await?;
     tracing::info!(
         client_id = %client.client_id,
         mode = ?client.backchannel_token_delivery_mode,

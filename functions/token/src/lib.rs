@@ -61,7 +61,12 @@ async fn ciba_grant(ctx: &Ctx, client: &Client, form: &Form) -> Result<Response<
         .ok_or_else(|| TokenError::InvalidRequest("auth_req_id is required".into()))?;
     let unknown =
         || TokenError::InvalidGrant("auth_req_id is unknown, expired or already redeemed".into());
-    let request = ctx.store.get_auth_request(id).await?.ok_or_else(unknown)?;
+    let request = ctx
+        .store
+        .requests()
+        .get_auth_request(id)
+        .await?
+        .ok_or_else(unknown)?;
     // Another client's id answers exactly like an unknown one: ids are not confirmed to others.
     if request.client_id != client.client_id {
         return Err(unknown());
@@ -72,7 +77,7 @@ async fn ciba_grant(ctx: &Ctx, client: &Client, form: &Form) -> Result<Response<
         Standing::Redeemed => Err(unknown()),
         Standing::Refused(e) => Err(e),
         Standing::Approved => redeem(ctx, &request, now).await,
-        Standing::Pending => match ctx.store.record_poll(id, now_ms).await? {
+        Standing::Pending => match ctx.store.requests().record_poll(id, now_ms).await? {
             PollOutcome::InTime => Err(TokenError::AuthorizationPending(
                 "the user has not yet decided".into(),
             )),
@@ -115,6 +120,7 @@ async fn refresh_grant(
     let hash = secret::hash(presented);
     let record = ctx
         .store
+        .tokens()
         .get_token(&hash)
         .await?
         .filter(|r| r.kind == TokenKind::Refresh && r.expires_at > now)
@@ -141,6 +147,7 @@ async fn refresh_grant(
     let minted = tokens::mint(&grant, values, &ctx.config, ctx.signer.as_ref(), now).await?;
     match ctx
         .store
+        .tokens()
         .rotate_refresh_token(&hash, &client.client_id, now, &minted.records)
         .await
     {

@@ -48,15 +48,21 @@ async fn userinfo(ctx: &Ctx, req: &Request) -> Result<Response<Body>, BearerErro
     let token = access_token(req)?;
     let record = ctx
         .store
+        .tokens()
         .get_token(&secret::hash(&token))
         .await?
         .filter(|r| r.kind == TokenKind::Access && r.expires_at > ctx.clock.now())
         .ok_or_else(|| {
             BearerError::InvalidToken("the access token is invalid or expired".into())
         })?;
-    let user = ctx.store.get_user(&record.sub).await?.ok_or_else(|| {
-        BearerError::InvalidToken("the access token's user no longer exists".into())
-    })?;
+    let user = ctx
+        .store
+        .accounts()
+        .get_user(&record.sub)
+        .await?
+        .ok_or_else(|| {
+            BearerError::InvalidToken("the access token's user no longer exists".into())
+        })?;
     Ok(json_response(
         StatusCode::OK,
         &claims(&user, &record.scope),

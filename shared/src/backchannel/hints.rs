@@ -42,14 +42,14 @@ pub async fn resolve_user(
                 None => None,
             }
         }
-        Hint::LoginHint(hint) => store.find_user_by_hint(hint).await?,
+        Hint::LoginHint(hint) => store.accounts().find_user_by_hint(hint).await?,
         Hint::LoginHintToken(token) => {
             let subject = login_hint_token_subject(token, client, config, now)?;
             find_subject(subject, store).await?
         }
         Hint::IdTokenHint(token) => {
             let sub = id_token_hint_subject(token, client, signer, config, now)?;
-            store.get_user(&sub).await?
+            store.accounts().get_user(&sub).await?
         }
     };
     user.ok_or_else(unknown)
@@ -62,8 +62,8 @@ enum Subject {
 
 async fn find_subject(subject: Subject, store: &dyn Store) -> Result<Option<User>, AuthnError> {
     Ok(match subject {
-        Subject::Hint(h) => store.find_user_by_hint(&h).await?,
-        Subject::Sub(sub) => store.get_user(&sub).await?,
+        Subject::Hint(h) => store.accounts().find_user_by_hint(&h).await?,
+        Subject::Sub(sub) => store.accounts().get_user(&sub).await?,
     })
 }
 

@@ -50,6 +50,7 @@ pub async fn accept(
 
     let request = new_request(ctx, client, &user, valid, now);
     ctx.store
+        .requests()
         .create_auth_request(&request, jti.as_ref())
         .await
         .map_err(|e| match e {
@@ -96,6 +97,7 @@ fn parameters(
 async fn usable_devices(ctx: &Ctx, user: &User) -> Result<Vec<Device>, AuthnError> {
     let devices: Vec<Device> = ctx
         .store
+        .accounts()
         .list_devices(&user.sub)
         .await?
         .into_iter()
@@ -164,7 +166,7 @@ async fn push(
             Err(PushError::EndpointDisabled) => {
                 tracing::warn!(device_id = %device.device_id, "push endpoint disabled: device marked");
                 device.enabled = false;
-                if let Err(e) = ctx.store.put_device(&device).await {
+                if let Err(e) = ctx.store.accounts().put_device(&device).await {
                     tracing::warn!(device_id = %device.device_id, error = %e, "could not mark device disabled");
                 }
             }
@@ -178,7 +180,10 @@ async fn push(
     if delivered > 0 {
         return Ok(());
     }
-    ctx.store.discard_auth_request(request, jti).await?;
+    ctx.store
+        .requests()
+        .discard_auth_request(request, jti)
+        .await?;
     if outage {
         Err(AuthnError::Internal(Internal::Unavailable))
     } else {

@@ -1,6 +1,7 @@
-//! The in-process stand-in for the table's stream and the scheduled expiry sweep: a store
-//! decorator that reports every decided request to a worker, which runs the same `Notifier` as
-//! the stream Lambda; failures are parked in a dead-letter list instead of an SQS queue.
+//! The in-process stand-in for the table's stream and the scheduled expiry sweep: a decorator of
+//! the store's `Requests` role that reports every decided or expired request to a worker, which
+//! runs the same `Notifier` as the stream Lambda; failures are parked in a dead-letter list
+//! instead of an SQS queue.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,16 +11,11 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::{Notifier, Outcome};
-use crate::domain::{AuthRequest, Client, Decision, Device, EnrollmentCode, TokenRecord, User};
+use crate::domain::{AuthRequest, Decision, TokenRecord};
 use crate::store::{
-    CreateError, DecideError, EnrollError, JtiUse, PollOutcome, RedeemError, RotateError, Store,
-    StoreError,
+    Accounts, Clients, CreateError, DecideError, JtiUse, Jtis, PollOutcome, RedeemError, Requests,
+    SWEEP_BATCH, SWEEP_LOOKBACK_SECS, Store, StoreError, Tokens,
 };
-
-/// How far back the sweep looks for requests that expired unnoticed.
-pub const SWEEP_LOOKBACK_SECS: i64 = 3600;
-/// Requests the sweep expires in one pass.
-pub const SWEEP_BATCH: usize = 100;
 
 /// A notification that could not be delivered, for an operator to inspect.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -28,18 +24,54 @@ pub struct DeadLetter {
     pub reason: String,
 }
 
-/// Forwards every call to the wrapped store and reports requests whose state changed the way
-/// the table's stream would.
+/// The wrapped store with its `requests()` reporting every request whose state changed the way
+/// the table's stream would; the other roles are the wrapped store's own.
 pub struct NotifyingStore {
     inner: Arc<dyn Store>,
-    changes: mpsc::UnboundedSender<String>,
+    requests: NotifyingRequests,
 }
 
 impl NotifyingStore {
     pub fn new(inner: Arc<dyn Store>, changes: mpsc::UnboundedSender<String>) -> Self {
-        Self { inner, changes }
+        Self {
+            requests: NotifyingRequests {
+                inner: inner.clone(),
+                changes,
+            },
+            inner,
+        }
+    }
+}
+
+impl Store for NotifyingStore {
+    fn requests(&self) -> &dyn Requests {
+        &self.requests
     }
 
+    fn tokens(&self) -> &dyn Tokens {
+        self.inner.tokens()
+    }
+
+    fn clients(&self) -> &dyn Clients {
+        self.inner.clients()
+    }
+
+    fn accounts(&self) -> &dyn Accounts {
+        self.inner.accounts()
+    }
+
+    fn jtis(&self) -> &dyn Jtis {
+        self.inner.jtis()
+    }
+}
+
+/// The wrapped store's requests; a decision and an expiry are reported to the worker.
+struct NotifyingRequests {
+    inner: Arc<dyn Store>,
+    changes: mpsc::UnboundedSender<String>,
+}
+
+impl NotifyingRequests {
     fn changed(&self, auth_req_id: &str) {
         // The receiver lives as long as the local API; after shutdown nobody is left to notify.
         let _ = self.changes.send(auth_req_id.to_owned());
@@ -47,74 +79,35 @@ impl NotifyingStore {
 }
 
 #[async_trait]
-impl Store for NotifyingStore {
-    async fn put_client(&self, client: &Client) -> Result<(), StoreError> {
-        self.inner.put_client(client).await
-    }
-    async fn get_client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
-        self.inner.get_client(client_id).await
-    }
-    async fn put_user(&self, user: &User) -> Result<(), StoreError> {
-        self.inner.put_user(user).await
-    }
-    async fn get_user(&self, sub: &str) -> Result<Option<User>, StoreError> {
-        self.inner.get_user(sub).await
-    }
-    async fn find_user_by_hint(&self, hint: &str) -> Result<Option<User>, StoreError> {
-        self.inner.find_user_by_hint(hint).await
-    }
-    async fn put_device(&self, device: &Device) -> Result<(), StoreError> {
-        self.inner.put_device(device).await
-    }
-    async fn get_device(&self, device_id: &str) -> Result<Option<Device>, StoreError> {
-        self.inner.get_device(device_id).await
-    }
-    async fn put_enrollment_code(&self, code: &EnrollmentCode) -> Result<(), StoreError> {
-        self.inner.put_enrollment_code(code).await
-    }
-    async fn get_enrollment_code(
-        &self,
-        hash: &str,
-        now: i64,
-    ) -> Result<Option<EnrollmentCode>, StoreError> {
-        self.inner.get_enrollment_code(hash, now).await
-    }
-    async fn enroll_device(
-        &self,
-        hash: &str,
-        device: &Device,
-        now: i64,
-    ) -> Result<(), EnrollError> {
-        self.inner.enroll_device(hash, device, now).await
-    }
-    async fn list_devices(&self, sub: &str) -> Result<Vec<Device>, StoreError> {
-        self.inner.list_devices(sub).await
-    }
-    async fn use_jti(&self, jti: &JtiUse, now: i64) -> Result<bool, StoreError> {
-        self.inner.use_jti(jti, now).await
-    }
+impl Requests for NotifyingRequests {
     async fn create_auth_request(
         &self,
         request: &AuthRequest,
         jti: Option<&JtiUse>,
     ) -> Result<(), CreateError> {
-        self.inner.create_auth_request(request, jti).await
+        self.inner
+            .requests()
+            .create_auth_request(request, jti)
+            .await
     }
     async fn discard_auth_request(
         &self,
         request: &AuthRequest,
         jti: Option<&JtiUse>,
     ) -> Result<(), StoreError> {
-        self.inner.discard_auth_request(request, jti).await
+        self.inner
+            .requests()
+            .discard_auth_request(request, jti)
+            .await
     }
     async fn get_auth_request(&self, auth_req_id: &str) -> Result<Option<AuthRequest>, StoreError> {
-        self.inner.get_auth_request(auth_req_id).await
+        self.inner.requests().get_auth_request(auth_req_id).await
     }
     async fn get_auth_request_by_txn(&self, txn: &str) -> Result<Option<AuthRequest>, StoreError> {
-        self.inner.get_auth_request_by_txn(txn).await
+        self.inner.requests().get_auth_request_by_txn(txn).await
     }
     async fn record_poll(&self, auth_req_id: &str, now_ms: i64) -> Result<PollOutcome, StoreError> {
-        self.inner.record_poll(auth_req_id, now_ms).await
+        self.inner.requests().record_poll(auth_req_id, now_ms).await
     }
     async fn decide(
         &self,
@@ -123,7 +116,10 @@ impl Store for NotifyingStore {
         now: i64,
         jti: &JtiUse,
     ) -> Result<(), DecideError> {
-        self.inner.decide(auth_req_id, decision, now, jti).await?;
+        self.inner
+            .requests()
+            .decide(auth_req_id, decision, now, jti)
+            .await?;
         self.changed(auth_req_id);
         Ok(())
     }
@@ -133,10 +129,7 @@ impl Store for NotifyingStore {
         now: i64,
         tokens: &[TokenRecord],
     ) -> Result<(), RedeemError> {
-        self.inner.redeem(auth_req_id, now, tokens).await
-    }
-    async fn get_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
-        self.inner.get_token(hash).await
+        self.inner.requests().redeem(auth_req_id, now, tokens).await
     }
     async fn expire_due(
         &self,
@@ -144,25 +137,18 @@ impl Store for NotifyingStore {
         lookback: i64,
         limit: usize,
     ) -> Result<Vec<AuthRequest>, StoreError> {
-        let expired = self.inner.expire_due(now, lookback, limit).await?;
+        let expired = self
+            .inner
+            .requests()
+            .expire_due(now, lookback, limit)
+            .await?;
         for request in &expired {
             self.changed(&request.auth_req_id);
         }
         Ok(expired)
     }
     async fn mark_notified(&self, auth_req_id: &str, now: i64) -> Result<bool, StoreError> {
-        self.inner.mark_notified(auth_req_id, now).await
-    }
-    async fn rotate_refresh_token(
-        &self,
-        hash: &str,
-        client_id: &str,
-        now: i64,
-        successors: &[TokenRecord],
-    ) -> Result<(), RotateError> {
-        self.inner
-            .rotate_refresh_token(hash, client_id, now, successors)
-            .await
+        self.inner.requests().mark_notified(auth_req_id, now).await
     }
 }
 
@@ -210,6 +196,7 @@ impl LocalNotifier {
         let ctx = &self.notifier.ctx;
         if let Err(e) = ctx
             .store
+            .requests()
             .expire_due(ctx.clock.now(), SWEEP_LOOKBACK_SECS, SWEEP_BATCH)
             .await
         {
@@ -237,5 +224,77 @@ impl LocalNotifier {
             .lock()
             .map(|d| d.clone())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::DeliveryMode;
+    use crate::store::MemoryStore;
+    use crate::store::suite::{client, request};
+
+    fn notifying() -> (
+        Arc<dyn Store>,
+        NotifyingStore,
+        mpsc::UnboundedReceiver<String>,
+    ) {
+        let inner: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let (changes, changed) = mpsc::unbounded_channel();
+        let store = NotifyingStore::new(inner.clone(), changes);
+        (inner, store, changed)
+    }
+
+    #[tokio::test]
+    async fn a_decision_is_reported_and_a_creation_is_not() {
+        let (_, store, mut changed) = notifying();
+        let r = request("r1");
+        store
+            .requests()
+            .create_auth_request(&r, None)
+            .await
+            .unwrap();
+        assert!(changed.try_recv().is_err());
+        let jti = JtiUse {
+            scope: "dev".into(),
+            jti: "d1".into(),
+            expires_at: r.expires_at,
+        };
+        store
+            .requests()
+            .decide("r1", Decision::Deny, r.created_at + 1, &jti)
+            .await
+            .unwrap();
+        assert_eq!(changed.try_recv().unwrap(), "r1");
+    }
+
+    #[tokio::test]
+    async fn requests_the_sweep_expires_are_reported() {
+        let (_, store, mut changed) = notifying();
+        let r = AuthRequest {
+            delivery_mode: DeliveryMode::Ping,
+            ..request("p1")
+        };
+        store
+            .requests()
+            .create_auth_request(&r, None)
+            .await
+            .unwrap();
+        store
+            .requests()
+            .expire_due(r.expires_at, SWEEP_LOOKBACK_SECS, SWEEP_BATCH)
+            .await
+            .unwrap();
+        assert_eq!(changed.try_recv().unwrap(), "p1");
+    }
+
+    #[tokio::test]
+    async fn the_other_roles_are_the_wrapped_stores() {
+        let (inner, store, _) = notifying();
+        store.clients().put_client(&client("c1")).await.unwrap();
+        assert_eq!(
+            inner.clients().get_client("c1").await.unwrap(),
+            Some(client("c1"))
+        );
     }
 }

@@ -90,7 +90,13 @@ enum Attempt {
 impl Notifier {
     /// Notifies the client of request `auth_req_id` if its state calls for it.
     pub async fn process(&self, auth_req_id: &str) -> Result<Outcome, StoreError> {
-        let Some(request) = self.ctx.store.get_auth_request(auth_req_id).await? else {
+        let Some(request) = self
+            .ctx
+            .store
+            .requests()
+            .get_auth_request(auth_req_id)
+            .await?
+        else {
             return Ok(Outcome::Skipped("request gone"));
         };
         if request.delivery_mode == DeliveryMode::Poll {
@@ -102,7 +108,13 @@ impl Notifier {
         if request.status == Status::Pending {
             return Ok(Outcome::Skipped("not decided"));
         }
-        let Some(client) = self.ctx.store.get_client(&request.client_id).await? else {
+        let Some(client) = self
+            .ctx
+            .store
+            .clients()
+            .get_client(&request.client_id)
+            .await?
+        else {
             return Ok(Outcome::Failed("the client no longer exists".into()));
         };
         let (Some(endpoint), Some(bearer)) = (
@@ -118,6 +130,7 @@ impl Notifier {
         if outcome == Outcome::Delivered {
             self.ctx
                 .store
+                .requests()
                 .mark_notified(auth_req_id, self.ctx.clock.now())
                 .await?;
             tracing::info!(client_id = %client.client_id, mode = ?request.delivery_mode, "client notified");
@@ -169,6 +182,7 @@ impl Notifier {
                     let current = self
                         .ctx
                         .store
+                        .requests()
                         .get_auth_request(&request.auth_req_id)
                         .await?;
                     if !current.is_some_and(|r| r.status == Status::Redeemed) {

@@ -11,6 +11,7 @@ use aws_sdk_sns::operation::create_platform_endpoint::CreatePlatformEndpointErro
 use serde_json::{Map, Value, json};
 
 use super::{Platform, PushError, PushMessage, PushSender};
+use crate::aws_error::{chain, is_transient};
 use crate::domain::Device;
 
 /// The SNS platform application ARN of each configured platform.
@@ -139,19 +140,8 @@ fn existing_endpoint_arn(message: &str) -> Option<&str> {
     arn.starts_with("arn:").then_some(arn)
 }
 
-/// Service error codes of throttling and server-side failures.
-const UNAVAILABLE_CODES: &[&str] = &[
-    "Throttled",
-    "Throttling",
-    "ThrottlingException",
-    "ThrottledException",
-    "KMSThrottling",
-    "RequestLimitExceeded",
-    "TooManyRequestsException",
-    "InternalError",
-    "InternalFailure",
-    "ServiceUnavailable",
-];
+/// SNS's own throttling codes (besides those every AWS service shares).
+const TRANSIENT_CODES: &[&str] = &["KMSThrottling"];
 
 /// Throttling, server-side errors, timeouts and connection failures are `Unavailable`
 /// (retryable), everything else `Rejected`.
@@ -159,40 +149,21 @@ fn sdk_error<E>(op: &str, err: &SdkError<E>, token: Option<&str>) -> PushError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    match err {
-        SdkError::TimeoutError(_) => PushError::Unavailable(format!("{op}: timeout")),
-        SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            PushError::Unavailable(short(&format!("{op}: {}", chain(err)), token))
-        }
-        SdkError::ServiceError(e) => {
-            let code = e.err().code().unwrap_or("unknown");
-            let text = short(
-                &format!("{op}: {code}: {}", e.err().message().unwrap_or("")),
-                token,
-            );
-            if UNAVAILABLE_CODES.contains(&code) || e.raw().status().is_server_error() {
-                PushError::Unavailable(text)
-            } else {
-                PushError::Rejected(text)
-            }
-        }
-        _ => PushError::Rejected(short(&format!("{op}: {}", chain(err)), token)),
+    let text = match err {
+        SdkError::TimeoutError(_) => format!("{op}: timeout"),
+        SdkError::ServiceError(e) => format!(
+            "{op}: {}: {}",
+            e.err().code().unwrap_or("unknown"),
+            e.err().message().unwrap_or("")
+        ),
+        _ => format!("{op}: {}", chain(err)),
+    };
+    let text = short(&text, token);
+    if is_transient(err, TRANSIENT_CODES) {
+        PushError::Unavailable(text)
+    } else {
+        PushError::Rejected(text)
     }
-}
-
-/// An error and its sources, `: `-separated (`Display` only, no `Debug` dumps).
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        let part = e.to_string();
-        if !text.ends_with(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = e.source();
-    }
-    text
 }
 
 /// At most 200 characters, the push token (if any) redacted.

@@ -8,13 +8,14 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::{
-    CreateError, DecideError, EnrollError, JtiUse, PollOutcome, RedeemError, RotateError, Store,
-    StoreError,
+    Accounts, Clients, CreateError, DecideError, EnrollError, JtiUse, Jtis, PollOutcome,
+    RedeemError, Requests, RotateError, Store, StoreError, Tokens,
 };
 use crate::domain::{
     AuthRequest, Client, Decision, DeliveryMode, Device, EnrollmentCode, Status, TokenKind,
     TokenRecord, User, normalize_hint,
 };
+use crate::protocol::SLOW_DOWN_STEP_SECS;
 
 #[derive(Default)]
 struct Tables {
@@ -59,8 +60,222 @@ fn insert_jti(t: &mut Tables, jti: &JtiUse) {
         .insert((jti.scope.clone(), jti.jti.clone()), jti.expires_at);
 }
 
-#[async_trait]
 impl Store for MemoryStore {
+    fn requests(&self) -> &dyn Requests {
+        self
+    }
+
+    fn tokens(&self) -> &dyn Tokens {
+        self
+    }
+
+    fn clients(&self) -> &dyn Clients {
+        self
+    }
+
+    fn accounts(&self) -> &dyn Accounts {
+        self
+    }
+
+    fn jtis(&self) -> &dyn Jtis {
+        self
+    }
+}
+
+#[async_trait]
+impl Requests for MemoryStore {
+    async fn create_auth_request(
+        &self,
+        request: &AuthRequest,
+        jti: Option<&JtiUse>,
+    ) -> Result<(), CreateError> {
+        let mut t = self.lock()?;
+        if let Some(jti) = jti
+            && jti_is_live(&t, jti, request.created_at)
+        {
+            return Err(CreateError::JtiReplayed);
+        }
+        if t.requests.contains_key(&request.auth_req_id) || t.txns.contains_key(&request.txn) {
+            return Err(CreateError::Store(StoreError::Fault(
+                "auth_req_id or txn collision".into(),
+            )));
+        }
+        if let Some(jti) = jti {
+            insert_jti(&mut t, jti);
+        }
+        t.txns
+            .insert(request.txn.clone(), request.auth_req_id.clone());
+        if request.delivery_mode != DeliveryMode::Poll {
+            t.due
+                .insert((request.expires_at, request.auth_req_id.clone()));
+        }
+        t.requests
+            .insert(request.auth_req_id.clone(), request.clone());
+        Ok(())
+    }
+
+    async fn discard_auth_request(
+        &self,
+        request: &AuthRequest,
+        jti: Option<&JtiUse>,
+    ) -> Result<(), StoreError> {
+        let mut t = self.lock()?;
+        t.requests.remove(&request.auth_req_id);
+        t.txns.remove(&request.txn);
+        t.due
+            .remove(&(request.expires_at, request.auth_req_id.clone()));
+        if let Some(jti) = jti {
+            t.jtis.remove(&(jti.scope.clone(), jti.jti.clone()));
+        }
+        Ok(())
+    }
+
+    async fn get_auth_request(&self, auth_req_id: &str) -> Result<Option<AuthRequest>, StoreError> {
+        Ok(self.lock()?.requests.get(auth_req_id).cloned())
+    }
+
+    async fn get_auth_request_by_txn(&self, txn: &str) -> Result<Option<AuthRequest>, StoreError> {
+        let t = self.lock()?;
+        Ok(t.txns.get(txn).and_then(|id| t.requests.get(id)).cloned())
+    }
+
+    async fn record_poll(&self, auth_req_id: &str, now_ms: i64) -> Result<PollOutcome, StoreError> {
+        let mut t = self.lock()?;
+        let Some(request) = t.requests.get_mut(auth_req_id) else {
+            return Ok(PollOutcome::Gone);
+        };
+        let too_soon = request
+            .last_poll_ms
+            .is_some_and(|last| now_ms < last + request.interval * 1000);
+        request.last_poll_ms = Some(now_ms);
+        if too_soon {
+            request.interval += SLOW_DOWN_STEP_SECS;
+            return Ok(PollOutcome::TooSoon {
+                interval: request.interval,
+            });
+        }
+        Ok(PollOutcome::InTime)
+    }
+
+    async fn decide(
+        &self,
+        auth_req_id: &str,
+        decision: Decision,
+        now: i64,
+        jti: &JtiUse,
+    ) -> Result<(), DecideError> {
+        let mut t = self.lock()?;
+        let replayed = jti_is_live(&t, jti, now);
+        let Some(request) = t.requests.get_mut(auth_req_id) else {
+            return Err(DecideError::NotFound);
+        };
+        if replayed {
+            return Err(DecideError::JtiReplayed);
+        }
+        if request.is_expired(now) && matches!(request.status, Status::Pending | Status::Expired) {
+            return Err(DecideError::Expired);
+        }
+        if request.status != Status::Pending {
+            return Err(DecideError::AlreadyDecided);
+        }
+        request.status = match decision {
+            Decision::Approve => Status::Approved,
+            Decision::Deny => Status::Denied,
+        };
+        request.decided_at = Some(now);
+        insert_jti(&mut t, jti);
+        Ok(())
+    }
+
+    async fn redeem(
+        &self,
+        auth_req_id: &str,
+        now: i64,
+        tokens: &[TokenRecord],
+    ) -> Result<(), RedeemError> {
+        let mut t = self.lock()?;
+        let Some(request) = t.requests.get_mut(auth_req_id) else {
+            return Err(RedeemError::NotRedeemable);
+        };
+        if request.status != Status::Approved || request.is_expired(now) {
+            return Err(RedeemError::NotRedeemable);
+        }
+        request.status = Status::Redeemed;
+        for token in tokens {
+            t.tokens.insert(token.hash.clone(), token.clone());
+        }
+        Ok(())
+    }
+
+    async fn expire_due(
+        &self,
+        now: i64,
+        lookback: i64,
+        limit: usize,
+    ) -> Result<Vec<AuthRequest>, StoreError> {
+        let mut t = self.lock()?;
+        let due: Vec<(i64, String)> = t
+            .due
+            .range((now - lookback, String::new())..)
+            .take_while(|(expires_at, _)| *expires_at <= now)
+            .take(limit)
+            .cloned()
+            .collect();
+        let mut expired = Vec::new();
+        for entry in due {
+            t.due.remove(&entry);
+            if let Some(request) = t.requests.get_mut(&entry.1)
+                && request.status == Status::Pending
+            {
+                request.status = Status::Expired;
+                expired.push(request.clone());
+            }
+        }
+        Ok(expired)
+    }
+
+    async fn mark_notified(&self, auth_req_id: &str, now: i64) -> Result<bool, StoreError> {
+        let mut t = self.lock()?;
+        match t.requests.get_mut(auth_req_id) {
+            Some(request) if request.notified_at.is_none() => {
+                request.notified_at = Some(now);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+#[async_trait]
+impl Tokens for MemoryStore {
+    async fn get_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        Ok(self.lock()?.tokens.get(hash).cloned())
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        hash: &str,
+        client_id: &str,
+        now: i64,
+        successors: &[TokenRecord],
+    ) -> Result<(), RotateError> {
+        let mut t = self.lock()?;
+        let valid = t.tokens.get(hash).is_some_and(|r| {
+            r.kind == TokenKind::Refresh && r.client_id == client_id && r.expires_at > now
+        });
+        if !valid {
+            return Err(RotateError::Invalid);
+        }
+        t.tokens.remove(hash);
+        for token in successors {
+            t.tokens.insert(token.hash.clone(), token.clone());
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Clients for MemoryStore {
     async fn put_client(&self, client: &Client) -> Result<(), StoreError> {
         self.lock()?
             .clients
@@ -71,7 +286,10 @@ impl Store for MemoryStore {
     async fn get_client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
         Ok(self.lock()?.clients.get(client_id).cloned())
     }
+}
 
+#[async_trait]
+impl Accounts for MemoryStore {
     async fn put_user(&self, user: &User) -> Result<(), StoreError> {
         let mut t = self.lock()?;
         for hint in &user.login_hints {
@@ -154,7 +372,10 @@ impl Store for MemoryStore {
         devices.sort_by(|a, b| a.device_id.cmp(&b.device_id));
         Ok(devices)
     }
+}
 
+#[async_trait]
+impl Jtis for MemoryStore {
     async fn use_jti(&self, jti: &JtiUse, now: i64) -> Result<bool, StoreError> {
         let mut t = self.lock()?;
         if jti_is_live(&t, jti, now) {
@@ -162,192 +383,6 @@ impl Store for MemoryStore {
         }
         insert_jti(&mut t, jti);
         Ok(true)
-    }
-
-    async fn create_auth_request(
-        &self,
-        request: &AuthRequest,
-        jti: Option<&JtiUse>,
-    ) -> Result<(), CreateError> {
-        let mut t = self.lock()?;
-        if let Some(jti) = jti
-            && jti_is_live(&t, jti, request.created_at)
-        {
-            return Err(CreateError::JtiReplayed);
-        }
-        if t.requests.contains_key(&request.auth_req_id) || t.txns.contains_key(&request.txn) {
-            return Err(CreateError::Store(StoreError::Fault(
-                "auth_req_id or txn collision".into(),
-            )));
-        }
-        if let Some(jti) = jti {
-            insert_jti(&mut t, jti);
-        }
-        t.txns
-            .insert(request.txn.clone(), request.auth_req_id.clone());
-        if request.delivery_mode != DeliveryMode::Poll {
-            t.due
-                .insert((request.expires_at, request.auth_req_id.clone()));
-        }
-        t.requests
-            .insert(request.auth_req_id.clone(), request.clone());
-        Ok(())
-    }
-
-    async fn discard_auth_request(
-        &self,
-        request: &AuthRequest,
-        jti: Option<&JtiUse>,
-    ) -> Result<(), StoreError> {
-        let mut t = self.lock()?;
-        t.requests.remove(&request.auth_req_id);
-        t.txns.remove(&request.txn);
-        t.due
-            .remove(&(request.expires_at, request.auth_req_id.clone()));
-        if let Some(jti) = jti {
-            t.jtis.remove(&(jti.scope.clone(), jti.jti.clone()));
-        }
-        Ok(())
-    }
-
-    async fn get_auth_request(&self, auth_req_id: &str) -> Result<Option<AuthRequest>, StoreError> {
-        Ok(self.lock()?.requests.get(auth_req_id).cloned())
-    }
-
-    async fn get_auth_request_by_txn(&self, txn: &str) -> Result<Option<AuthRequest>, StoreError> {
-        let t = self.lock()?;
-        Ok(t.txns.get(txn).and_then(|id| t.requests.get(id)).cloned())
-    }
-
-    async fn record_poll(&self, auth_req_id: &str, now_ms: i64) -> Result<PollOutcome, StoreError> {
-        let mut t = self.lock()?;
-        let Some(request) = t.requests.get_mut(auth_req_id) else {
-            return Ok(PollOutcome::Gone);
-        };
-        let too_soon = request
-            .last_poll_ms
-            .is_some_and(|last| now_ms < last + request.interval * 1000);
-        request.last_poll_ms = Some(now_ms);
-        if too_soon {
-            request.interval += 5;
-            return Ok(PollOutcome::TooSoon {
-                interval: request.interval,
-            });
-        }
-        Ok(PollOutcome::InTime)
-    }
-
-    async fn decide(
-        &self,
-        auth_req_id: &str,
-        decision: Decision,
-        now: i64,
-        jti: &JtiUse,
-    ) -> Result<(), DecideError> {
-        let mut t = self.lock()?;
-        let replayed = jti_is_live(&t, jti, now);
-        let Some(request) = t.requests.get_mut(auth_req_id) else {
-            return Err(DecideError::NotFound);
-        };
-        if replayed {
-            return Err(DecideError::JtiReplayed);
-        }
-        if request.is_expired(now) && matches!(request.status, Status::Pending | Status::Expired) {
-            return Err(DecideError::Expired);
-        }
-        if request.status != Status::Pending {
-            return Err(DecideError::AlreadyDecided);
-        }
-        request.status = match decision {
-            Decision::Approve => Status::Approved,
-            Decision::Deny => Status::Denied,
-        };
-        request.decided_at = Some(now);
-        insert_jti(&mut t, jti);
-        Ok(())
-    }
-
-    async fn redeem(
-        &self,
-        auth_req_id: &str,
-        now: i64,
-        tokens: &[TokenRecord],
-    ) -> Result<(), RedeemError> {
-        let mut t = self.lock()?;
-        let Some(request) = t.requests.get_mut(auth_req_id) else {
-            return Err(RedeemError::NotRedeemable);
-        };
-        if request.status != Status::Approved || request.is_expired(now) {
-            return Err(RedeemError::NotRedeemable);
-        }
-        request.status = Status::Redeemed;
-        for token in tokens {
-            t.tokens.insert(token.hash.clone(), token.clone());
-        }
-        Ok(())
-    }
-
-    async fn get_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
-        Ok(self.lock()?.tokens.get(hash).cloned())
-    }
-
-    async fn expire_due(
-        &self,
-        now: i64,
-        lookback: i64,
-        limit: usize,
-    ) -> Result<Vec<AuthRequest>, StoreError> {
-        let mut t = self.lock()?;
-        let due: Vec<(i64, String)> = t
-            .due
-            .range((now - lookback, String::new())..)
-            .take_while(|(expires_at, _)| *expires_at <= now)
-            .take(limit)
-            .cloned()
-            .collect();
-        let mut expired = Vec::new();
-        for entry in due {
-            t.due.remove(&entry);
-            if let Some(request) = t.requests.get_mut(&entry.1)
-                && request.status == Status::Pending
-            {
-                request.status = Status::Expired;
-                expired.push(request.clone());
-            }
-        }
-        Ok(expired)
-    }
-
-    async fn mark_notified(&self, auth_req_id: &str, now: i64) -> Result<bool, StoreError> {
-        let mut t = self.lock()?;
-        match t.requests.get_mut(auth_req_id) {
-            Some(request) if request.notified_at.is_none() => {
-                request.notified_at = Some(now);
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
-    }
-
-    async fn rotate_refresh_token(
-        &self,
-        hash: &str,
-        client_id: &str,
-        now: i64,
-        successors: &[TokenRecord],
-    ) -> Result<(), RotateError> {
-        let mut t = self.lock()?;
-        let valid = t.tokens.get(hash).is_some_and(|r| {
-            r.kind == TokenKind::Refresh && r.client_id == client_id && r.expires_at > now
-        });
-        if !valid {
-            return Err(RotateError::Invalid);
-        }
-        t.tokens.remove(hash);
-        for token in successors {
-            t.tokens.insert(token.hash.clone(), token.clone());
-        }
-        Ok(())
     }
 }
 

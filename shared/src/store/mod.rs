@@ -1,5 +1,6 @@
-//! The store port: one small trait of the operations the endpoints need, with two adapters
-//! (DynamoDB and in-memory) that pass the same test suite (`suite`).
+//! The store port: one small trait per role (`Requests`, `Tokens`, `Clients`, `Accounts`,
+//! `Jtis`) and `Store`, which hands each of them out, with two adapters (DynamoDB and in-memory)
+//! that pass the same test suite (`suite`).
 //!
 //! Every state change that must not race is one atomic conditional operation here: the poll-rate
 //! check, the one decision per request, the one-time redemption, single use of a `jti`.
@@ -56,7 +57,8 @@ pub enum CreateError {
 pub enum PollOutcome {
     /// Polled no sooner than `interval` after the previous poll.
     InTime,
-    /// Polled too soon: the request's interval is now `interval` seconds (5 more than before).
+    /// Polled too soon: the request's interval is now `interval` seconds (one
+    /// `protocol::SLOW_DOWN_STEP_SECS` more than before).
     TooSoon { interval: i64 },
     /// The request no longer exists.
     Gone,
@@ -123,40 +125,16 @@ impl From<StoreError> for RedeemError {
     }
 }
 
+/// How far back an expiry sweep looks for requests that expired unnoticed (the `lookback` of
+/// `Requests::expire_due`), in the deployed sweeper and the local API alike.
+pub const SWEEP_LOOKBACK_SECS: i64 = 3600;
+/// Requests one expiry sweep pass expires at most (the `limit` of `Requests::expire_due`).
+pub const SWEEP_BATCH: usize = 100;
+
+/// Authentication requests: creation, the poll-rate check, the one decision, redemption, the
+/// expiry sweep and the notification mark.
 #[async_trait]
-pub trait Store: Send + Sync {
-    async fn put_client(&self, client: &Client) -> Result<(), StoreError>;
-    async fn get_client(&self, client_id: &str) -> Result<Option<Client>, StoreError>;
-
-    /// Stores the user and makes each of its login hints find it.
-    async fn put_user(&self, user: &User) -> Result<(), StoreError>;
-    async fn get_user(&self, sub: &str) -> Result<Option<User>, StoreError>;
-    /// The user a login hint names (compared after `domain::normalize_hint`).
-    async fn find_user_by_hint(&self, hint: &str) -> Result<Option<User>, StoreError>;
-
-    async fn put_device(&self, device: &Device) -> Result<(), StoreError>;
-    async fn get_device(&self, device_id: &str) -> Result<Option<Device>, StoreError>;
-
-    async fn put_enrollment_code(&self, code: &EnrollmentCode) -> Result<(), StoreError>;
-    /// The code with this hash, unless it is unknown, used or expired at `now`.
-    async fn get_enrollment_code(
-        &self,
-        code_hash: &str,
-        now: i64,
-    ) -> Result<Option<EnrollmentCode>, StoreError>;
-    /// Consumes an unexpired enrolment code issued for `device.sub` and stores the device, in one
-    /// atomic write: a code enrols exactly one device, once.
-    async fn enroll_device(
-        &self,
-        code_hash: &str,
-        device: &Device,
-        now: i64,
-    ) -> Result<(), EnrollError>;
-    async fn list_devices(&self, sub: &str) -> Result<Vec<Device>, StoreError>;
-
-    /// Marks a `jti` used; `false` when it was used before and has not yet expired.
-    async fn use_jti(&self, jti: &JtiUse, now: i64) -> Result<bool, StoreError>;
-
+pub trait Requests: Send + Sync {
     /// Stores a new request, consuming the request object's `jti` in the same atomic write. A
     /// ping or push request is also filed under its expiry, for `expire_due`.
     async fn create_auth_request(
@@ -164,6 +142,7 @@ pub trait Store: Send + Sync {
         request: &AuthRequest,
         jti: Option<&JtiUse>,
     ) -> Result<(), CreateError>;
+
     /// Removes a request that could not be delivered to any device, with its `txn` and the
     /// request object's `jti`, so the client may send the same request again.
     async fn discard_auth_request(
@@ -171,11 +150,14 @@ pub trait Store: Send + Sync {
         request: &AuthRequest,
         jti: Option<&JtiUse>,
     ) -> Result<(), StoreError>;
+
     async fn get_auth_request(&self, auth_req_id: &str) -> Result<Option<AuthRequest>, StoreError>;
+
     async fn get_auth_request_by_txn(&self, txn: &str) -> Result<Option<AuthRequest>, StoreError>;
 
     /// Records a poll at `now_ms`. A poll sooner than `interval` after the previous one grows the
-    /// interval by 5 seconds, atomically, so concurrent pollers cannot all slip through.
+    /// interval by `protocol::SLOW_DOWN_STEP_SECS`, atomically, so concurrent pollers cannot all
+    /// slip through.
     async fn record_poll(&self, auth_req_id: &str, now_ms: i64) -> Result<PollOutcome, StoreError>;
 
     /// Records the user's one decision on a pending, unexpired request, consuming the decision's
@@ -199,8 +181,6 @@ pub trait Store: Send + Sync {
         tokens: &[TokenRecord],
     ) -> Result<(), RedeemError>;
 
-    async fn get_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError>;
-
     /// Marks `expired` every pending ping or push request whose expiry has passed by `now` (at
     /// most `limit` of them), so their clients can be told; answers the requests it marked.
     /// Requests that expired more than `lookback` seconds ago are no longer looked for.
@@ -213,6 +193,12 @@ pub trait Store: Send + Sync {
 
     /// Records that the client was notified of the request's outcome; `false` when it already was.
     async fn mark_notified(&self, auth_req_id: &str, now: i64) -> Result<bool, StoreError>;
+}
+
+/// Issued access and refresh tokens, by hash.
+#[async_trait]
+pub trait Tokens: Send + Sync {
+    async fn get_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError>;
 
     /// Spends the unexpired refresh token `hash` of `client_id` and stores its successors, in
     /// one atomic write: a refresh token is used at most once.
@@ -223,4 +209,66 @@ pub trait Store: Send + Sync {
         now: i64,
         successors: &[TokenRecord],
     ) -> Result<(), RotateError>;
+}
+
+/// Registered clients.
+#[async_trait]
+pub trait Clients: Send + Sync {
+    async fn put_client(&self, client: &Client) -> Result<(), StoreError>;
+
+    async fn get_client(&self, client_id: &str) -> Result<Option<Client>, StoreError>;
+}
+
+/// Users, their devices and the enrolment codes that bind a device to a user.
+#[async_trait]
+pub trait Accounts: Send + Sync {
+    /// Stores the user and makes each of its login hints find it.
+    async fn put_user(&self, user: &User) -> Result<(), StoreError>;
+
+    async fn get_user(&self, sub: &str) -> Result<Option<User>, StoreError>;
+
+    /// The user a login hint names (compared after `domain::normalize_hint`).
+    async fn find_user_by_hint(&self, hint: &str) -> Result<Option<User>, StoreError>;
+
+    async fn put_device(&self, device: &Device) -> Result<(), StoreError>;
+
+    async fn get_device(&self, device_id: &str) -> Result<Option<Device>, StoreError>;
+
+    async fn put_enrollment_code(&self, code: &EnrollmentCode) -> Result<(), StoreError>;
+
+    /// The code with this hash, unless it is unknown, used or expired at `now`.
+    async fn get_enrollment_code(
+        &self,
+        code_hash: &str,
+        now: i64,
+    ) -> Result<Option<EnrollmentCode>, StoreError>;
+
+    /// Consumes an unexpired enrolment code issued for `device.sub` and stores the device, in one
+    /// atomic write: a code enrols exactly one device, once.
+    async fn enroll_device(
+        &self,
+        code_hash: &str,
+        device: &Device,
+        now: i64,
+    ) -> Result<(), EnrollError>;
+
+    async fn list_devices(&self, sub: &str) -> Result<Vec<Device>, StoreError>;
+}
+
+/// Single use of JWT ids that no other write consumes (client assertions).
+#[async_trait]
+pub trait Jtis: Send + Sync {
+    /// Marks a `jti` used; `false` when it was used before and has not yet expired.
+    async fn use_jti(&self, jti: &JtiUse, now: i64) -> Result<bool, StoreError>;
+}
+
+/// The whole store, one role at a time: `store.requests().decide(..)`,
+/// `store.clients().get_client(..)`. An adapter implements every role and answers itself for
+/// each; a decorator may replace one role and forward the others.
+pub trait Store: Send + Sync {
+    fn requests(&self) -> &dyn Requests;
+    fn tokens(&self) -> &dyn Tokens;
+    fn clients(&self) -> &dyn Clients;
+    fn accounts(&self) -> &dyn Accounts;
+    fn jtis(&self) -> &dyn Jtis;
 }

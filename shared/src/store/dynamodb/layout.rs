@@ -1,0 +1,101 @@
+//! Where each item lives: the sort keys and key builders of the item layout (the table in the
+//! `dynamodb` module documentation), and how long request items outlive their request.
+
+use std::collections::HashMap;
+
+use super::codec::{Item, s};
+use crate::store::JtiUse;
+
+/// How long auth request and txn items outlive the request's expiry before TTL may delete them.
+pub(super) const REQUEST_RETENTION_SECS: i64 = 86_400;
+
+pub(super) const SK_CLIENT: &str = "CLIENT";
+pub(super) const SK_PROFILE: &str = "PROFILE";
+pub(super) const SK_HINT: &str = "HINT";
+pub(super) const SK_DEVICE: &str = "DEVICE";
+pub(super) const SK_JTI: &str = "JTI";
+pub(super) const SK_AUTHREQ: &str = "AUTHREQ";
+pub(super) const SK_TXN: &str = "TXN";
+pub(super) const SK_TOKEN: &str = "TOKEN";
+pub(super) const SK_ENROLL: &str = "ENROLL";
+pub(super) const DEVICE_PREFIX: &str = "DEVICE#";
+
+pub(super) fn key(pk: String, sk: &str) -> Item {
+    HashMap::from([("pk".to_owned(), s(&pk)), ("sk".to_owned(), s(sk))])
+}
+
+pub(super) fn client_pk(client_id: &str) -> String {
+    format!("CLIENT#{client_id}")
+}
+
+pub(super) fn user_pk(sub: &str) -> String {
+    format!("USER#{sub}")
+}
+
+/// The key of a login hint, already normalised (`normalize_hint`).
+pub(super) fn hint_pk(normalized_hint: &str) -> String {
+    format!("HINT#{normalized_hint}")
+}
+
+pub(super) fn device_pk(device_id: &str) -> String {
+    format!("DEVICE#{device_id}")
+}
+
+/// The sort key of a device's copy under its user.
+pub(super) fn user_device_sk(device_id: &str) -> String {
+    format!("{DEVICE_PREFIX}{device_id}")
+}
+
+/// What the key of every auth request item starts with.
+pub(super) const AUTHREQ_PREFIX: &str = "AUTHREQ#";
+
+pub(super) fn authreq_pk(auth_req_id: &str) -> String {
+    format!("{AUTHREQ_PREFIX}{auth_req_id}")
+}
+
+pub(super) fn txn_pk(txn: &str) -> String {
+    format!("TXN#{txn}")
+}
+
+pub(super) fn enroll_pk(code_hash: &str) -> String {
+    format!("ENROLL#{code_hash}")
+}
+
+/// The key of the requests due in the minute `expires_at` falls in.
+pub(super) fn due_pk(expires_at: i64) -> String {
+    due_minute_pk(expires_at.div_euclid(60))
+}
+
+/// The key of the requests due in `minute` (epoch seconds / 60).
+pub(super) fn due_minute_pk(minute: i64) -> String {
+    format!("DUE#{minute}")
+}
+
+pub(super) fn token_pk(hash: &str) -> String {
+    format!("TOKEN#{hash}")
+}
+
+pub(super) fn jti_pk(jti: &JtiUse) -> String {
+    let scope = jti.scope.replace('%', "%25").replace('#', "%23");
+    format!("JTI#{scope}#{}", jti.jti)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::jti_pk;
+    use crate::store::JtiUse;
+
+    #[test]
+    fn jti_scope_cannot_spill_into_the_jti() {
+        let pk = |scope: &str, jti: &str| {
+            jti_pk(&JtiUse {
+                scope: scope.into(),
+                jti: jti.into(),
+                expires_at: 0,
+            })
+        };
+        assert_eq!(pk("c1", "j1"), "JTI#c1#j1");
+        assert_ne!(pk("a#b", "c"), pk("a", "b#c"));
+        assert_ne!(pk("a%23", "c"), pk("a#", "c"));
+    }
+}

@@ -1,0 +1,145 @@
+//! The DynamoDB store: every entity in one table with string keys `pk` / `sk` and a numeric TTL
+//! attribute `ttl` (epoch seconds). TTL deletion is late by up to days, so expiry is always checked
+//! by the code (in conditions and after reads), never left to TTL.
+//!
+//! # Item layout
+//!
+//! | entity | `pk` | `sk` | other attributes |
+//! |---|---|---|---|
+//! | client | `CLIENT#<client_id>` | `CLIENT` | `client_id`, `data` (JSON of `Client`) |
+//! | user | `USER#<sub>` | `PROFILE` | `sub`, `data` (JSON of `User`, claims included) |
+//! | login hint | `HINT#<normalize_hint(hint)>` | `HINT` | `sub` |
+//! | device | `DEVICE#<device_id>` | `DEVICE` | `device_id`, `sub`, `data` (JSON of `Device`) |
+//! | device, per user | `USER#<sub>` | `DEVICE#<device_id>` | same as the device item |
+//! | used `jti` | `JTI#<scope>#<jti>` | `JTI` | `scope`, `jti`, `ttl` = the `jti`'s `expires_at` |
+//! | auth request | `AUTHREQ#<auth_req_id>` | `AUTHREQ` | see below, `ttl` = `expires_at` + 86400 |
+//! | txn | `TXN#<txn>` | `TXN` | `auth_req_id`, `ttl` = the request's `expires_at` + 86400 |
+//! | enrolment code | `ENROLL#<code hash>` | `ENROLL` | `sub`, `expires_at`, `ttl` = `expires_at` |
+//! | pending ping/push request, by expiry minute | `DUE#<expires_at / 60>` | `<auth_req_id>` | `expires_at`, `ttl` = `expires_at` + 86400 |
+//! | token | `TOKEN#<hash>` | `TOKEN` | `hash`, `kind`, `client_id`, `sub`, `scope`, `auth_req_id`, `auth_time`, `expires_at`, `ttl` = `expires_at` |
+//!
+//! In a `jti` key, `%` and `#` inside the scope are written `%25` and `%23`, so the first `#`
+//! after `JTI#` always ends the scope (scopes are client and device ids, which normally have
+//! neither).
+//!
+//! An auth request is stored as plain top-level attributes (no JSON blob), so conditions can use
+//! them: `auth_req_id`, `txn`, `client_id`, `sub`, `scope`, `acr_values`?, `binding_message`?,
+//! `client_notification_token`?, `delivery_mode` (`poll` / `ping` / `push`), `created_at`,
+//! `expires_at`, `interval` (seconds), `last_poll_ms`?, `status` (`pending` / `approved` /
+//! `denied` / `redeemed`), `decided_at`? (`?`: absent when `None`), plus two helpers for the
+//! poll-rate check, since condition expressions cannot do arithmetic:
+//! `interval_ms` (= `interval` * 1000) and `next_poll_ms` (= `last_poll_ms` + `interval_ms`,
+//! absent before the first poll).
+//!
+//! A user's profile and hint items are written in one transaction, a device and its per-user copy
+//! too. Request creation (request, txn and `jti`), decisions (request and `jti`) and redemption
+//! (request and tokens) are single `TransactWriteItems` with conditions; the poll-rate check is a
+//! conditional `UpdateItem`. Every read is strongly consistent.
+//!
+//! # Files
+//!
+//! `layout` names the keys, `codec` turns items into domain values and back, `transact` runs
+//! transactions and retries and maps SDK errors; each item family implements its role in its own
+//! file (`requests`, `tokens`, `clients`, `accounts`, `jtis`). `provision` creates the table and
+//! holds the test scaffolding; `stream` reads the table's stream records for the notifier.
+
+mod accounts;
+mod clients;
+mod codec;
+mod jtis;
+mod layout;
+mod provision;
+mod requests;
+pub mod stream;
+mod tokens;
+mod transact;
+
+use aws_sdk_dynamodb::Client as DynamoClient;
+
+pub use provision::{TableSetupError, create_table, local_client, test_store_from_env};
+
+use codec::Item;
+use layout::key;
+use transact::sdk_error;
+
+use super::{Accounts, Clients, Jtis, Requests, Store, StoreError, Tokens};
+
+/// The `Store` on one DynamoDB table (see the module documentation for the layout).
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: DynamoClient,
+    table: String,
+}
+
+impl DynamoStore {
+    pub fn new(client: DynamoClient, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    async fn get(&self, op: &str, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error(op, e))?;
+        Ok(out.item)
+    }
+}
+
+impl Store for DynamoStore {
+    fn requests(&self) -> &dyn Requests {
+        self
+    }
+
+    fn tokens(&self) -> &dyn Tokens {
+        self
+    }
+
+    fn clients(&self) -> &dyn Clients {
+        self
+    }
+
+    fn accounts(&self) -> &dyn Accounts {
+        self
+    }
+
+    fn jtis(&self) -> &dyn Jtis {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    crate::store_suite!(optional super::test_store_from_env());
+
+    use super::{DynamoStore, StoreError, local_client, test_store_from_env};
+    use crate::store::Clients;
+
+    #[tokio::test]
+    async fn unreachable_endpoint_is_unavailable() {
+        let store = DynamoStore::new(local_client("http://127.0.0.1:9").await, "t");
+        let err = store.get_client("c1").await.unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn missing_table_is_a_fault() {
+        let Some(store) = test_store_from_env().await else {
+            return;
+        };
+        let store = DynamoStore::new(store.client.clone(), "no-such-table");
+        let err = store.get_client("c1").await.unwrap_err();
+        assert!(matches!(err, StoreError::Fault(_)), "{err:?}");
+    }
+}

@@ -1,0 +1,170 @@
+//! The store test suite. Every adapter runs all of it through `store_suite!`, so the in-memory
+//! store and DynamoDB behave the same way. The cases live with their role (`clients`,
+//! `accounts`, `jtis`, `requests`, `decisions` for `Requests`' decisions and redemptions,
+//! `tokens`); the fixtures they share are here.
+
+use std::sync::Arc;
+
+use super::{JtiUse, Store};
+use crate::domain::{
+    AuthMethod, AuthRequest, Client, Decision, DeliveryMode, Status, TokenKind, TokenRecord,
+};
+
+mod accounts;
+mod clients;
+mod decisions;
+mod jtis;
+mod requests;
+mod tokens;
+
+pub use accounts::*;
+pub use clients::*;
+pub use decisions::*;
+pub use jtis::*;
+pub use requests::*;
+pub use tokens::*;
+
+/// Expands to one `#[tokio::test]` per suite case, each on a fresh store from `$make`
+/// (an `async` block giving an `Arc<dyn Store>`-compatible value).
+///
+/// `store_suite!(optional $make)`: `$make` is a future giving an `Option` of such a value; on
+/// `None` every case returns at once (passes), for adapters whose backend may be absent.
+#[macro_export]
+macro_rules! store_suite {
+    (optional $make:expr) => {
+        $crate::store_suite!(::std::future::ready(match $make.await {
+            ::std::option::Option::Some(store) => store,
+            ::std::option::Option::None => return,
+        }));
+    };
+    ($make:expr) => {
+        $crate::store_suite!(@cases $make;
+            client_round_trips,
+            unknown_client_is_none,
+            user_is_found_by_each_login_hint_ignoring_case,
+            unknown_hint_finds_nobody,
+            devices_are_listed_per_user,
+            enrollment_code_enrols_one_device_once,
+            expired_enrollment_code_enrols_nothing,
+            enrollment_code_of_another_user_enrols_nothing,
+            discarded_request_is_gone_and_its_jti_reusable,
+            jti_is_accepted_once,
+            expired_jti_may_be_used_again,
+            created_request_is_found_by_id_and_by_txn,
+            replayed_request_object_jti_stores_nothing,
+            first_poll_is_in_time,
+            poll_sooner_than_interval_grows_interval_by_five,
+            poll_after_interval_is_in_time,
+            poll_of_unknown_request_is_gone,
+            decision_is_recorded_once,
+            decision_after_expiry_is_refused,
+            decision_with_replayed_jti_leaves_request_pending,
+            decision_on_unknown_request_is_not_found,
+            replayed_decision_on_decided_request_is_a_replay,
+            pending_request_cannot_be_redeemed,
+            denied_request_cannot_be_redeemed,
+            expired_request_cannot_be_redeemed,
+            approved_request_is_redeemed_once_and_tokens_are_stored,
+            concurrent_redemptions_succeed_exactly_once,
+            refresh_token_rotates_once,
+            expiry_sweep_marks_due_ping_and_push_requests_once,
+            expiry_sweep_leaves_poll_and_decided_requests,
+            expired_request_cannot_be_decided,
+            notification_is_marked_once,
+            refresh_token_of_another_client_does_not_rotate,
+            expired_refresh_token_does_not_rotate,
+            concurrent_decisions_succeed_exactly_once,
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let store = $make.await;
+                $crate::store::suite::$case(store).await;
+            }
+        )*
+    };
+}
+
+const NOW: i64 = 1_800_000_000;
+
+pub fn client(id: &str) -> Client {
+    Client {
+        client_id: id.into(),
+        client_name: Some(format!("{id} name")),
+        client_secret_hash: Some(crate::secret::hash("secret")),
+        token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
+        jwks: None,
+        backchannel_token_delivery_mode: DeliveryMode::Poll,
+        backchannel_client_notification_endpoint: None,
+        backchannel_authentication_request_signing_alg: None,
+        backchannel_user_code_parameter: false,
+    }
+}
+
+pub fn request(id: &str) -> AuthRequest {
+    AuthRequest {
+        auth_req_id: id.into(),
+        txn: format!("txn-{id}"),
+        client_id: "c1".into(),
+        sub: "alice".into(),
+        scope: "openid profile".into(),
+        acr_values: None,
+        binding_message: Some("W4SCT".into()),
+        client_notification_token: None,
+        delivery_mode: DeliveryMode::Poll,
+        created_at: NOW,
+        expires_at: NOW + 600,
+        interval: 2,
+        last_poll_ms: None,
+        status: Status::Pending,
+        decided_at: None,
+        notified_at: None,
+    }
+}
+
+fn jti(scope: &str, jti: &str) -> JtiUse {
+    JtiUse {
+        scope: scope.into(),
+        jti: jti.into(),
+        expires_at: NOW + 300,
+    }
+}
+
+fn token(hash: &str, kind: TokenKind) -> TokenRecord {
+    TokenRecord {
+        hash: hash.into(),
+        kind,
+        client_id: "c1".into(),
+        sub: "alice".into(),
+        scope: "openid".into(),
+        auth_req_id: "r1".into(),
+        auth_time: NOW + 10,
+        expires_at: NOW + 3600,
+    }
+}
+
+async fn created(store: &Arc<dyn Store>, id: &str) -> AuthRequest {
+    let r = request(id);
+    store
+        .requests()
+        .create_auth_request(&r, None)
+        .await
+        .unwrap();
+    r
+}
+
+async fn approved(store: &Arc<dyn Store>, id: &str) {
+    created(store, id).await;
+    store
+        .requests()
+        .decide(
+            id,
+            Decision::Approve,
+            NOW + 10,
+            &jti("dev", &format!("d-{id}")),
+        )
+        .await
+        .unwrap();
+}

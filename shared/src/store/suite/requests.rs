@@ -1,0 +1,325 @@
+//! Cases of `Requests`: creation and discarding, the poll-rate check, the expiry sweep and
+//! the notification mark.
+
+use std::sync::Arc;
+
+use super::{NOW, created, jti, request};
+use crate::domain::{AuthRequest, Decision, DeliveryMode, Status};
+use crate::store::{CreateError, DecideError, PollOutcome, Store};
+
+pub async fn discarded_request_is_gone_and_its_jti_reusable(store: Arc<dyn Store>) {
+    let r = request("r1");
+    let j = jti("c1", "ro-1");
+    store
+        .requests()
+        .create_auth_request(&r, Some(&j))
+        .await
+        .unwrap();
+    store
+        .requests()
+        .discard_auth_request(&r, Some(&j))
+        .await
+        .unwrap();
+    assert_eq!(store.requests().get_auth_request("r1").await.unwrap(), None);
+    assert_eq!(
+        store
+            .requests()
+            .get_auth_request_by_txn("txn-r1")
+            .await
+            .unwrap(),
+        None
+    );
+    store
+        .requests()
+        .create_auth_request(&request("r2"), Some(&j))
+        .await
+        .unwrap();
+}
+
+pub async fn created_request_is_found_by_id_and_by_txn(store: Arc<dyn Store>) {
+    let r = request("r1");
+    store
+        .requests()
+        .create_auth_request(&r, Some(&jti("c1", "ro-1")))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.requests().get_auth_request("r1").await.unwrap(),
+        Some(r.clone())
+    );
+    assert_eq!(
+        store
+            .requests()
+            .get_auth_request_by_txn("txn-r1")
+            .await
+            .unwrap(),
+        Some(r)
+    );
+    assert_eq!(store.requests().get_auth_request("r2").await.unwrap(), None);
+    assert_eq!(
+        store
+            .requests()
+            .get_auth_request_by_txn("txn-r2")
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+pub async fn replayed_request_object_jti_stores_nothing(store: Arc<dyn Store>) {
+    store
+        .requests()
+        .create_auth_request(&request("r1"), Some(&jti("c1", "ro-1")))
+        .await
+        .unwrap();
+    let replay = store
+        .requests()
+        .create_auth_request(&request("r2"), Some(&jti("c1", "ro-1")))
+        .await;
+    assert!(
+        matches!(replay, Err(CreateError::JtiReplayed)),
+        "{replay:?}"
+    );
+    assert_eq!(store.requests().get_auth_request("r2").await.unwrap(), None);
+    assert_eq!(
+        store
+            .requests()
+            .get_auth_request_by_txn("txn-r2")
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+pub async fn first_poll_is_in_time(store: Arc<dyn Store>) {
+    created(&store, "r1").await;
+    let outcome = store
+        .requests()
+        .record_poll("r1", NOW * 1000)
+        .await
+        .unwrap();
+    assert_eq!(outcome, PollOutcome::InTime);
+}
+
+pub async fn poll_sooner_than_interval_grows_interval_by_five(store: Arc<dyn Store>) {
+    created(&store, "r1").await;
+    store
+        .requests()
+        .record_poll("r1", NOW * 1000)
+        .await
+        .unwrap();
+    let second = store
+        .requests()
+        .record_poll("r1", NOW * 1000 + 1999)
+        .await
+        .unwrap();
+    assert_eq!(second, PollOutcome::TooSoon { interval: 7 });
+    let third = store
+        .requests()
+        .record_poll("r1", NOW * 1000 + 5000)
+        .await
+        .unwrap();
+    assert_eq!(third, PollOutcome::TooSoon { interval: 12 });
+    let stored = store
+        .requests()
+        .get_auth_request("r1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.interval, 12);
+    assert_eq!(stored.last_poll_ms, Some(NOW * 1000 + 5000));
+}
+
+pub async fn poll_after_interval_is_in_time(store: Arc<dyn Store>) {
+    created(&store, "r1").await;
+    store
+        .requests()
+        .record_poll("r1", NOW * 1000)
+        .await
+        .unwrap();
+    let outcome = store
+        .requests()
+        .record_poll("r1", NOW * 1000 + 2000)
+        .await
+        .unwrap();
+    assert_eq!(outcome, PollOutcome::InTime);
+    assert_eq!(
+        store
+            .requests()
+            .get_auth_request("r1")
+            .await
+            .unwrap()
+            .unwrap()
+            .interval,
+        2
+    );
+}
+
+pub async fn poll_of_unknown_request_is_gone(store: Arc<dyn Store>) {
+    assert_eq!(
+        store
+            .requests()
+            .record_poll("nope", NOW * 1000)
+            .await
+            .unwrap(),
+        PollOutcome::Gone
+    );
+}
+
+fn ping(id: &str, expires_at: i64) -> AuthRequest {
+    AuthRequest {
+        delivery_mode: DeliveryMode::Ping,
+        client_notification_token: Some("cnt".into()),
+        expires_at,
+        ..request(id)
+    }
+}
+
+pub async fn expiry_sweep_marks_due_ping_and_push_requests_once(store: Arc<dyn Store>) {
+    store
+        .requests()
+        .create_auth_request(&ping("p1", NOW + 100), None)
+        .await
+        .unwrap();
+    let push = AuthRequest {
+        delivery_mode: DeliveryMode::Push,
+        ..ping("p2", NOW + 130)
+    };
+    store
+        .requests()
+        .create_auth_request(&push, None)
+        .await
+        .unwrap();
+    store
+        .requests()
+        .create_auth_request(&ping("p3", NOW + 500), None)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .requests()
+            .expire_due(NOW + 99, 3600, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let mut ids: Vec<String> = store
+        .requests()
+        .expire_due(NOW + 130, 3600, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            assert_eq!(r.status, Status::Expired);
+            r.auth_req_id
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["p1", "p2"]);
+    assert!(
+        store
+            .requests()
+            .expire_due(NOW + 131, 3600, 100)
+            .await
+            .unwrap()
+            .is_empty(),
+        "once"
+    );
+    let stored = store
+        .requests()
+        .get_auth_request("p1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.status, Status::Expired);
+    assert_eq!(
+        store
+            .requests()
+            .get_auth_request("p3")
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        Status::Pending
+    );
+}
+
+pub async fn expiry_sweep_leaves_poll_and_decided_requests(store: Arc<dyn Store>) {
+    created(&store, "poll").await;
+    store
+        .requests()
+        .create_auth_request(&ping("p1", NOW + 100), None)
+        .await
+        .unwrap();
+    store
+        .requests()
+        .decide("p1", Decision::Approve, NOW + 5, &jti("dev", "d1"))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .requests()
+            .expire_due(NOW + 700, 3600, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .requests()
+            .get_auth_request("p1")
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        Status::Approved
+    );
+    assert_eq!(
+        store
+            .requests()
+            .get_auth_request("poll")
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        Status::Pending
+    );
+}
+
+pub async fn expired_request_cannot_be_decided(store: Arc<dyn Store>) {
+    store
+        .requests()
+        .create_auth_request(&ping("p1", NOW + 100), None)
+        .await
+        .unwrap();
+    store
+        .requests()
+        .expire_due(NOW + 100, 3600, 100)
+        .await
+        .unwrap();
+    let late = store
+        .requests()
+        .decide("p1", Decision::Approve, NOW + 100, &jti("dev", "d1"))
+        .await;
+    assert!(matches!(late, Err(DecideError::Expired)), "{late:?}");
+}
+
+pub async fn notification_is_marked_once(store: Arc<dyn Store>) {
+    store
+        .requests()
+        .create_auth_request(&ping("p1", NOW + 100), None)
+        .await
+        .unwrap();
+    assert!(store.requests().mark_notified("p1", NOW + 5).await.unwrap());
+    assert!(!store.requests().mark_notified("p1", NOW + 6).await.unwrap());
+    assert_eq!(
+        store
+            .requests()
+            .get_auth_request("p1")
+            .await
+            .unwrap()
+            .unwrap()
+            .notified_at,
+        Some(NOW + 5)
+    );
+}
