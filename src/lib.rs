@@ -5,16 +5,17 @@ pub mod cli;
 pub mod client;
 pub mod dynamo;
 pub mod event;
+pub mod local_notify;
 pub mod options;
 
 use std::sync::Arc;
 
+use crate::local_notify::LocalNotifier;
 use ciba_shared::context::Ctx;
-use ciba_shared::enrollment::{self, IssueError};
 use ciba_shared::error::{DeviceError, RouteError, error_response};
 use ciba_shared::http::json_response;
-use ciba_shared::notify::local::LocalNotifier;
 use ciba_testkit::RecordingPushSender;
+use ciba_testkit::enrollment::{self, IssueError};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::Value;

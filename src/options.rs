@@ -2,16 +2,16 @@
 
 use std::sync::Arc;
 
+use crate::local_notify::{LocalNotifier, NotifyingStore};
 use ciba_shared::config::{Config, Registration};
 use ciba_shared::context::Ctx;
-use ciba_shared::notify::local::{LocalNotifier, NotifyingStore};
 use ciba_shared::notify::{HttpCallbackSender, Notifier, NotifierSettings};
 use ciba_shared::ports::Random;
 use ciba_shared::ports::{Clock, LocalSigner, OsRandom, Signer, SystemClock};
 use ciba_shared::push::{PushSender, SnsPushSender};
 use ciba_shared::secret::Secret;
-use ciba_shared::seed::Seed;
 use ciba_shared::store::{MemoryStore, Store};
+use ciba_testkit::seed::Seed;
 use ciba_testkit::{RecordingPushSender, TeePushSender};
 use std::collections::HashMap;
 use std::time::Duration;

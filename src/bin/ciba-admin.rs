@@ -15,10 +15,10 @@ use std::process::ExitCode;
 
 use ciba_local::cli::{self, Stop};
 use ciba_local::client;
-use ciba_shared::enrollment;
 use ciba_shared::ports::{Clock, OsRandom, SystemClock};
-use ciba_shared::seed::Seed;
 use ciba_shared::store::DynamoStore;
+use ciba_testkit::enrollment;
+use ciba_testkit::seed::Seed;
 
 const USAGE: &str = "\
 ciba-admin: operator tooling for the CIBA OP's store

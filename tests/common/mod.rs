@@ -12,18 +12,18 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ciba_local::LocalApi;
 use ciba_local::event::HttpRequest;
+use ciba_local::local_notify::{LocalNotifier, NotifyingStore};
 use ciba_shared::config::Config;
 use ciba_shared::context::Ctx;
 use ciba_shared::jose;
-use ciba_shared::notify::local::{LocalNotifier, NotifyingStore};
 use ciba_shared::notify::{HttpCallbackSender, Notifier, NotifierSettings};
 use ciba_shared::ports::{LocalSigner, OsRandom, Random};
 use ciba_shared::push::PushSender;
 use ciba_shared::secret::Secret;
-use ciba_shared::seed::Seed;
-use ciba_shared::store::{MemoryStore, Store, dynamodb};
+use ciba_shared::store::{MemoryStore, Store};
 use ciba_testkit::FixedClock;
 use ciba_testkit::RecordingPushSender;
+use ciba_testkit::seed::Seed;
 use lambda_http::Body;
 use p256::ecdsa::SigningKey;
 use p256::pkcs8::DecodePrivateKey;
@@ -112,7 +112,7 @@ impl Harness {
     }
 
     pub async fn dynamodb() -> Option<Self> {
-        let store = dynamodb::test_store_from_env().await?;
+        let store = ciba_testkit::dynamodb::store_from_env().await?;
         Some(Self::with_store(store).await)
     }
 

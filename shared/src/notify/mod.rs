@@ -9,7 +9,6 @@
 //! Success is recorded on the request, so a replayed stream record never notifies twice.
 
 pub mod callback;
-pub mod local;
 
 use std::sync::Arc;
 use std::time::Duration;

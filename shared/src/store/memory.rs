@@ -385,8 +385,3 @@ impl Jtis for MemoryStore {
         Ok(true)
     }
 }
-
-#[cfg(test)]
-mod tests {
-    crate::store_suite!(async { std::sync::Arc::new(super::MemoryStore::new()) });
-}

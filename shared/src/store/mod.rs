@@ -11,7 +11,6 @@ use crate::domain::{AuthRequest, Client, Decision, Device, EnrollmentCode, Token
 
 pub mod dynamodb;
 pub mod memory;
-pub mod suite;
 
 pub use dynamodb::DynamoStore;
 pub use memory::MemoryStore;

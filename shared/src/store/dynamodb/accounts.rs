@@ -221,32 +221,3 @@ impl Accounts for DynamoStore {
         Ok(devices)
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use crate::domain::Device;
-    use crate::store::Accounts;
-    use crate::store::dynamodb::test_store_from_env;
-
-    #[tokio::test]
-    async fn device_moved_to_another_user_leaves_the_old_list() {
-        let Some(store) = test_store_from_env().await else {
-            return;
-        };
-        let mut device = Device {
-            device_id: "d1".into(),
-            sub: "alice".into(),
-            public_key: serde_json::json!({"kty": "EC"}),
-            platform: None,
-            push_token: None,
-            endpoint_arn: None,
-            enabled: true,
-        };
-        store.put_device(&device).await.unwrap();
-        device.sub = "bob".into();
-        store.put_device(&device).await.unwrap();
-        assert!(store.list_devices("alice").await.unwrap().is_empty());
-        assert_eq!(store.list_devices("bob").await.unwrap(), [device.clone()]);
-        assert_eq!(store.get_device("d1").await.unwrap(), Some(device));
-    }
-}

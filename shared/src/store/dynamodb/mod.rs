@@ -56,7 +56,7 @@ mod transact;
 
 use aws_sdk_dynamodb::Client as DynamoClient;
 
-pub use provision::{TableSetupError, create_table, local_client, test_store_from_env};
+pub use provision::{TableSetupError, create_table, local_client};
 
 use codec::Item;
 use layout::key;
@@ -116,30 +116,5 @@ impl Store for DynamoStore {
 
     fn jtis(&self) -> &dyn Jtis {
         self
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    crate::store_suite!(optional super::test_store_from_env());
-
-    use super::{DynamoStore, StoreError, local_client, test_store_from_env};
-    use crate::store::Clients;
-
-    #[tokio::test]
-    async fn unreachable_endpoint_is_unavailable() {
-        let store = DynamoStore::new(local_client("http://127.0.0.1:9").await, "t");
-        let err = store.get_client("c1").await.unwrap_err();
-        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
-    }
-
-    #[tokio::test]
-    async fn missing_table_is_a_fault() {
-        let Some(store) = test_store_from_env().await else {
-            return;
-        };
-        let store = DynamoStore::new(store.client.clone(), "no-such-table");
-        let err = store.get_client("c1").await.unwrap_err();
-        assert!(matches!(err, StoreError::Fault(_)), "{err:?}");
     }
 }

@@ -1,9 +1,7 @@
 //! Setting the table up and test scaffolding: creating the table with its stream and TTL (for
 //! the operator tooling and the tests), a client for DynamoDB Local, and a fresh table per test.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_sdk_dynamodb::Client as DynamoClient;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -12,7 +10,6 @@ use aws_sdk_dynamodb::types::{
     StreamSpecification, StreamViewType, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
 };
 
-use super::DynamoStore;
 use super::transact::build_error;
 use crate::store::StoreError;
 
@@ -192,64 +189,4 @@ pub async fn local_client(endpoint: &str) -> DynamoClient {
         .load()
         .await;
     DynamoClient::new(&config)
-}
-
-/// For tests: a store on a fresh, uniquely named table in the DynamoDB Local at
-/// `CIBA_DYNAMODB_ENDPOINT`. Without that variable: `None` (the test skips), or a panic when
-/// `CIBA_REQUIRE_DYNAMODB=1`.
-#[doc(hidden)]
-pub async fn test_store_from_env() -> Option<Arc<DynamoStore>> {
-    let endpoint = match std::env::var("CIBA_DYNAMODB_ENDPOINT") {
-        Ok(endpoint) if !endpoint.trim().is_empty() => endpoint,
-        _ => {
-            if std::env::var("CIBA_REQUIRE_DYNAMODB").is_ok_and(|v| v == "1") {
-                panic!(
-                    "CIBA_REQUIRE_DYNAMODB=1 but CIBA_DYNAMODB_ENDPOINT is not set: start \
-                     DynamoDB Local (tests/run does) and set it, e.g. http://127.0.0.1:8000"
-                );
-            }
-            eprintln!("skipping: CIBA_DYNAMODB_ENDPOINT not set");
-            return None;
-        }
-    };
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let table = format!(
-        "ciba-test-{}-{nanos}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    let client = local_client(endpoint.trim()).await;
-    if let Err(e) = create_table(&client, &table).await {
-        panic!("cannot create table {table} at {endpoint}: {e}");
-    }
-    Some(Arc::new(DynamoStore::new(client, table)))
-}
-
-#[cfg(test)]
-mod tests {
-    use aws_sdk_dynamodb::types::TimeToLiveStatus;
-
-    use super::{create_table, test_store_from_env};
-
-    #[tokio::test]
-    async fn table_creation_is_idempotent_and_enables_ttl() {
-        let Some(store) = test_store_from_env().await else {
-            return;
-        };
-        create_table(&store.client, store.table()).await.unwrap();
-        let ttl = store
-            .client
-            .describe_time_to_live()
-            .table_name(store.table())
-            .send()
-            .await
-            .unwrap();
-        let ttl = ttl.time_to_live_description().unwrap();
-        assert_eq!(ttl.attribute_name(), Some("ttl"));
-        assert_eq!(ttl.time_to_live_status(), Some(&TimeToLiveStatus::Enabled));
-    }
 }

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use super::{NOW, approved, created, jti, token};
-use crate::domain::{Decision, Status, TokenKind};
-use crate::store::{DecideError, RedeemError, Store};
+use ciba_shared::domain::{Decision, Status, TokenKind};
+use ciba_shared::store::{DecideError, RedeemError, Store};
 
 pub async fn decision_is_recorded_once(store: Arc<dyn Store>) {
     created(&store, "r1").await;

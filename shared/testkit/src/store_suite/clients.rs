@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::client;
-use crate::store::Store;
+use ciba_shared::store::Store;
 
 pub async fn client_round_trips(store: Arc<dyn Store>) {
     let c = client("c1");

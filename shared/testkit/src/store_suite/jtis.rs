@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::{NOW, jti};
-use crate::store::Store;
+use ciba_shared::store::Store;
 
 pub async fn jti_is_accepted_once(store: Arc<dyn Store>) {
     let j = jti("c1", "j1");

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use super::{NOW, created, jti, request};
-use crate::domain::{AuthRequest, Decision, DeliveryMode, Status};
-use crate::store::{CreateError, DecideError, PollOutcome, Store};
+use ciba_shared::domain::{AuthRequest, Decision, DeliveryMode, Status};
+use ciba_shared::store::{CreateError, DecideError, PollOutcome, Store};
 
 pub async fn discarded_request_is_gone_and_its_jti_reusable(store: Arc<dyn Store>) {
     let r = request("r1");

@@ -1,9 +1,9 @@
 //! Issuing one-time enrolment codes, for the operator tooling, the seed and the local API.
 
-use crate::domain::{EnrollmentCode, User};
-use crate::ports::Random;
-use crate::secret::{self, Secret};
-use crate::store::{Store, StoreError};
+use ciba_shared::domain::{EnrollmentCode, User};
+use ciba_shared::ports::Random;
+use ciba_shared::secret::{self, Secret};
+use ciba_shared::store::{Store, StoreError};
 
 /// An enrolment code carries 160 bits.
 const CODE_BYTES: usize = 20;

@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
-use super::{JtiUse, Store};
-use crate::domain::{
+use ciba_shared::domain::{
     AuthMethod, AuthRequest, Client, Decision, DeliveryMode, Status, TokenKind, TokenRecord,
 };
+use ciba_shared::store::{JtiUse, Store};
 
 mod accounts;
 mod clients;
@@ -81,7 +81,7 @@ macro_rules! store_suite {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
                 let store = $make.await;
-                $crate::store::suite::$case(store).await;
+                $crate::store_suite::$case(store).await;
             }
         )*
     };
@@ -93,7 +93,7 @@ pub fn client(id: &str) -> Client {
     Client {
         client_id: id.into(),
         client_name: Some(format!("{id} name")),
-        client_secret_hash: Some(crate::secret::hash("secret")),
+        client_secret_hash: Some(ciba_shared::secret::hash("secret")),
         token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
         jwks: None,
         backchannel_token_delivery_mode: DeliveryMode::Poll,

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use super::NOW;
-use crate::domain::{Device, EnrollmentCode, User};
-use crate::store::{EnrollError, Store};
+use ciba_shared::domain::{Device, EnrollmentCode, User};
+use ciba_shared::store::{EnrollError, Store};
 
 pub async fn user_is_found_by_each_login_hint_ignoring_case(store: Arc<dyn Store>) {
     let user = User {

@@ -3,10 +3,10 @@
 
 use serde::Deserialize;
 
-use crate::domain::{Client, Device, User};
 use crate::enrollment::{self, IssueError};
-use crate::secret;
-use crate::store::{Store, StoreError};
+use ciba_shared::domain::{Client, Device, User};
+use ciba_shared::secret;
+use ciba_shared::store::{Store, StoreError};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,7 +93,7 @@ impl Seed {
         for code in &self.enrollment_codes {
             let issued = enrollment::issue(
                 store,
-                &crate::ports::OsRandom,
+                &ciba_shared::ports::OsRandom,
                 &code.user,
                 Some(&code.code),
                 code.expires_in,
@@ -118,7 +118,7 @@ impl Seed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MemoryStore;
+    use ciba_shared::store::MemoryStore;
 
     #[tokio::test]
     async fn seed_secrets_are_hashed_on_import() {

@@ -10,9 +10,9 @@ use async_trait::async_trait;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::{Notifier, Outcome};
-use crate::domain::{AuthRequest, Decision, TokenRecord};
-use crate::store::{
+use ciba_shared::domain::{AuthRequest, Decision, TokenRecord};
+use ciba_shared::notify::{Notifier, Outcome};
+use ciba_shared::store::{
     Accounts, Clients, CreateError, DecideError, JtiUse, Jtis, PollOutcome, RedeemError, Requests,
     SWEEP_BATCH, SWEEP_LOOKBACK_SECS, Store, StoreError, Tokens,
 };
@@ -230,9 +230,9 @@ impl LocalNotifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::DeliveryMode;
-    use crate::store::MemoryStore;
-    use crate::store::suite::{client, request};
+    use ciba_shared::domain::DeliveryMode;
+    use ciba_shared::store::MemoryStore;
+    use ciba_testkit::store_suite::{client, request};
 
     fn notifying() -> (
         Arc<dyn Store>,

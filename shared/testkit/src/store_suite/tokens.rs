@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use super::{NOW, approved, token};
-use crate::domain::TokenKind;
-use crate::store::{RotateError, Store};
+use ciba_shared::domain::TokenKind;
+use ciba_shared::store::{RotateError, Store};
 
 async fn with_refresh_token(store: &Arc<dyn Store>) {
     approved(store, "r1").await;
