@@ -107,15 +107,7 @@ async fn enrollment_code_replay_is_invalid_grant(h: Harness) {
     h.enroll("demo-enrol-carol", &other, "token-2", "APNS")
         .await
         .expect_error(400, "invalid_grant");
-    assert_eq!(
-        h.store
-            .accounts()
-            .list_devices("user-carol")
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(devices_of(&h, "user-carol").await, 1);
 }
 
 async fn expired_enrollment_code_is_invalid_grant(h: Harness) {
@@ -124,14 +116,7 @@ async fn expired_enrollment_code_is_invalid_grant(h: Harness) {
     h.enroll("demo-enrol-carol", &key, "token-1", "GCM")
         .await
         .expect_error(400, "invalid_grant");
-    assert!(
-        h.store
-            .accounts()
-            .list_devices("user-carol")
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(devices_of(&h, "user-carol").await == 0);
 }
 
 async fn issue_code(h: &Harness, user: &str) -> String {
@@ -154,15 +139,7 @@ async fn reenrolling_the_same_push_token_updates_the_device(h: Harness) {
     let new_key = SigningKey::random(&mut OsRng);
     let second = device_id(&h.enroll(&code, &new_key, "same-token", "GCM").await);
     assert_eq!(first, second, "same push token, same device");
-    assert_eq!(
-        h.store
-            .accounts()
-            .list_devices("user-carol")
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(devices_of(&h, "user-carol").await, 1);
 
     carol_requests(&h).await;
     let txn = h.latest_txn("user-carol");
@@ -195,14 +172,7 @@ async fn unknown_platform_is_invalid_request_and_spends_no_code(h: Harness) {
     h.enroll("demo-enrol-carol", &key, "token-1", "WNS")
         .await
         .expect_error(400, "invalid_request");
-    assert!(
-        h.store
-            .accounts()
-            .list_devices("user-carol")
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(devices_of(&h, "user-carol").await == 0);
     device_id(
         &h.enroll("demo-enrol-carol", &key, "token-1", "APNS_SANDBOX")
             .await,
@@ -223,15 +193,7 @@ async fn enrollment_code_from_the_operator_endpoint_enrols(h: Harness) {
             .sub,
         "user-bob"
     );
-    assert_eq!(
-        h.store
-            .accounts()
-            .list_devices("user-bob")
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(devices_of(&h, "user-bob").await, 2);
 }
 
 /// A push service that fails every send in one way.
@@ -288,4 +250,9 @@ async fn disabled_endpoint_is_marked_and_a_user_with_none_left_is_unknown_user_i
     h.bc_authorize(&[("scope", "openid"), ("login_hint", "alice")])
         .await
         .expect_error(400, "unknown_user_id");
+}
+
+/// How many devices `sub` has enrolled.
+async fn devices_of(h: &Harness, sub: &str) -> usize {
+    h.store.accounts().list_devices(sub).await.unwrap().len()
 }

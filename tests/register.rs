@@ -648,25 +648,11 @@ async fn invalid_registration_writes_nothing() {
     )
     .await;
     r.expect_error(400, "invalid_redirect_uri");
-    assert!(
-        h.store
-            .clients()
-            .get_client(&next_id)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!is_registered(&h, &next_id).await);
 
     let r = register(&h, &poll_client()).await;
     assert_eq!(r.body["client_id"], next_id.as_str());
-    assert!(
-        h.store
-            .clients()
-            .get_client(&next_id)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(is_registered(&h, &next_id).await);
 }
 
 #[tokio::test]
@@ -674,4 +660,14 @@ async fn oversized_registration_is_invalid_request() {
     let h = open().await;
     let r = register(&h, &poll_client_with("extra", json!("x".repeat(70_000)))).await;
     r.expect_error(400, "invalid_request");
+}
+
+/// Whether a client with this id is stored.
+async fn is_registered(h: &Harness, client_id: &str) -> bool {
+    h.store
+        .clients()
+        .get_client(client_id)
+        .await
+        .unwrap()
+        .is_some()
 }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use super::{
     Accounts, Clients, CreateError, DecideError, EnrollError, JtiUse, Jtis, PollOutcome,
-    RedeemError, Requests, RotateError, Store, StoreError, Tokens,
+    RedeemError, Requests, RotateError, StoreError, Tokens,
 };
 use crate::domain::{
     AuthRequest, Client, Decision, DeliveryMode, Device, EnrollmentCode, Status, TokenKind,
@@ -60,27 +60,7 @@ fn insert_jti(t: &mut Tables, jti: &JtiUse) {
         .insert((jti.scope.clone(), jti.jti.clone()), jti.expires_at);
 }
 
-impl Store for MemoryStore {
-    fn requests(&self) -> &dyn Requests {
-        self
-    }
-
-    fn tokens(&self) -> &dyn Tokens {
-        self
-    }
-
-    fn clients(&self) -> &dyn Clients {
-        self
-    }
-
-    fn accounts(&self) -> &dyn Accounts {
-        self
-    }
-
-    fn jtis(&self) -> &dyn Jtis {
-        self
-    }
-}
+crate::store::plays_every_role!(MemoryStore);
 
 #[async_trait]
 impl Requests for MemoryStore {

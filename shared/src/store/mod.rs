@@ -1,6 +1,6 @@
 //! The store port: one small trait per role (`Requests`, `Tokens`, `Clients`, `Accounts`,
 //! `Jtis`) and `Store`, which hands each of them out, with two adapters (DynamoDB and in-memory)
-//! that pass the same test suite (`suite`).
+//! that pass the same test suite (`ciba_testkit::store_suite`).
 //!
 //! Every state change that must not race is one atomic conditional operation here: the poll-rate
 //! check, the one decision per request, the one-time redemption, single use of a `jti`.
@@ -271,3 +271,31 @@ pub trait Store: Send + Sync {
     fn accounts(&self) -> &dyn Accounts;
     fn jtis(&self) -> &dyn Jtis;
 }
+
+/// `Store` for an adapter that plays every role itself.
+macro_rules! plays_every_role {
+    ($adapter:ty) => {
+        impl $crate::store::Store for $adapter {
+            fn requests(&self) -> &dyn $crate::store::Requests {
+                self
+            }
+
+            fn tokens(&self) -> &dyn $crate::store::Tokens {
+                self
+            }
+
+            fn clients(&self) -> &dyn $crate::store::Clients {
+                self
+            }
+
+            fn accounts(&self) -> &dyn $crate::store::Accounts {
+                self
+            }
+
+            fn jtis(&self) -> &dyn $crate::store::Jtis {
+                self
+            }
+        }
+    };
+}
+pub(crate) use plays_every_role;

@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
 
 use super::DynamoStore;
 use super::codec::{
-    Item, device_item, enrollment_code_from_item, enrollment_code_item, from_json, hint_item, num,
+    Item, device_items, enrollment_code_from_item, enrollment_code_item, from_json, hint_item, num,
     req_s, s, user_item,
 };
 use super::layout::{
@@ -56,12 +56,7 @@ impl Accounts for DynamoStore {
     }
 
     async fn put_device(&self, device: &Device) -> Result<(), StoreError> {
-        let item = device_item(device, device_pk(&device.device_id), SK_DEVICE)?;
-        let copy = device_item(
-            device,
-            user_pk(&device.sub),
-            &user_device_sk(&device.device_id),
-        )?;
+        let (item, copy) = device_items(device)?;
         for attempt in 1..=MAX_ATTEMPTS {
             // A device that moves to another user leaves that user's list: the previous owner
             // is read, and the write is conditional on it being unchanged.
@@ -148,12 +143,7 @@ impl Accounts for DynamoStore {
         device: &Device,
         now: i64,
     ) -> Result<(), EnrollError> {
-        let item = device_item(device, device_pk(&device.device_id), SK_DEVICE)?;
-        let copy = device_item(
-            device,
-            user_pk(&device.sub),
-            &user_device_sk(&device.device_id),
-        )?;
+        let (item, copy) = device_items(device)?;
         let consume = Delete::builder()
             .table_name(&self.table)
             .set_key(Some(key(enroll_pk(code_hash), SK_ENROLL)))

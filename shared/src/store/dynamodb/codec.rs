@@ -8,9 +8,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::layout::{
-    REQUEST_RETENTION_SECS, SK_AUTHREQ, SK_CLIENT, SK_ENROLL, SK_HINT, SK_JTI, SK_PROFILE,
-    SK_TOKEN, SK_TXN, authreq_pk, client_pk, due_pk, enroll_pk, hint_pk, jti_pk, key, token_pk,
-    txn_pk, user_pk,
+    REQUEST_RETENTION_SECS, SK_AUTHREQ, SK_CLIENT, SK_DEVICE, SK_ENROLL, SK_HINT, SK_JTI,
+    SK_PROFILE, SK_TOKEN, SK_TXN, authreq_pk, client_pk, device_pk, due_pk, enroll_pk, hint_pk,
+    jti_pk, key, token_pk, txn_pk, user_device_sk, user_pk,
 };
 use crate::domain::{
     AuthRequest, Client, DeliveryMode, Device, EnrollmentCode, Status, TokenKind, TokenRecord, User,
@@ -45,7 +45,19 @@ pub(super) fn hint_item(normalized_hint: &str, sub: &str) -> Item {
 }
 
 /// A device item at `pk` / `sk`: the device's own item or its copy under its user.
-pub(super) fn device_item(device: &Device, pk: String, sk: &str) -> Result<Item, StoreError> {
+/// A device's item and its copy under its user, which `list_devices` queries.
+pub(super) fn device_items(device: &Device) -> Result<(Item, Item), StoreError> {
+    Ok((
+        device_item(device, device_pk(&device.device_id), SK_DEVICE)?,
+        device_item(
+            device,
+            user_pk(&device.sub),
+            &user_device_sk(&device.device_id),
+        )?,
+    ))
+}
+
+fn device_item(device: &Device, pk: String, sk: &str) -> Result<Item, StoreError> {
     let mut item = key(pk, sk);
     item.insert("device_id".into(), s(&device.device_id));
     item.insert("sub".into(), s(&device.sub));

@@ -62,7 +62,7 @@ use codec::Item;
 use layout::key;
 use transact::sdk_error;
 
-use super::{Accounts, Clients, Jtis, Requests, Store, StoreError, Tokens};
+use super::StoreError;
 
 /// The `Store` on one DynamoDB table (see the module documentation for the layout).
 #[derive(Clone, Debug)]
@@ -97,24 +97,4 @@ impl DynamoStore {
     }
 }
 
-impl Store for DynamoStore {
-    fn requests(&self) -> &dyn Requests {
-        self
-    }
-
-    fn tokens(&self) -> &dyn Tokens {
-        self
-    }
-
-    fn clients(&self) -> &dyn Clients {
-        self
-    }
-
-    fn accounts(&self) -> &dyn Accounts {
-        self
-    }
-
-    fn jtis(&self) -> &dyn Jtis {
-        self
-    }
-}
+crate::store::plays_every_role!(DynamoStore);

@@ -2,6 +2,10 @@
 //! one decision, redemption, the expiry sweep and the notification mark.
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
+use aws_sdk_dynamodb::types::builders::UpdateBuilder;
 use aws_sdk_dynamodb::types::{
     Delete, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
@@ -141,9 +145,8 @@ impl Requests for DynamoStore {
             Decision::Approve => Status::Approved,
             Decision::Deny => Status::Denied,
         };
-        let update = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(authreq_pk(auth_req_id), SK_AUTHREQ)))
+        let update = self
+            .request_update(auth_req_id)
             .update_expression("SET #status = :new, decided_at = :now")
             .condition_expression(
                 "attribute_exists(pk) AND #status = :pending AND expires_at > :now",
@@ -180,9 +183,8 @@ impl Requests for DynamoStore {
         now: i64,
         tokens: &[TokenRecord],
     ) -> Result<(), RedeemError> {
-        let update = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(authreq_pk(auth_req_id), SK_AUTHREQ)))
+        let update = self
+            .request_update(auth_req_id)
             .update_expression("SET #status = :redeemed")
             .condition_expression(
                 "attribute_exists(pk) AND #status = :approved AND expires_at > :now",
@@ -230,10 +232,7 @@ impl Requests for DynamoStore {
                 }
                 seen += 1;
                 let result = self
-                    .client
-                    .update_item()
-                    .table_name(&self.table)
-                    .set_key(Some(key(authreq_pk(&id), SK_AUTHREQ)))
+                    .update_request(&id)
                     .update_expression("SET #status = :expired")
                     .condition_expression(
                         "attribute_exists(pk) AND #status = :pending AND expires_at <= :now",
@@ -269,10 +268,7 @@ impl Requests for DynamoStore {
 
     async fn mark_notified(&self, auth_req_id: &str, now: i64) -> Result<bool, StoreError> {
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(authreq_pk(auth_req_id), SK_AUTHREQ)))
+            .update_request(auth_req_id)
             .update_expression("SET notified_at = :now")
             .condition_expression("attribute_exists(pk) AND attribute_not_exists(notified_at)")
             .expression_attribute_values(":now", num(now))
@@ -295,10 +291,7 @@ impl DynamoStore {
         now_ms: i64,
     ) -> Result<Option<PollOutcome>, StoreError> {
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(authreq_pk(auth_req_id), SK_AUTHREQ)))
+            .update_request(auth_req_id)
             .update_expression("SET last_poll_ms = :now, next_poll_ms = interval_ms + :now")
             .condition_expression(
                 "attribute_exists(pk) AND \
@@ -310,11 +303,7 @@ impl DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(Some(PollOutcome::InTime)),
-            Err(err) => match update_condition_failure(&err) {
-                Some(true) => Ok(None),
-                Some(false) => self.gone_unless_exists(auth_req_id).await,
-                None => Err(sdk_error("record_poll", err)),
-            },
+            Err(err) => self.poll_refused(auth_req_id, err).await,
         }
     }
 
@@ -329,10 +318,7 @@ impl DynamoStore {
         // SET operands read the item as it was before the update, so the new `next_poll_ms`
         // (now + the new interval) is the old `interval_ms` + (now + the step).
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(authreq_pk(auth_req_id), SK_AUTHREQ)))
+            .update_request(auth_req_id)
             .update_expression(
                 "SET #interval = #interval + :step, interval_ms = interval_ms + :step_ms, \
                  last_poll_ms = :now, next_poll_ms = interval_ms + :next",
@@ -353,11 +339,36 @@ impl DynamoStore {
                 let interval = req_n(&attributes, "interval")?;
                 Ok(Some(PollOutcome::TooSoon { interval }))
             }
-            Err(err) => match update_condition_failure(&err) {
-                Some(true) => Ok(None),
-                Some(false) => self.gone_unless_exists(auth_req_id).await,
-                None => Err(sdk_error("record_poll", err)),
-            },
+            Err(err) => self.poll_refused(auth_req_id, err).await,
+        }
+    }
+
+    /// A transaction's update of the request `auth_req_id`.
+    fn request_update(&self, auth_req_id: &str) -> UpdateBuilder {
+        Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(authreq_pk(auth_req_id), SK_AUTHREQ)))
+    }
+
+    /// An `UpdateItem` of the request `auth_req_id`.
+    fn update_request(&self, auth_req_id: &str) -> UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(authreq_pk(auth_req_id), SK_AUTHREQ)))
+    }
+
+    /// A poll update that failed: `None` (try again) when its condition failed on the existing
+    /// request, `Gone` when the request is missing.
+    async fn poll_refused(
+        &self,
+        auth_req_id: &str,
+        err: SdkError<UpdateItemError>,
+    ) -> Result<Option<PollOutcome>, StoreError> {
+        match update_condition_failure(&err) {
+            Some(true) => Ok(None),
+            Some(false) => self.gone_unless_exists(auth_req_id).await,
+            None => Err(sdk_error("record_poll", err)),
         }
     }
 

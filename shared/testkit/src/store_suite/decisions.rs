@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{NOW, approved, created, jti, token};
+use super::{NOW, approved, created, jti, stored_request, token};
 use ciba_shared::domain::{Decision, Status, TokenKind};
 use ciba_shared::store::{DecideError, RedeemError, Store};
 
@@ -21,12 +21,7 @@ pub async fn decision_is_recorded_once(store: Arc<dyn Store>) {
         matches!(again, Err(DecideError::AlreadyDecided)),
         "{again:?}"
     );
-    let stored = store
-        .requests()
-        .get_auth_request("r1")
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = stored_request(store.as_ref(), "r1").await;
     assert_eq!(stored.status, Status::Denied);
     assert_eq!(stored.decided_at, Some(NOW + 5));
 }
@@ -38,12 +33,7 @@ pub async fn decision_after_expiry_is_refused(store: Arc<dyn Store>) {
         .decide("r1", Decision::Approve, r.expires_at, &jti("dev", "d1"))
         .await;
     assert!(matches!(late, Err(DecideError::Expired)), "{late:?}");
-    let stored = store
-        .requests()
-        .get_auth_request("r1")
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = stored_request(store.as_ref(), "r1").await;
     assert_eq!(stored.status, Status::Pending);
 }
 
@@ -63,12 +53,7 @@ pub async fn decision_with_replayed_jti_leaves_request_pending(store: Arc<dyn St
         matches!(replay, Err(DecideError::JtiReplayed)),
         "{replay:?}"
     );
-    let stored = store
-        .requests()
-        .get_auth_request("r2")
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = stored_request(store.as_ref(), "r2").await;
     assert_eq!(stored.status, Status::Pending);
 }
 
@@ -186,12 +171,7 @@ pub async fn approved_request_is_redeemed_once_and_tokens_are_stored(store: Arc<
         "{again:?}"
     );
     assert_eq!(store.tokens().get_token("other").await.unwrap(), None);
-    let stored = store
-        .requests()
-        .get_auth_request("r1")
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = stored_request(store.as_ref(), "r1").await;
     assert_eq!(stored.status, Status::Redeemed);
 }
 

@@ -6,9 +6,10 @@
 use std::sync::Arc;
 
 use ciba_shared::domain::{
-    AuthMethod, AuthRequest, Client, Decision, DeliveryMode, Status, TokenKind, TokenRecord,
+    AuthMethod, AuthRequest, Client, Decision, DeliveryMode, EnrollmentCode, Status, TokenKind,
+    TokenRecord,
 };
-use ciba_shared::store::{JtiUse, Store};
+use ciba_shared::store::{JtiUse, PollOutcome, Store};
 
 mod accounts;
 mod clients;
@@ -88,6 +89,49 @@ macro_rules! store_suite {
 }
 
 const NOW: i64 = 1_800_000_000;
+
+/// The stored request `id`, which must exist.
+pub async fn stored_request(store: &dyn Store, id: &str) -> AuthRequest {
+    store
+        .requests()
+        .get_auth_request(id)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("request {id} is stored"))
+}
+
+/// Stores `request` (without a request object `jti`).
+pub async fn create(store: &dyn Store, request: &AuthRequest) {
+    store
+        .requests()
+        .create_auth_request(request, None)
+        .await
+        .unwrap();
+}
+
+/// One expiry sweep at `now` (an hour's look-back, 100 at most).
+pub async fn expire(store: &dyn Store, now: i64) -> Vec<AuthRequest> {
+    store.requests().expire_due(now, 3600, 100).await.unwrap()
+}
+
+/// The request the device knows as `txn`.
+pub async fn by_txn(store: &dyn Store, txn: &str) -> Option<AuthRequest> {
+    store.requests().get_auth_request_by_txn(txn).await.unwrap()
+}
+
+/// A poll of request `id` at `now_ms`.
+pub async fn poll(store: &dyn Store, id: &str, now_ms: i64) -> PollOutcome {
+    store.requests().record_poll(id, now_ms).await.unwrap()
+}
+
+/// The enrolment code with hash `hash`, if it is still usable at `now`.
+pub async fn code_of(store: &dyn Store, hash: &str, now: i64) -> Option<EnrollmentCode> {
+    store
+        .accounts()
+        .get_enrollment_code(hash, now)
+        .await
+        .unwrap()
+}
 
 pub fn client(id: &str) -> Client {
     Client {

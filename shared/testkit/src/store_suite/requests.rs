@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{NOW, created, jti, request};
+use super::{NOW, by_txn, create, created, expire, jti, poll, request, stored_request};
 use ciba_shared::domain::{AuthRequest, Decision, DeliveryMode, Status};
 use ciba_shared::store::{CreateError, DecideError, PollOutcome, Store};
 
@@ -21,14 +21,7 @@ pub async fn discarded_request_is_gone_and_its_jti_reusable(store: Arc<dyn Store
         .await
         .unwrap();
     assert_eq!(store.requests().get_auth_request("r1").await.unwrap(), None);
-    assert_eq!(
-        store
-            .requests()
-            .get_auth_request_by_txn("txn-r1")
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(by_txn(store.as_ref(), "txn-r1").await, None);
     store
         .requests()
         .create_auth_request(&request("r2"), Some(&j))
@@ -47,23 +40,9 @@ pub async fn created_request_is_found_by_id_and_by_txn(store: Arc<dyn Store>) {
         store.requests().get_auth_request("r1").await.unwrap(),
         Some(r.clone())
     );
-    assert_eq!(
-        store
-            .requests()
-            .get_auth_request_by_txn("txn-r1")
-            .await
-            .unwrap(),
-        Some(r)
-    );
+    assert_eq!(by_txn(store.as_ref(), "txn-r1").await, Some(r));
     assert_eq!(store.requests().get_auth_request("r2").await.unwrap(), None);
-    assert_eq!(
-        store
-            .requests()
-            .get_auth_request_by_txn("txn-r2")
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(by_txn(store.as_ref(), "txn-r2").await, None);
 }
 
 pub async fn replayed_request_object_jti_stores_nothing(store: Arc<dyn Store>) {
@@ -81,87 +60,38 @@ pub async fn replayed_request_object_jti_stores_nothing(store: Arc<dyn Store>) {
         "{replay:?}"
     );
     assert_eq!(store.requests().get_auth_request("r2").await.unwrap(), None);
-    assert_eq!(
-        store
-            .requests()
-            .get_auth_request_by_txn("txn-r2")
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(by_txn(store.as_ref(), "txn-r2").await, None);
 }
 
 pub async fn first_poll_is_in_time(store: Arc<dyn Store>) {
     created(&store, "r1").await;
-    let outcome = store
-        .requests()
-        .record_poll("r1", NOW * 1000)
-        .await
-        .unwrap();
+    let outcome = poll(store.as_ref(), "r1", NOW * 1000).await;
     assert_eq!(outcome, PollOutcome::InTime);
 }
 
 pub async fn poll_sooner_than_interval_grows_interval_by_five(store: Arc<dyn Store>) {
     created(&store, "r1").await;
-    store
-        .requests()
-        .record_poll("r1", NOW * 1000)
-        .await
-        .unwrap();
-    let second = store
-        .requests()
-        .record_poll("r1", NOW * 1000 + 1999)
-        .await
-        .unwrap();
+    poll(store.as_ref(), "r1", NOW * 1000).await;
+    let second = poll(store.as_ref(), "r1", NOW * 1000 + 1999).await;
     assert_eq!(second, PollOutcome::TooSoon { interval: 7 });
-    let third = store
-        .requests()
-        .record_poll("r1", NOW * 1000 + 5000)
-        .await
-        .unwrap();
+    let third = poll(store.as_ref(), "r1", NOW * 1000 + 5000).await;
     assert_eq!(third, PollOutcome::TooSoon { interval: 12 });
-    let stored = store
-        .requests()
-        .get_auth_request("r1")
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = stored_request(store.as_ref(), "r1").await;
     assert_eq!(stored.interval, 12);
     assert_eq!(stored.last_poll_ms, Some(NOW * 1000 + 5000));
 }
 
 pub async fn poll_after_interval_is_in_time(store: Arc<dyn Store>) {
     created(&store, "r1").await;
-    store
-        .requests()
-        .record_poll("r1", NOW * 1000)
-        .await
-        .unwrap();
-    let outcome = store
-        .requests()
-        .record_poll("r1", NOW * 1000 + 2000)
-        .await
-        .unwrap();
+    poll(store.as_ref(), "r1", NOW * 1000).await;
+    let outcome = poll(store.as_ref(), "r1", NOW * 1000 + 2000).await;
     assert_eq!(outcome, PollOutcome::InTime);
-    assert_eq!(
-        store
-            .requests()
-            .get_auth_request("r1")
-            .await
-            .unwrap()
-            .unwrap()
-            .interval,
-        2
-    );
+    assert_eq!(stored_request(store.as_ref(), "r1").await.interval, 2);
 }
 
 pub async fn poll_of_unknown_request_is_gone(store: Arc<dyn Store>) {
     assert_eq!(
-        store
-            .requests()
-            .record_poll("nope", NOW * 1000)
-            .await
-            .unwrap(),
+        poll(store.as_ref(), "nope", NOW * 1000).await,
         PollOutcome::Gone
     );
 }
@@ -176,38 +106,16 @@ fn ping(id: &str, expires_at: i64) -> AuthRequest {
 }
 
 pub async fn expiry_sweep_marks_due_ping_and_push_requests_once(store: Arc<dyn Store>) {
-    store
-        .requests()
-        .create_auth_request(&ping("p1", NOW + 100), None)
-        .await
-        .unwrap();
+    create(store.as_ref(), &ping("p1", NOW + 100)).await;
     let push = AuthRequest {
         delivery_mode: DeliveryMode::Push,
         ..ping("p2", NOW + 130)
     };
-    store
-        .requests()
-        .create_auth_request(&push, None)
+    create(store.as_ref(), &push).await;
+    create(store.as_ref(), &ping("p3", NOW + 500)).await;
+    assert!(expire(store.as_ref(), NOW + 99).await.is_empty());
+    let mut ids: Vec<String> = expire(store.as_ref(), NOW + 130)
         .await
-        .unwrap();
-    store
-        .requests()
-        .create_auth_request(&ping("p3", NOW + 500), None)
-        .await
-        .unwrap();
-    assert!(
-        store
-            .requests()
-            .expire_due(NOW + 99, 3600, 100)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    let mut ids: Vec<String> = store
-        .requests()
-        .expire_due(NOW + 130, 3600, 100)
-        .await
-        .unwrap()
         .into_iter()
         .map(|r| {
             assert_eq!(r.status, Status::Expired);
@@ -216,87 +124,37 @@ pub async fn expiry_sweep_marks_due_ping_and_push_requests_once(store: Arc<dyn S
         .collect();
     ids.sort();
     assert_eq!(ids, ["p1", "p2"]);
-    assert!(
-        store
-            .requests()
-            .expire_due(NOW + 131, 3600, 100)
-            .await
-            .unwrap()
-            .is_empty(),
-        "once"
-    );
-    let stored = store
-        .requests()
-        .get_auth_request("p1")
-        .await
-        .unwrap()
-        .unwrap();
+    assert!(expire(store.as_ref(), NOW + 131).await.is_empty(), "once");
+    let stored = stored_request(store.as_ref(), "p1").await;
     assert_eq!(stored.status, Status::Expired);
     assert_eq!(
-        store
-            .requests()
-            .get_auth_request("p3")
-            .await
-            .unwrap()
-            .unwrap()
-            .status,
+        stored_request(store.as_ref(), "p3").await.status,
         Status::Pending
     );
 }
 
 pub async fn expiry_sweep_leaves_poll_and_decided_requests(store: Arc<dyn Store>) {
     created(&store, "poll").await;
-    store
-        .requests()
-        .create_auth_request(&ping("p1", NOW + 100), None)
-        .await
-        .unwrap();
+    create(store.as_ref(), &ping("p1", NOW + 100)).await;
     store
         .requests()
         .decide("p1", Decision::Approve, NOW + 5, &jti("dev", "d1"))
         .await
         .unwrap();
-    assert!(
-        store
-            .requests()
-            .expire_due(NOW + 700, 3600, 100)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(expire(store.as_ref(), NOW + 700).await.is_empty());
     assert_eq!(
-        store
-            .requests()
-            .get_auth_request("p1")
-            .await
-            .unwrap()
-            .unwrap()
-            .status,
+        stored_request(store.as_ref(), "p1").await.status,
         Status::Approved
     );
     assert_eq!(
-        store
-            .requests()
-            .get_auth_request("poll")
-            .await
-            .unwrap()
-            .unwrap()
-            .status,
+        stored_request(store.as_ref(), "poll").await.status,
         Status::Pending
     );
 }
 
 pub async fn expired_request_cannot_be_decided(store: Arc<dyn Store>) {
-    store
-        .requests()
-        .create_auth_request(&ping("p1", NOW + 100), None)
-        .await
-        .unwrap();
-    store
-        .requests()
-        .expire_due(NOW + 100, 3600, 100)
-        .await
-        .unwrap();
+    create(store.as_ref(), &ping("p1", NOW + 100)).await;
+    expire(store.as_ref(), NOW + 100).await;
     let late = store
         .requests()
         .decide("p1", Decision::Approve, NOW + 100, &jti("dev", "d1"))
@@ -305,21 +163,11 @@ pub async fn expired_request_cannot_be_decided(store: Arc<dyn Store>) {
 }
 
 pub async fn notification_is_marked_once(store: Arc<dyn Store>) {
-    store
-        .requests()
-        .create_auth_request(&ping("p1", NOW + 100), None)
-        .await
-        .unwrap();
+    create(store.as_ref(), &ping("p1", NOW + 100)).await;
     assert!(store.requests().mark_notified("p1", NOW + 5).await.unwrap());
     assert!(!store.requests().mark_notified("p1", NOW + 6).await.unwrap());
     assert_eq!(
-        store
-            .requests()
-            .get_auth_request("p1")
-            .await
-            .unwrap()
-            .unwrap()
-            .notified_at,
+        stored_request(store.as_ref(), "p1").await.notified_at,
         Some(NOW + 5)
     );
 }
