@@ -21,6 +21,7 @@ use ciba_shared::context::Ctx;
 use ciba_shared::http::Form;
 use ciba_shared::jose;
 use ciba_shared::ports::{Clock, LocalSigner, OsRandom, Random};
+use ciba_shared::protocol::CIBA_GRANT;
 use ciba_shared::push::PushSender;
 use ciba_shared::store::{MemoryStore, Store};
 use ciba_shared::tokens::{self, Grant, TokenValues};
@@ -36,7 +37,7 @@ use serde_json::json;
 use tokio::runtime::Runtime;
 
 const ISSUER: &str = "https://op.example.com";
-const CIBA_GRANT: &str = "urn:openid:params:grant-type:ciba";
+
 const T0: i64 = 1_800_000_000;
 
 fn key(name: &str) -> SigningKey {

@@ -175,7 +175,7 @@ pub async fn build(
                     "{} ({}, {})",
                     c.client_id,
                     c.token_endpoint_auth_method.as_str(),
-                    mode(&c)
+                    c.backchannel_token_delivery_mode.as_str()
                 )
             })
             .collect();
@@ -216,14 +216,6 @@ pub async fn build(
     };
     let notifier = LocalNotifier::spawn(notifier, changed, options.sweep_every);
     Ok((LocalApi::new(ctx, pushes).with_notifier(notifier), summary))
-}
-
-fn mode(client: &ciba_shared::domain::Client) -> &'static str {
-    match client.backchannel_token_delivery_mode {
-        ciba_shared::domain::DeliveryMode::Poll => "poll",
-        ciba_shared::domain::DeliveryMode::Ping => "ping",
-        ciba_shared::domain::DeliveryMode::Push => "push",
-    }
 }
 
 pub fn system_clock() -> Arc<dyn Clock> {
