@@ -7,22 +7,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::Serialize;
 use tokio::sync::mpsc;
 
 use ciba_shared::domain::{AuthRequest, Decision, TokenRecord};
-use ciba_shared::notify::{Notifier, Outcome};
+use ciba_shared::notify::{
+    DeadLetter, Disposition, Notification, NotificationQueue, Notifier, QueueError,
+};
 use ciba_shared::store::{
     Accounts, Clients, CreateError, DecideError, JtiUse, Jtis, PollOutcome, RedeemError, Requests,
     SWEEP_BATCH, SWEEP_LOOKBACK_SECS, Store, StoreError, Tokens,
 };
-
-/// A notification that could not be delivered, for an operator to inspect.
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct DeadLetter {
-    pub auth_req_id: String,
-    pub reason: String,
-}
 
 /// The wrapped store with its `requests()` reporting every request whose state changed the way
 /// the table's stream would; the other roles are the wrapped store's own.
@@ -157,6 +151,8 @@ impl Requests for NotifyingRequests {
 pub struct LocalNotifier {
     notifier: Arc<Notifier>,
     dead_letters: Arc<Mutex<Vec<DeadLetter>>>,
+    /// Itself, for the tasks it spawns.
+    this: std::sync::Weak<LocalNotifier>,
 }
 
 impl LocalNotifier {
@@ -166,15 +162,15 @@ impl LocalNotifier {
         mut changes: mpsc::UnboundedReceiver<String>,
         sweep_every: Duration,
     ) -> Arc<Self> {
-        let this = Arc::new(Self {
+        let this = Arc::new_cyclic(|this| Self {
             notifier: Arc::new(notifier),
             dead_letters: Arc::default(),
+            this: this.clone(),
         });
         let worker = this.clone();
         tokio::spawn(async move {
             while let Some(auth_req_id) = changes.recv().await {
-                let worker = worker.clone();
-                tokio::spawn(async move { worker.notify(&auth_req_id).await });
+                worker.deliver_later(auth_req_id);
             }
         });
         let sweeper = Arc::downgrade(&this);
@@ -191,6 +187,14 @@ impl LocalNotifier {
         this
     }
 
+    /// Delivers `auth_req_id`'s notification in a task of its own, so no delivery waits on
+    /// another.
+    fn deliver_later(&self, auth_req_id: String) {
+        if let Some(worker) = self.this.upgrade() {
+            tokio::spawn(async move { worker.notify(&auth_req_id).await });
+        }
+    }
+
     /// Marks due requests expired now; the store reports them to the worker.
     pub async fn sweep(&self) {
         let ctx = &self.notifier.ctx;
@@ -204,18 +208,27 @@ impl LocalNotifier {
         }
     }
 
+    /// Delivers with the deployed delivery function's rules (`Notifier::deliver`), the waits
+    /// between attempts slept here instead of kept by a queue.
     async fn notify(&self, auth_req_id: &str) {
-        let reason = match self.notifier.process(auth_req_id).await {
-            Ok(Outcome::Delivered | Outcome::Skipped(_)) => return,
-            Ok(Outcome::Failed(reason)) => reason,
-            Err(e) => e.to_string(),
+        let notification = Notification {
+            auth_req_id: auth_req_id.to_owned(),
         };
-        tracing::warn!(%reason, "notification parked in the dead-letter list");
-        if let Ok(mut dead) = self.dead_letters.lock() {
-            dead.push(DeadLetter {
-                auth_req_id: auth_req_id.to_owned(),
-                reason,
-            });
+        for attempt in 1.. {
+            match self
+                .notifier
+                .deliver(self, &notification, "", attempt)
+                .await
+            {
+                Ok(Disposition::Done) => return,
+                Ok(Disposition::Again) => {
+                    tokio::time::sleep(self.notifier.settings.backoff(attempt)).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "notification could not be parked");
+                    return;
+                }
+            }
         }
     }
 
@@ -224,6 +237,48 @@ impl LocalNotifier {
             .lock()
             .map(|d| d.clone())
             .unwrap_or_default()
+    }
+}
+
+/// The in-process stand-in for the queue: a retry is the worker's own sleep, a parked
+/// notification goes to the dead-letter list, a redriven one is delivered again now.
+#[async_trait]
+impl NotificationQueue for LocalNotifier {
+    async fn enqueue(&self, notifications: &[Notification]) -> Result<usize, QueueError> {
+        for n in notifications {
+            self.deliver_later(n.auth_req_id.clone());
+        }
+        Ok(notifications.len())
+    }
+
+    async fn retry_later(&self, _receipt: &str, _after: Duration) -> Result<(), QueueError> {
+        Ok(())
+    }
+
+    async fn park(&self, notification: &Notification, reason: &str) -> Result<(), QueueError> {
+        if let Ok(mut dead) = self.dead_letters.lock() {
+            dead.push(DeadLetter {
+                auth_req_id: notification.auth_req_id.clone(),
+                reason: reason.to_owned(),
+                receipt: notification.auth_req_id.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        Ok(self.dead_letters().into_iter().take(limit).collect())
+    }
+
+    async fn redrive(&self, letter: &DeadLetter) -> Result<(), QueueError> {
+        if let Ok(mut dead) = self.dead_letters.lock() {
+            dead.retain(|d| d.receipt != letter.receipt);
+        }
+        self.enqueue(&[Notification {
+            auth_req_id: letter.auth_req_id.clone(),
+        }])
+        .await
+        .map(|_| ())
     }
 }
 

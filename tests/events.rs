@@ -104,13 +104,24 @@ async fn every_event_gets_its_expected_answer_from_its_handler() {
 }
 
 #[tokio::test]
-async fn notifier_event_is_a_stream_batch_the_notifier_reads() {
-    let h = Harness::memory().await;
+async fn notifier_event_is_a_stream_batch_the_notifier_queues() {
     let event = serde_json::from_str(&events()["notifier"])
         .expect("events/notifier.json is not a DynamoDB stream event");
     let changes = ciba_shared::store::dynamodb::stream::changes(&event);
     assert_eq!(changes.len(), 1);
     assert_eq!(changes[0].auth_req_id, "unknown-auth-req-id");
+    let queue = ciba_testkit::RecordingQueue::default();
+    let response = serde_json::to_value(notifier::handle(&queue, &event).await).unwrap();
+    assert_eq!(response, expectations()["notifier"]["result"]);
+    assert_eq!(queue.queued_ids(), ["unknown-auth-req-id"]);
+}
+
+#[tokio::test]
+async fn deliverer_event_is_a_queue_batch_the_deliverer_reads() {
+    let h = Harness::memory().await;
+    let event: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_str(&events()["deliverer"])
+            .expect("events/deliverer.json is not an SQS event");
     let notifier = ciba_shared::notify::Notifier {
         ctx: h.api.ctx.clone(),
         callback: std::sync::Arc::new(
@@ -123,12 +134,15 @@ async fn notifier_event_is_a_stream_batch_the_notifier_reads() {
             push_token_key: ciba_shared::secret::Secret::new("k".repeat(32)),
         },
     };
-    let response = serde_json::to_value(notifier::handle(&notifier, &event).await).unwrap();
+    let queue = ciba_testkit::RecordingQueue::default();
+    let response =
+        serde_json::to_value(deliverer::handle(&notifier, &queue, &event).await).unwrap();
     assert_eq!(
         response,
-        expectations()["notifier"]["result"],
+        expectations()["deliverer"]["result"],
         "an unknown request is skipped"
     );
+    assert!(queue.parked.lock().unwrap().is_empty());
 }
 
 #[tokio::test]

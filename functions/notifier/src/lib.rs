@@ -1,31 +1,37 @@
-//! The table's stream consumer: every auth request that turns approved, denied or expired is
-//! handed to the `Notifier`, which calls ping and push clients (CIBA Core §10.2, §10.3, §12).
+//! The table's stream consumer: every auth request that turns approved, denied or expired becomes
+//! one message on the notification queue, which the delivery function (`functions/deliverer`)
+//! works through, one message and one client at a time (CIBA Core §10.2, §10.3, §12).
 //!
-//! Records are processed in order. The first one whose delivery fails (after the notifier's own
-//! retries with back-off) is reported as a batch item failure: Lambda retries from it, and once
-//! the event source mapping's retries are spent the record goes to its on-failure destination,
-//! the dead-letter queue an operator inspects. Delivered requests are marked, so a retried batch
-//! never notifies anyone twice.
+//! Queuing only, so a batch takes milliseconds whatever the clients' endpoints do. Records are
+//! queued in stream order; when the queue refuses one, it is reported as the batch item failure
+//! and Lambda retries from it. A record queued twice is harmless: delivery is recorded on the
+//! request, so the client is told once.
 
 use aws_lambda_events::event::dynamodb::Event;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use ciba_shared::notify::{Notifier, Outcome};
+use ciba_shared::notify::{Notification, NotificationQueue};
 use ciba_shared::store::dynamodb::stream;
 
 /// Handles one stream batch; answers the partial batch response (`ReportBatchItemFailures`).
-pub async fn handle(notifier: &Notifier, event: &Event) -> DynamoDbEventResponse {
-    for change in stream::changes(event) {
-        let failure = match notifier.process(&change.auth_req_id).await {
-            Ok(Outcome::Delivered | Outcome::Skipped(_)) => None,
-            Ok(Outcome::Failed(reason)) => Some(reason),
-            Err(e) => Some(e.to_string()),
-        };
-        if let Some(reason) = failure {
-            tracing::warn!(auth_req_id = %change.auth_req_id, %reason, "notification failed");
-            return failed_from(change.sequence_number);
+pub async fn handle(queue: &dyn NotificationQueue, event: &Event) -> DynamoDbEventResponse {
+    let changes = stream::changes(event);
+    let notifications: Vec<Notification> = changes
+        .iter()
+        .map(|c| Notification {
+            auth_req_id: c.auth_req_id.clone(),
+        })
+        .collect();
+    let queued = match queue.enqueue(&notifications).await {
+        Ok(queued) => queued,
+        Err(e) => {
+            tracing::warn!(error = %e, "notifications could not be queued");
+            0
         }
+    };
+    match changes.into_iter().nth(queued) {
+        Some(first_unqueued) => failed_from(first_unqueued.sequence_number),
+        None => DynamoDbEventResponse::default(),
     }
-    DynamoDbEventResponse::default()
 }
 
 /// The answer that makes Lambda retry the batch from the record at `sequence_number`.

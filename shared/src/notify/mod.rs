@@ -1,14 +1,18 @@
 //! Ping and push delivery (CIBA Core §10.2, §10.3, §12): when a ping or push request is decided
 //! or expires, its client is called at its notification endpoint.
 //!
-//! In AWS the table's stream drives this (`functions/notifier`), and a scheduled sweep marks due
-//! requests expired (`functions/expiry-sweeper`), so the decision call stays fast and expiry is
-//! noticed within a minute. Locally `local::LocalNotifier` runs the same `Notifier` in-process.
-//! A delivery is retried with back-off; one that keeps failing is handed back to the caller to
-//! park (the Lambda's on-failure dead-letter queue, or the local API's dead-letter list).
-//! Success is recorded on the request, so a replayed stream record never notifies twice.
+//! In AWS the table's stream drives this: its consumer (`functions/notifier`) puts one message per
+//! decided or expired request on the notification queue (`queue`), and the delivery function
+//! (`functions/deliverer`) takes each off and makes one attempt (`deliver`). A failed attempt is
+//! retried after a back-off that doubles (the message stays hidden meanwhile); one that keeps
+//! failing, or fails for good, is parked whole in the dead-letter queue. One client's dead
+//! endpoint so never delays another's notification. A scheduled sweep marks due requests expired
+//! (`functions/expiry-sweeper`), so expiry is noticed within a minute. Locally the local API
+//! runs the same `Notifier` in-process. Success is recorded on the request with a conditional
+//! write, so a repeated message never notifies twice.
 
 pub mod callback;
+pub mod queue;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +29,7 @@ use crate::store::StoreError;
 use crate::tokens::{self, RedeemFailure, TokenResponse, TokenValues};
 
 pub use callback::{CallbackSender, HttpCallbackSender};
+pub use queue::{DeadLetter, Notification, NotificationQueue, QueueError, SqsNotificationQueue};
 
 #[derive(Clone, Debug)]
 pub struct NotifierSettings {
@@ -64,26 +69,42 @@ impl NotifierSettings {
     }
 }
 
-/// What became of one request's notification.
+impl NotifierSettings {
+    /// The wait after failed attempt number `attempt` (1, 2, ...): `first_retry`, doubled for
+    /// every attempt after the first, at most an hour.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let doublings = attempt.saturating_sub(1).min(20);
+        self.first_retry
+            .saturating_mul(1 << doublings)
+            .min(Duration::from_secs(3600))
+    }
+}
+
+/// What became of one attempt at a request's notification.
 #[derive(Debug, PartialEq)]
 pub enum Outcome {
     Delivered,
     /// Nothing to send: a poll client, a pending request, already notified, or gone.
     Skipped(&'static str),
-    /// Every attempt failed, or the endpoint refused for good: park it.
+    /// The endpoint failed in a way a later attempt may not (unreachable, 5xx, 429).
+    Retry(String),
+    /// The endpoint refused for good, or there is none: park it.
     Failed(String),
+}
+
+/// What the delivery function does with a message after one attempt.
+#[derive(Debug, PartialEq)]
+pub enum Disposition {
+    /// Delivered, nothing to deliver, or parked: the message is done.
+    Done,
+    /// Deliver again later: the message stays, hidden for the back-off.
+    Again,
 }
 
 pub struct Notifier {
     pub ctx: Ctx,
     pub callback: Arc<dyn CallbackSender>,
     pub settings: NotifierSettings,
-}
-
-enum Attempt {
-    Delivered,
-    Retry(String),
-    GiveUp(String),
 }
 
 impl Notifier {
@@ -125,7 +146,7 @@ impl Notifier {
         let Some(payload) = self.payload(&request).await? else {
             return Ok(Outcome::Skipped("nothing to deliver"));
         };
-        let outcome = self.deliver(endpoint, bearer, &payload).await;
+        let outcome = self.attempt(endpoint, bearer, &payload).await;
         if outcome == Outcome::Delivered {
             self.ctx
                 .store
@@ -196,41 +217,56 @@ impl Notifier {
             .map_err(not_issued))
     }
 
-    async fn attempt(&self, endpoint: &str, bearer: &str, payload: &Value) -> Attempt {
+    async fn attempt(&self, endpoint: &str, bearer: &str, payload: &Value) -> Outcome {
         match self.callback.post(endpoint, bearer, payload).await {
-            Ok(status) if (200..300).contains(&status) => Attempt::Delivered,
+            Ok(status) if (200..300).contains(&status) => Outcome::Delivered,
             Ok(status) if (300..400).contains(&status) => {
-                Attempt::GiveUp(format!("answered {status}: redirects are not followed"))
+                Outcome::Failed(format!("answered {status}: redirects are not followed"))
             }
-            Ok(status @ (408 | 425 | 429)) => Attempt::Retry(format!("answered {status}")),
+            Ok(status @ (408 | 425 | 429)) => Outcome::Retry(format!("answered {status}")),
             Ok(status) if (400..500).contains(&status) => {
-                Attempt::GiveUp(format!("answered {status}"))
+                Outcome::Failed(format!("answered {status}"))
             }
-            Ok(status) => Attempt::Retry(format!("answered {status}")),
-            Err(e) => Attempt::Retry(e),
+            Ok(status) => Outcome::Retry(format!("answered {status}")),
+            Err(e) => Outcome::Retry(e),
         }
     }
 
-    async fn deliver(&self, endpoint: &str, bearer: &str, payload: &Value) -> Outcome {
-        let mut wait = self.settings.first_retry;
-        let mut last = String::new();
-        for attempt in 1..=self.settings.attempts.max(1) {
-            if attempt > 1 {
-                tokio::time::sleep(wait).await;
-                wait = wait.saturating_mul(2);
+    /// One delivery attempt of a queued notification, received for the `attempt`th time (SQS's
+    /// `ApproximateReceiveCount`): a failure is retried after the back-off until the attempts are
+    /// spent, then parked with its reason, as is a failure for good.
+    pub async fn deliver(
+        &self,
+        queue: &dyn NotificationQueue,
+        notification: &Notification,
+        receipt: &str,
+        attempt: u32,
+    ) -> Result<Disposition, QueueError> {
+        let reason = match self.process(&notification.auth_req_id).await {
+            Ok(Outcome::Delivered | Outcome::Skipped(_)) => return Ok(Disposition::Done),
+            Ok(Outcome::Retry(reason)) if attempt < self.settings.attempts => {
+                tracing::warn!(attempt, %reason, "notification attempt failed");
+                queue
+                    .retry_later(receipt, self.settings.backoff(attempt))
+                    .await?;
+                return Ok(Disposition::Again);
             }
-            match self.attempt(endpoint, bearer, payload).await {
-                Attempt::Delivered => return Outcome::Delivered,
-                Attempt::GiveUp(reason) => return Outcome::Failed(reason),
-                Attempt::Retry(reason) => {
-                    tracing::warn!(attempt, %reason, "notification attempt failed");
-                    last = reason;
-                }
+            Ok(Outcome::Retry(reason)) => {
+                format!("{attempt} attempts failed, the last {reason}")
             }
-        }
-        Outcome::Failed(format!(
-            "{} attempts failed, the last {last}",
-            self.settings.attempts
-        ))
+            Ok(Outcome::Failed(reason)) => reason,
+            // The store itself failed: not the client's fault, try again like a 5xx.
+            Err(e) if attempt < self.settings.attempts => {
+                tracing::warn!(attempt, error = %e, "notification could not be prepared");
+                queue
+                    .retry_later(receipt, self.settings.backoff(attempt))
+                    .await?;
+                return Ok(Disposition::Again);
+            }
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(%reason, "notification parked in the dead-letter queue");
+        queue.park(notification, &reason).await?;
+        Ok(Disposition::Done)
     }
 }

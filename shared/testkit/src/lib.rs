@@ -7,8 +7,10 @@ pub mod dynamodb;
 pub mod enrollment;
 pub mod ports;
 pub mod push;
+pub mod queue;
 pub mod seed;
 pub mod store_suite;
 
 pub use ports::{CountingRandom, FixedClock};
 pub use push::{RecordedPush, RecordingPushSender, TeePushSender};
+pub use queue::RecordingQueue;
