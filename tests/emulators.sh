@@ -121,6 +121,9 @@ start_moto() {
     # moto serves KMS on the same endpoint.
     export CIBA_KMS_ENDPOINT="http://127.0.0.1:$port"
     export CIBA_REQUIRE_KMS=1
+    # And SQS.
+    export CIBA_SQS_ENDPOINT="http://127.0.0.1:$port"
+    export CIBA_REQUIRE_SQS=1
 }
 
 start_emulators() {

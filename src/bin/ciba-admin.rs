@@ -4,6 +4,7 @@
 //!   ciba-admin import --seed FILE [--table NAME]
 //!   ciba-admin enrollment-code --user SUB|HINT [--ttl SECONDS] [--table NAME]
 //!   ciba-admin enrollment-code --user SUB|HINT [--ttl SECONDS] --api http://127.0.0.1:8080
+//!   ciba-admin dead-letters --queue DLQ_URL [--redrive-to QUEUE_URL] [--limit N]
 //!
 //! Without `--api` it writes to DynamoDB (`--table` or `TABLE_NAME`, created when missing the way
 //! `ciba-local --store dynamodb` creates it), configured as the AWS SDK is (`AWS_REGION`,
@@ -15,6 +16,7 @@ use std::process::ExitCode;
 
 use ciba_local::cli::{self, Stop};
 use ciba_local::client;
+use ciba_shared::notify::{NotificationQueue, SqsNotificationQueue};
 use ciba_shared::ports::{Clock, OsRandom, SystemClock};
 use ciba_shared::store::DynamoStore;
 use ciba_testkit::enrollment;
@@ -28,6 +30,12 @@ ciba-admin: operator tooling for the CIBA OP's store
   ciba-admin enrollment-code --user SUB|HINT [--ttl SECONDS] [--table NAME | --api URL]
       issues a one-time enrolment code (valid 600 s by default) and prints it; with --api a
       running local API issues it into its own store (its in-memory store, say)
+
+  ciba-admin dead-letters --queue DLQ_URL [--redrive-to QUEUE_URL] [--limit N]
+      lists the ping and push notifications parked in the dead-letter queue (the stack output
+      NotificationDeadLetterQueueUrl), one JSON line each with its reason; with --redrive-to
+      (the output NotificationQueueUrl) queues each for delivery again and removes it from the
+      dead letters. At most N (100) per run.
 
   --table NAME   the DynamoDB table (TABLE_NAME), created when missing; the AWS SDK's usual
                  configuration applies: AWS_REGION, credentials, and AWS_ENDPOINT_URL_DYNAMODB
@@ -119,8 +127,48 @@ async fn run(args: &[String]) -> Result<(), Stop> {
             println!("{}", code.expose());
             Ok(())
         }
+        "dead-letters" => dead_letters(&flags).await,
         other => Err(Stop::Usage(format!("unknown command {other}\n\n{USAGE}"))),
     }
+}
+
+/// Lists, and with `--redrive-to` redrives, the parked notifications.
+async fn dead_letters(flags: &cli::Flags) -> Result<(), Stop> {
+    let dead_letter_url = flags.required("queue")?;
+    let limit =
+        match flags.get("limit") {
+            None => 100,
+            Some(n) => n.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                Stop::Usage(format!("--limit must be a positive integer\n\n{USAGE}"))
+            })?,
+        };
+    let redrive_to = flags.get("redrive-to").cloned();
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let queue = SqsNotificationQueue::new(
+        aws_sdk_sqs::Client::new(&aws),
+        redrive_to.clone().unwrap_or_default(),
+        dead_letter_url,
+    );
+    let letters = queue
+        .dead_letters(limit)
+        .await
+        .map_err(|e| Stop::Failed(e.to_string()))?;
+    let mut redriven = 0;
+    for letter in &letters {
+        println!("{}", serde_json::to_string(letter).unwrap_or_default());
+        if redrive_to.is_some() {
+            queue
+                .redrive(letter)
+                .await
+                .map_err(|e| Stop::Failed(e.to_string()))?;
+            redriven += 1;
+        }
+    }
+    match redrive_to {
+        Some(_) => eprintln!("ciba-admin: {redriven} notifications queued for delivery again"),
+        None => eprintln!("ciba-admin: {} parked notifications", letters.len()),
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -58,6 +58,47 @@ mod tests {
         );
     }
 
+    fn approval(seq: &str, id: &str) -> serde_json::Value {
+        let image =
+            |status: &str| json!({"pk": {"S": format!("AUTHREQ#{id}")}, "status": {"S": status}});
+        json!({
+            "awsRegion": "eu-west-1", "eventID": seq, "eventName": "MODIFY",
+            "eventSource": "aws:dynamodb",
+            "dynamodb": {
+                "Keys": {"pk": {"S": format!("AUTHREQ#{id}")}, "sk": {"S": "AUTHREQ"}},
+                "OldImage": image("pending"), "NewImage": image("approved"),
+                "SequenceNumber": seq, "SizeBytes": 64, "StreamViewType": "NEW_AND_OLD_IMAGES",
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn every_decided_request_is_queued_in_stream_order() {
+        let event =
+            serde_json::from_value(json!({"Records": [approval("1", "a"), approval("2", "b")]}))
+                .unwrap();
+        let queue = ciba_testkit::RecordingQueue::default();
+        let response = handle(&queue, &event).await;
+        assert!(response.batch_item_failures.is_empty());
+        assert_eq!(queue.queued_ids(), ["a", "b"]);
+    }
+
+    #[tokio::test]
+    async fn the_first_record_the_queue_refused_is_retried_from() {
+        let event =
+            serde_json::from_value(json!({"Records": [approval("1", "a"), approval("2", "b")]}))
+                .unwrap();
+        let queue = ciba_testkit::RecordingQueue {
+            accept_only: Some(1),
+            ..Default::default()
+        };
+        let response = serde_json::to_value(handle(&queue, &event).await).unwrap();
+        assert_eq!(
+            response,
+            json!({"batchItemFailures": [{"itemIdentifier": "2"}]})
+        );
+    }
+
     #[test]
     fn a_batch_without_failures_answers_an_empty_list() {
         let body = serde_json::to_value(DynamoDbEventResponse::default()).unwrap();
