@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Prepares moto's SNS and KMS as an operator prepares AWS for a deploy (tests/run, bench/report.sh).
+"""Prepares moto's SNS, KMS and SQS as an operator prepares AWS for a deploy (tests/run, bench/report.sh).
 
     aws_setup.py MOTO_URL SEED_IN SEED_OUT
 
 On MOTO_URL (dummy credentials): a GCM platform application and a platform endpoint for every
 device of SEED_IN (SEED_IN is written to SEED_OUT with those endpoint ARNs), and an
-ECC_NIST_P256 signing key. Prints the environment for the functions as `NAME=value` lines:
-SNS_PLATFORM_APP_GCM and KMS_KEY_ID. Runs under the moto venv's python (it has boto3).
+ECC_NIST_P256 signing key, and the notification queue and its dead-letter queue. Prints the
+environment for the functions as `NAME=value` lines: SNS_PLATFORM_APP_GCM, KMS_KEY_ID and
+SQS_QUEUE_URL_<logical id> for each queue of template.yaml (tests/rie.py reads them). Runs under the moto venv's python (it has boto3).
 """
 import json
 import sys
@@ -44,6 +45,10 @@ def main():
     key = client("kms").create_key(
         KeyUsage="SIGN_VERIFY", KeySpec="ECC_NIST_P256", Description="ciba local signing key"
     )["KeyMetadata"]["KeyId"]
+    sqs = client("sqs")
+    for logical_id in ("NotificationQueue", "NotificationDeadLetterQueue"):
+        url = sqs.create_queue(QueueName=f"ciba-{logical_id}")["QueueUrl"]
+        print(f"SQS_QUEUE_URL_{logical_id}={url}")
     print(f"SNS_PLATFORM_APP_GCM={app}")
     print(f"KMS_KEY_ID={key}")
 
