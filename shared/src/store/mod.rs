@@ -125,8 +125,11 @@ impl From<StoreError> for RedeemError {
 }
 
 /// How far back an expiry sweep looks for requests that expired unnoticed (the `lookback` of
-/// `Requests::expire_due`), in the deployed sweeper and the local API alike.
-pub const SWEEP_LOOKBACK_SECS: i64 = 3600;
+/// `Requests::expire_due`), in the deployed sweeper and the local API alike: a day, as long as
+/// an expired request is kept, so a sweeper that was down for hours still tells every client.
+/// The DynamoDB adapter keeps where its last complete sweep ended, so a sweep reads only the
+/// minutes since.
+pub const SWEEP_LOOKBACK_SECS: i64 = 86_400;
 /// Requests one expiry sweep pass expires at most (the `limit` of `Requests::expire_due`).
 pub const SWEEP_BATCH: usize = 100;
 

@@ -71,6 +71,11 @@ pub(super) fn due_minute_pk(minute: i64) -> String {
     format!("DUE#{minute}")
 }
 
+/// The item recording the minute the last complete expiry sweep reached (`minute`): every due
+/// item of an earlier minute has been handled.
+pub(super) const SWEEP_CURSOR_PK: &str = "SWEEP";
+pub(super) const SK_SWEEP_CURSOR: &str = "CURSOR";
+
 pub(super) fn token_pk(hash: &str) -> String {
     format!("TOKEN#{hash}")
 }

@@ -9,13 +9,15 @@ use aws_sdk_dynamodb::types::builders::UpdateBuilder;
 use aws_sdk_dynamodb::types::{
     Delete, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
+use futures_util::{StreamExt, stream};
 
 use super::DynamoStore;
 use super::codec::{
     Item, auth_request_from_item, auth_request_item, due_item, num, req_n, req_s, s, txn_item,
 };
 use super::layout::{
-    SK_AUTHREQ, SK_JTI, SK_TXN, authreq_pk, due_minute_pk, due_pk, jti_pk, key, txn_pk,
+    SK_AUTHREQ, SK_JTI, SK_SWEEP_CURSOR, SK_TXN, SWEEP_CURSOR_PK, authreq_pk, due_minute_pk,
+    due_pk, jti_pk, key, txn_pk,
 };
 use super::transact::{
     CONDITION_FAILED, MAX_ATTEMPTS, Transaction, backoff, build_error, sdk_error,
@@ -211,17 +213,23 @@ impl Requests for DynamoStore {
     ) -> Result<Vec<AuthRequest>, StoreError> {
         let mut expired = Vec::new();
         let mut seen = 0;
-        for minute in (now - lookback).div_euclid(60)..=now.div_euclid(60) {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(&due_minute_pk(minute)))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(|e| sdk_error("expire_due", e))?;
+        let oldest = (now - lookback).div_euclid(60);
+        let start = self.sweep_cursor().await?.map_or(oldest, |c| c.max(oldest));
+        // The minutes' partitions are read a few dozen at once (a day's worth after an outage),
+        // then handled in order.
+        let mut minutes = stream::iter(start..=now.div_euclid(60))
+            .map(|minute| {
+                self.client
+                    .query()
+                    .table_name(&self.table)
+                    .key_condition_expression("pk = :pk")
+                    .expression_attribute_values(":pk", s(&due_minute_pk(minute)))
+                    .consistent_read(true)
+                    .send()
+            })
+            .buffered(32);
+        while let Some(out) = minutes.next().await {
+            let out = out.map_err(|e| sdk_error("expire_due", e))?;
             for item in out.items() {
                 let (id, expires_at) = (req_s(item, "sk")?, req_n(item, "expires_at")?);
                 if expires_at > now {
@@ -263,6 +271,8 @@ impl Requests for DynamoStore {
                     .map_err(|e| sdk_error("expire_due", e))?;
             }
         }
+        // Every due item of the minutes before this one is handled: the next sweep starts here.
+        self.advance_sweep_cursor(now.div_euclid(60)).await?;
         Ok(expired)
     }
 
@@ -340,6 +350,34 @@ impl DynamoStore {
                 Ok(Some(PollOutcome::TooSoon { interval }))
             }
             Err(err) => self.poll_refused(auth_req_id, err).await,
+        }
+    }
+
+    /// The minute the last complete expiry sweep reached, if any sweep completed.
+    async fn sweep_cursor(&self) -> Result<Option<i64>, StoreError> {
+        let item = self
+            .get("expire_due", SWEEP_CURSOR_PK.into(), SK_SWEEP_CURSOR)
+            .await?;
+        item.map(|item| req_n(&item, "minute")).transpose()
+    }
+
+    /// Moves the sweep cursor forward to `minute`, never back (sweeps may overlap).
+    async fn advance_sweep_cursor(&self, minute: i64) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(SWEEP_CURSOR_PK.into(), SK_SWEEP_CURSOR)))
+            .update_expression("SET #minute = :minute")
+            .condition_expression("attribute_not_exists(#minute) OR #minute < :minute")
+            .expression_attribute_names("#minute", "minute")
+            .expression_attribute_values(":minute", num(minute))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if update_condition_failure(&e).is_some() => Ok(()),
+            Err(e) => Err(sdk_error("expire_due", e)),
         }
     }
 

@@ -70,6 +70,7 @@ macro_rules! store_suite {
             refresh_token_rotates_once,
             expiry_sweep_marks_due_ping_and_push_requests_once,
             expiry_sweep_leaves_poll_and_decided_requests,
+            expiry_sweep_after_hours_down_still_finds_what_expired_meanwhile,
             expired_request_cannot_be_decided,
             notification_is_marked_once,
             refresh_token_of_another_client_does_not_rotate,

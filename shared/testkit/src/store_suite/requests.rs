@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use super::{NOW, by_txn, create, created, expire, jti, poll, request, stored_request};
 use ciba_shared::domain::{AuthRequest, Decision, DeliveryMode, Status};
-use ciba_shared::store::{CreateError, DecideError, PollOutcome, Store};
+use ciba_shared::store::{
+    CreateError, DecideError, PollOutcome, SWEEP_BATCH, SWEEP_LOOKBACK_SECS, Store,
+};
 
 pub async fn discarded_request_is_gone_and_its_jti_reusable(store: Arc<dyn Store>) {
     let r = request("r1");
@@ -131,6 +133,33 @@ pub async fn expiry_sweep_marks_due_ping_and_push_requests_once(store: Arc<dyn S
         stored_request(store.as_ref(), "p3").await.status,
         Status::Pending
     );
+}
+
+pub async fn expiry_sweep_after_hours_down_still_finds_what_expired_meanwhile(
+    store: Arc<dyn Store>,
+) {
+    create(store.as_ref(), &ping("p1", NOW + 100)).await;
+    create(store.as_ref(), &ping("p2", NOW + 3 * 3600)).await;
+    // A sweep ran just before both were due; then the sweeper was down for five hours.
+    assert!(sweep(store.as_ref(), NOW + 50).await.is_empty());
+    let late = NOW + 5 * 3600;
+    let mut ids: Vec<String> = sweep(store.as_ref(), late)
+        .await
+        .into_iter()
+        .map(|r| r.auth_req_id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["p1", "p2"]);
+    assert!(sweep(store.as_ref(), late + 60).await.is_empty(), "once");
+}
+
+/// A sweep as the deployed sweeper makes it.
+async fn sweep(store: &dyn Store, now: i64) -> Vec<AuthRequest> {
+    store
+        .requests()
+        .expire_due(now, SWEEP_LOOKBACK_SECS, SWEEP_BATCH)
+        .await
+        .unwrap()
 }
 
 pub async fn expiry_sweep_leaves_poll_and_decided_requests(store: Arc<dyn Store>) {
