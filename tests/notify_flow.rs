@@ -22,6 +22,7 @@ on_both_stores!(
     pushed_tokens_are_the_same_on_every_attempt,
     redirecting_callback_is_not_followed_and_is_parked,
     ping_request_without_notification_token_is_invalid_request,
+    a_black_holed_endpoint_delays_no_other_clients_notification,
 );
 
 const CNT: &str = "8d67dc78-7faa-4d41-aabd-67707b374255";
@@ -202,6 +203,32 @@ async fn callback_failing_twice_then_succeeding_is_delivered_once(h: Harness) {
         .unwrap()
         .unwrap();
     assert!(stored.notified_at.is_some());
+}
+
+async fn a_black_holed_endpoint_delays_no_other_clients_notification(h: Harness) {
+    // Accepts connections and never answers.
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead = format!("http://{}/cb", hole.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = hole.accept().await {
+            held.push(stream);
+        }
+    });
+    let healthy = CallbackServer::start(&[]).await;
+    register(&h, "dead-rp", DeliveryMode::Ping, &dead).await;
+    register(&h, "good-rp", DeliveryMode::Ping, &healthy.url).await;
+    request_as(&h, "dead-rp").await;
+    assert_eq!(h.alice_decides("approve").await.status, 204);
+    let id = request_as(&h, "good-rp").await;
+    assert_eq!(h.alice_decides("approve").await.status, 204);
+    let got = healthy.wait_for(1).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body, json!({"auth_req_id": id}));
+    assert!(
+        h.notifier.dead_letters().is_empty(),
+        "told while the dead endpoint's attempts still hang (5 s each, 3 of them)"
+    );
 }
 
 async fn pushed_tokens_are_the_same_on_every_attempt(h: Harness) {
