@@ -25,20 +25,26 @@ impl Ctx {
     /// `SNS_PLATFORM_APP_APNS_SANDBOX`, the signing key from `KMS_KEY_ID` (or `SIGNING_KEY_PEM` /
     /// `SIGNING_KEY_FILE`). Fails at cold start when any of it is missing or malformed.
     pub async fn from_env() -> Result<Self, ConfigError> {
+        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Self::from_env_with(&aws).await
+    }
+
+    /// `from_env` with the AWS SDK configuration already loaded (for a function that also makes
+    /// clients of its own).
+    pub async fn from_env_with(aws: &aws_config::SdkConfig) -> Result<Self, ConfigError> {
         let config = Config::from_env()?;
         let table = std::env::var("TABLE_NAME")
             .ok()
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ConfigError("TABLE_NAME is not set".into()))?;
-        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table);
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), table);
         Ok(Self {
             config: Arc::new(config),
             store: Arc::new(store),
             clock: Arc::new(SystemClock),
             random: Arc::new(OsRandom),
-            signer: signer_from_env(Some(&aws)).await?,
-            push: Arc::new(SnsPushSender::from_env(&aws)),
+            signer: signer_from_env(Some(aws)).await?,
+            push: Arc::new(SnsPushSender::from_env(aws)),
         })
     }
 }

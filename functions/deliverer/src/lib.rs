@@ -33,10 +33,13 @@ pub async fn handle(
 /// Whether `message` must be delivered again.
 async fn deliver(notifier: &Notifier, queue: &dyn NotificationQueue, message: &SqsMessage) -> bool {
     let Some(notification) = message.body.as_deref().and_then(Notification::parse) else {
-        // Nothing any attempt could deliver; not dropped silently either.
+        // Nothing any attempt could deliver: no retries, but not dropped silently either.
         tracing::error!(message_id = ?message.message_id, "unreadable notification message");
         let unreadable = Notification {
-            auth_req_id: String::new(),
+            auth_req_id: format!(
+                "(unreadable message {})",
+                message.message_id.as_deref().unwrap_or("?")
+            ),
         };
         return queue
             .park(&unreadable, "the message is not a notification")

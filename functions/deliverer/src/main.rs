@@ -9,10 +9,10 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
-    let ctx = Ctx::from_env()
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let ctx = Ctx::from_env_with(&aws)
         .await
         .unwrap_or_else(|e| cold_start_failure(e));
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let queue = SqsNotificationQueue::from_env(&aws).unwrap_or_else(|e| cold_start_failure(e));
     let notifier = Notifier {
         ctx,
