@@ -13,7 +13,7 @@ pub const REQUEST_IDS: [&str; 3] = ["r0", "r1", "r2"];
 /// The `jti`s a case draws from, in either scope (request objects', decisions').
 pub const JTIS: [&str; 4] = ["j0", "j1", "j2", "j3"];
 /// Steps in one case at most.
-pub const MAX_STEPS: usize = 30;
+const MAX_STEPS: usize = 30;
 /// The longest clock advance of one step.
 const MAX_ADVANCE_SECS: i64 = 90;
 
