@@ -20,8 +20,8 @@ use crate::store_suite::request;
 const START_MS: i64 = 1_800_000_000_000;
 /// How much further back than the start of the case a sweep looks. The DynamoDB adapter looks
 /// at whole minutes, the in-memory one to the second: with a minute to spare both look at every
-/// request the case made, and a sweep costs the DynamoDB adapter one query per minute the case
-/// has run instead of the sixty of `SWEEP_LOOKBACK_SECS`.
+/// request the case made, and a sweep costs the DynamoDB adapter at most one query per minute
+/// the case has run, not one per minute of `SWEEP_LOOKBACK_SECS`.
 const SWEEP_MARGIN_SECS: i64 = 60;
 /// How long issued access tokens last.
 const ACCESS_TTL: i64 = 60;
