@@ -1,7 +1,8 @@
 //! What the tests and the local API need and no Lambda may link: fixed clocks, repeatable
 //! randomness, recording push senders, the seed import and enrolment codes for the operator
-//! tooling, DynamoDB Local tables, and the store suite every store adapter passes. The workspace
-//! test `no_lambda_links_test_or_local_code` keeps it out of every function's dependencies.
+//! tooling, DynamoDB Local tables, the store suite every store adapter passes, and the
+//! model-based test of the store. The workspace test `no_lambda_links_test_or_local_code` keeps
+//! it out of every function's dependencies.
 
 pub mod dynamodb;
 pub mod enrollment;
@@ -9,6 +10,7 @@ pub mod ports;
 pub mod push;
 pub mod queue;
 pub mod seed;
+pub mod store_model;
 pub mod store_suite;
 
 pub use ports::{CountingRandom, FixedClock};
