@@ -12,6 +12,7 @@ use hyper::server::conn::http1;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::sync::Notify;
 
 /// What the proxy does with a request its rule matches.
 #[derive(Clone, Debug)]
@@ -25,6 +26,28 @@ pub enum Fault {
         content_type: &'static str,
         body: String,
     },
+    /// Holds the request until the test releases it, then forwards it: the test can act between
+    /// the caller's sending and the emulator's receiving.
+    Hold(Arc<Gate>),
+}
+
+/// Where a held request waits.
+#[derive(Debug, Default)]
+pub struct Gate {
+    arrived: Notify,
+    released: Notify,
+}
+
+impl Gate {
+    /// Waits until the held request has arrived at the proxy.
+    pub async fn arrived(&self) {
+        self.arrived.notified().await;
+    }
+
+    /// Lets the held request go on to the emulator.
+    pub fn release(&self) {
+        self.released.notify_one();
+    }
 }
 
 impl Fault {
@@ -119,6 +142,13 @@ impl FaultProxy {
         self.add(operation, None, fault);
     }
 
+    /// Holds the next request of `operation` until the gate answered is released.
+    pub fn hold_next(&self, operation: &str) -> Arc<Gate> {
+        let gate = Arc::new(Gate::default());
+        self.add(operation, Some(1), Fault::Hold(gate.clone()));
+        gate
+    }
+
     /// Removes every rule: from now on the proxy only forwards.
     pub fn heal(&self) {
         self.state.lock().unwrap().rules.clear();
@@ -204,6 +234,10 @@ async fn handle(
             .header("content-type", content_type)
             .body(Full::new(Bytes::from(body)))
             .unwrap());
+    }
+    if let Some(Fault::Hold(gate)) = &fault {
+        gate.arrived.notify_one();
+        gate.released.notified().await;
     }
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     parts.uri = format!("{upstream}{path}").parse().unwrap();

@@ -138,11 +138,11 @@ fn new_request(
     }
 }
 
-/// Pushes the request to every usable device of the user. A disabled endpoint is marked and
-/// skipped. When no push reached any device the request is discarded (so nothing lingers that can
-/// never be approved, and the same request object may be sent again): an outage of the push
-/// service answers 503 `temporarily_unavailable`, a user whose every device is gone answers
-/// `unknown_user_id`.
+/// Pushes the request to every usable device of the user. A disabled endpoint's device is marked
+/// (unless it was enrolled again since it was read) and skipped. When no push reached any device
+/// the request is discarded (so nothing lingers that can never be approved, and the same request
+/// object may be sent again): an outage of the push service answers 503
+/// `temporarily_unavailable`, a user whose every device is gone answers `unknown_user_id`.
 async fn push(
     ctx: &Ctx,
     client: &Client,
@@ -160,16 +160,10 @@ async fn push(
     };
     let mut delivered = 0;
     let mut outage = false;
-    for mut device in devices {
+    for device in devices {
         match ctx.push.send(&device, &message).await {
             Ok(()) => delivered += 1,
-            Err(PushError::EndpointDisabled) => {
-                tracing::warn!(device_id = %device.device_id, "push endpoint disabled: device marked");
-                device.enabled = false;
-                if let Err(e) = ctx.store.accounts().put_device(&device).await {
-                    tracing::warn!(device_id = %device.device_id, error = %e, "could not mark device disabled");
-                }
-            }
+            Err(PushError::EndpointDisabled) => mark_disabled(ctx, &device).await,
             Err(e @ PushError::Unavailable(_)) => {
                 tracing::warn!(device_id = %device.device_id, error = %e, "push failed");
                 outage = true;
@@ -190,5 +184,19 @@ async fn push(
         Err(AuthnError::UnknownUserId(
             "the user has no enrolled authentication device that can be reached".into(),
         ))
+    }
+}
+
+/// Marks the device of a disabled push endpoint, unless it changed since it was read (enrolled
+/// again meanwhile: then its new endpoint deserves a push next time).
+async fn mark_disabled(ctx: &Ctx, device: &Device) {
+    let id = &device.device_id;
+    match ctx.store.accounts().disable_device(device).await {
+        Ok(true) => tracing::warn!(device_id = %id, "push endpoint disabled: device marked"),
+        Ok(false) => tracing::info!(
+            device_id = %id,
+            "push endpoint disabled, but the device changed since it was read: left as it is"
+        ),
+        Err(e) => tracing::warn!(device_id = %id, error = %e, "could not mark device disabled"),
     }
 }

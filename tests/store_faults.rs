@@ -1,16 +1,25 @@
-//! Transactions whose answers are lost on the way back: DynamoDB Local behind a fault proxy that
-//! lets a `TransactWriteItems` commit, then closes the connection without answering. The store
-//! must answer what was committed, not the failed condition a second run of the transaction
-//! would meet (`invalid_grant` for an approved login, a replayed `jti` for a recorded decision,
-//! an error for a stored request). Skipped without `CIBA_DYNAMODB_ENDPOINT`.
+//! The DynamoDB store under injected faults, DynamoDB Local behind a fault proxy. Skipped
+//! without `CIBA_DYNAMODB_ENDPOINT`.
+//!
+//! Transactions whose answers are lost on the way back: the proxy lets a `TransactWriteItems`
+//! commit, then closes the connection without answering. The store must answer what was
+//! committed, not the failed condition a second run of the transaction would meet
+//! (`invalid_grant` for an approved login, a replayed `jti` for a recorded decision, an error for
+//! a stored request).
+//!
+//! A write racing a conditional write: the proxy holds a transaction while the test changes
+//! what it is conditioned on.
 
 mod common;
 
 use std::sync::Arc;
 
+use ciba_shared::domain::Device;
 use ciba_shared::domain::{Decision, DeliveryMode, Status, TokenKind, TokenRecord};
 use ciba_shared::store::dynamodb::local_client;
-use ciba_shared::store::{CreateError, DecideError, DynamoStore, JtiUse, Requests, Tokens};
+use ciba_shared::store::{
+    Accounts, CreateError, DecideError, DynamoStore, JtiUse, Requests, Tokens,
+};
 use ciba_testkit::dynamodb::table_from_env;
 use ciba_testkit::store_suite::request;
 use common::fault_proxy::{Fault, FaultProxy};
@@ -21,7 +30,7 @@ const NOW: i64 = 1_800_000_000;
 /// A table reached two ways: `store` through the proxy, `direct` without it.
 struct Lossy {
     proxy: FaultProxy,
-    store: DynamoStore,
+    store: Arc<DynamoStore>,
     direct: Arc<DynamoStore>,
     /// Attempts the SDK makes of one call (its retry configuration).
     sdk_attempts: usize,
@@ -38,7 +47,7 @@ async fn lossy() -> Option<Lossy> {
         .map_or(1, |retry| retry.max_attempts()) as usize;
     Some(Lossy {
         proxy,
-        store: DynamoStore::new(client, local.table),
+        store: Arc::new(DynamoStore::new(client, local.table)),
         direct: local.store,
         sdk_attempts,
     })
@@ -183,4 +192,43 @@ async fn answer_lost_once_is_learnt_from_the_sdk_retry() {
 
     assert!(outcome.is_ok(), "{outcome:?}");
     t.assert_faults_met(1);
+}
+
+fn phone(endpoint: &str) -> Device {
+    Device {
+        device_id: "d1".into(),
+        sub: "alice".into(),
+        public_key: serde_json::json!({"kty": "EC", "crv": "P-256", "x": "x", "y": "y"}),
+        platform: Some("GCM".into()),
+        push_token: Some("push-d1".into()),
+        endpoint_arn: Some(format!(
+            "arn:aws:sns:us-east-1:0:endpoint/GCM/app/{endpoint}"
+        )),
+        enabled: true,
+    }
+}
+
+#[tokio::test]
+async fn device_enrolled_again_between_disabling_read_and_write_is_not_disabled() {
+    let Some(t) = lossy().await else { return };
+    t.direct.put_device(&phone("first")).await.unwrap();
+    let read = phone("first");
+    let gate = t.proxy.hold_next(TRANSACT);
+
+    let store = t.store.clone();
+    let disabling = tokio::spawn(async move { store.disable_device(&read).await });
+    // disable_device has read the device and sent its write: the app enrols again meanwhile.
+    gate.arrived().await;
+    t.direct.put_device(&phone("again")).await.unwrap();
+    gate.release();
+
+    assert!(!disabling.await.unwrap().unwrap(), "reported as left alone");
+    assert_eq!(
+        t.direct.get_device("d1").await.unwrap(),
+        Some(phone("again"))
+    );
+    assert_eq!(
+        t.direct.list_devices("alice").await.unwrap(),
+        [phone("again")]
+    );
 }
