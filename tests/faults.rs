@@ -4,6 +4,9 @@
 //!
 //! A throttled dependency answers 503 `temporarily_unavailable` with `Retry-After`, and leaves
 //! nothing half-written behind. The proxy throttles every attempt, the SDK's own retries included.
+//!
+//! A write whose every answer is lost, though it committed, is not mistaken for a failure that
+//! leaves its effects behind: a request nobody knows of.
 
 mod common;
 
@@ -174,4 +177,25 @@ async fn dynamodb_throttled_at_a_write_answers_503_and_stores_nothing() {
     assert!(h.pushes.all().is_empty(), "nothing was pushed");
     proxy.heal();
     assert_eq!(h.bc_authorize(&request).await.status, 200);
+}
+
+#[tokio::test]
+async fn request_whose_creation_answers_were_all_lost_answers_503_and_leaves_nothing() {
+    let Some((local, proxy, h)) = behind_proxy().await else {
+        return;
+    };
+    let request_object = h.sign_request(&h.request_claims());
+    proxy.fail_always(TRANSACT, Fault::DropResponse);
+
+    assert_unavailable(&h.bc_authorize_signed(&request_object).await);
+
+    assert!(proxy.count(TRANSACT).1 > 0, "answers lost");
+    assert_eq!(
+        items_under(&local, REQUEST_ITEMS).await,
+        Vec::<String>::new()
+    );
+    assert!(h.pushes.all().is_empty(), "nothing was pushed");
+    proxy.heal();
+    let again = h.bc_authorize_signed(&request_object).await;
+    assert_eq!(again.status, 200, "{:?}", again.body);
 }

@@ -16,7 +16,7 @@ use crate::domain::{AuthRequest, Client, Device, Status, User};
 use crate::error::{AuthnError, Internal};
 use crate::http::Form;
 use crate::push::{PushError, PushMessage};
-use crate::store::{CreateError, JtiUse};
+use crate::store::{CreateError, JtiUse, StoreError};
 
 /// `auth_req_id` carries 192 bits, `txn` 128 (CIBA Core §7.3 asks for at least 128).
 const AUTH_REQ_ID_BYTES: usize = 24;
@@ -49,14 +49,7 @@ pub async fn accept(
     let devices = usable_devices(ctx, &user).await?;
 
     let request = new_request(ctx, client, &user, valid, now);
-    ctx.store
-        .requests()
-        .create_auth_request(&request, jti.as_ref())
-        .await
-        .map_err(|e| match e {
-            CreateError::JtiReplayed => invalid("the request object's jti was already used"),
-            CreateError::Store(e) => e.into(),
-        })?;
+    store_request(ctx, &request, jti.as_ref()).await?;
     push(ctx, client, &request, jti.as_ref(), devices).await?;
     Ok(request)
 }
@@ -89,6 +82,33 @@ fn parameters(
             Err(invalid("this client must send a signed request object"))
         }
         None => Ok((AuthnParams::from_form(form), None)),
+    }
+}
+
+/// Stores the new request with its request object's `jti`. A store that was unavailable may
+/// have committed the write all the same (its answers lost): it is taken back, so no request
+/// stays behind that its client never heard of, and the request object may be sent again.
+async fn store_request(
+    ctx: &Ctx,
+    request: &AuthRequest,
+    jti: Option<&JtiUse>,
+) -> Result<(), AuthnError> {
+    match ctx.store.requests().create_auth_request(request, jti).await {
+        Ok(()) => Ok(()),
+        Err(CreateError::JtiReplayed) => Err(invalid("the request object's jti was already used")),
+        Err(CreateError::Store(e @ StoreError::Unavailable(_))) => {
+            let unavailable = e.into();
+            if let Err(e) = ctx
+                .store
+                .requests()
+                .discard_auth_request(request, jti)
+                .await
+            {
+                tracing::warn!(error = %e, "could not take back a request whose creation may have committed");
+            }
+            Err(unavailable)
+        }
+        Err(CreateError::Store(e)) => Err(e.into()),
     }
 }
 
