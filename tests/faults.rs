@@ -6,7 +6,7 @@
 //! nothing half-written behind. The proxy throttles every attempt, the SDK's own retries included.
 //!
 //! A write whose every answer is lost, though it committed, is not mistaken for a failure that
-//! leaves its effects behind: a request nobody knows of.
+//! leaves its effects behind: a request nobody knows of, a redeemed login without its tokens.
 
 mod common;
 
@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use aws_sdk_kms::types::{KeySpec, KeyUsageType};
+use ciba_local::event::HttpRequest;
 use ciba_shared::domain::Status;
 use ciba_shared::kms::KmsSigner;
 use ciba_shared::push::sns::PlatformApps;
@@ -198,4 +199,65 @@ async fn request_whose_creation_answers_were_all_lost_answers_503_and_leaves_not
     proxy.heal();
     let again = h.bc_authorize_signed(&request_object).await;
     assert_eq!(again.status, 200, "{:?}", again.body);
+}
+
+#[tokio::test]
+async fn redemption_whose_answers_were_all_lost_issues_the_tokens() {
+    let Some((_local, proxy, h)) = behind_proxy().await else {
+        return;
+    };
+    let requested = h
+        .bc_authorize(&[("scope", "openid"), ("login_hint", "alice")])
+        .await;
+    assert_eq!(requested.status, 200, "{:?}", requested.body);
+    let auth_req_id = requested.body["auth_req_id"].as_str().unwrap().to_owned();
+    assert_eq!(h.alice_decides("approve").await.status, 204);
+    proxy.fail_always(TRANSACT, Fault::DropResponse);
+
+    let redeemed = h.poll(&auth_req_id).await;
+
+    assert_eq!(redeemed.status, 200, "{:?}", redeemed.body);
+    assert!(proxy.count(TRANSACT).1 > 0, "answers lost");
+    let access_token = redeemed.body["access_token"].as_str().unwrap();
+    assert_eq!(h.userinfo(access_token).await.status, 200);
+    proxy.heal();
+    h.poll(&auth_req_id)
+        .await
+        .expect_error(400, "invalid_grant");
+}
+
+#[tokio::test]
+async fn refresh_whose_rotation_answers_were_all_lost_issues_the_successors() {
+    let Some((_local, proxy, h)) = behind_proxy().await else {
+        return;
+    };
+    let requested = h
+        .bc_authorize(&[("scope", "openid"), ("login_hint", "alice")])
+        .await;
+    let auth_req_id = requested.body["auth_req_id"].as_str().unwrap().to_owned();
+    assert_eq!(h.alice_decides("approve").await.status, 204);
+    let redeemed = h.poll(&auth_req_id).await;
+    assert_eq!(redeemed.status, 200, "{:?}", redeemed.body);
+    let refresh_token = redeemed.body["refresh_token"].as_str().unwrap();
+    let refresh = || {
+        HttpRequest::new("POST", "/token")
+            .header(
+                "authorization",
+                &Harness::basic("demo-rp", "demo-rp-secret"),
+            )
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ])
+    };
+    proxy.fail_always(TRANSACT, Fault::DropResponse);
+
+    let rotated = h.send(refresh()).await;
+
+    assert_eq!(rotated.status, 200, "{:?}", rotated.body);
+    assert!(proxy.count(TRANSACT).1 > 0, "answers lost");
+    let access_token = rotated.body["access_token"].as_str().unwrap();
+    assert_eq!(h.userinfo(access_token).await.status, 200);
+    proxy.heal();
+    h.send(refresh()).await.expect_error(400, "invalid_grant");
 }
