@@ -86,8 +86,9 @@ fn parameters(
 }
 
 /// Stores the new request with its request object's `jti`. A store that was unavailable may
-/// have committed the write all the same (its answers lost): it is taken back, so no request
-/// stays behind that its client never heard of, and the request object may be sent again.
+/// have committed the write all the same (its answers lost): the request is taken back, so none
+/// stays behind that its client never heard of. Its `jti` stays spent: whether this write or an
+/// earlier use of the request object spent it is unknown, and a replay must stay refused.
 async fn store_request(
     ctx: &Ctx,
     request: &AuthRequest,
@@ -101,7 +102,7 @@ async fn store_request(
             if let Err(e) = ctx
                 .store
                 .requests()
-                .discard_auth_request(request, jti)
+                .discard_auth_request(request, None)
                 .await
             {
                 tracing::warn!(error = %e, "could not take back a request whose creation may have committed");
