@@ -236,16 +236,7 @@ async fn push_outage_answers_503_and_the_same_request_object_may_be_sent_again()
 #[tokio::test]
 async fn disabled_endpoint_is_marked_and_a_user_with_none_left_is_unknown_user_id() {
     let h = failing_harness(|| PushError::EndpointDisabled).await;
-    h.bc_authorize(&[("scope", "openid"), ("login_hint", "alice")])
-        .await
-        .expect_error(400, "unknown_user_id");
-    let device = h
-        .store
-        .accounts()
-        .get_device("alice-phone")
-        .await
-        .unwrap()
-        .unwrap();
+    let device = alice_phone_after_her_only_push_failed(&h).await;
     assert!(!device.enabled, "the disabled endpoint's device is marked");
     // The next request does not even try the disabled device.
     h.bc_authorize(&[("scope", "openid"), ("login_hint", "alice")])
@@ -279,16 +270,7 @@ impl PushSender for EnrolledAgainDuringPush {
 async fn device_enrolled_again_while_its_push_failed_stays_enabled(store: Arc<dyn Store>) {
     let push = Arc::new(EnrolledAgainDuringPush(store.clone()));
     let h = Harness::with_push(store, Some(push)).await;
-    h.bc_authorize(&[("scope", "openid"), ("login_hint", "alice")])
-        .await
-        .expect_error(400, "unknown_user_id");
-    let device = h
-        .store
-        .accounts()
-        .get_device("alice-phone")
-        .await
-        .unwrap()
-        .unwrap();
+    let device = alice_phone_after_her_only_push_failed(&h).await;
     assert!(device.enabled, "the stale copy was not written back");
     assert_eq!(device.endpoint_arn.as_deref(), Some(ENROLLED_AGAIN));
 }
@@ -305,6 +287,19 @@ async fn device_enrolled_again_while_its_push_failed_stays_enabled_on_dynamodb()
         return;
     };
     device_enrolled_again_while_its_push_failed_stays_enabled(store).await;
+}
+
+/// Alice's phone, once a request for her found no device a push reached (`unknown_user_id`).
+async fn alice_phone_after_her_only_push_failed(h: &Harness) -> Device {
+    h.bc_authorize(&[("scope", "openid"), ("login_hint", "alice")])
+        .await
+        .expect_error(400, "unknown_user_id");
+    h.store
+        .accounts()
+        .get_device("alice-phone")
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 /// How many devices `sub` has enrolled.

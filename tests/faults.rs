@@ -20,9 +20,8 @@ use ciba_shared::kms::KmsSigner;
 use ciba_shared::push::sns::PlatformApps;
 use ciba_shared::push::{Platform, SnsPushSender};
 use ciba_shared::store::DynamoStore;
-use ciba_shared::store::dynamodb::local_client;
 use ciba_testkit::dynamodb::{LocalTable, table_from_env};
-use common::fault_proxy::{Fault, FaultProxy};
+use common::fault_proxy::{Fault, FaultProxy, dynamodb_behind_proxy};
 use common::{Harness, Reply};
 use p256::ecdsa::SigningKey;
 use p256::elliptic_curve::rand_core::OsRng;
@@ -60,6 +59,32 @@ const REQUEST_ITEMS: &[&str] = &["AUTHREQ#", "TXN#", "DUE#"];
 /// Where a request object's `jti` is spent (a client assertion's `jti` is spent by client
 /// authentication, whatever becomes of the request).
 const REQUEST_OBJECT_JTIS: &str = "JTI#request";
+
+/// No request stayed behind, and none was pushed.
+async fn assert_no_request_left(local: &LocalTable, h: &Harness) {
+    assert_eq!(
+        items_under(local, REQUEST_ITEMS).await,
+        Vec::<String>::new()
+    );
+    assert!(h.pushes.all().is_empty(), "nothing was pushed");
+}
+
+/// A request of demo-rp for alice, approved on her phone: its `auth_req_id`.
+async fn approved_request(h: &Harness) -> String {
+    let requested = h
+        .bc_authorize(&[("scope", "openid"), ("login_hint", "alice")])
+        .await;
+    assert_eq!(requested.status, 200, "{:?}", requested.body);
+    assert_eq!(h.alice_decides("approve").await.status, 204);
+    requested.body["auth_req_id"].as_str().unwrap().to_owned()
+}
+
+/// A token response whose access token userinfo takes.
+#[track_caller]
+fn access_token(reply: &Reply) -> &str {
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    reply.body["access_token"].as_str().unwrap()
+}
 
 /// A fresh table, and moto (SNS, KMS) behind a fault proxy.
 async fn emulators() -> Option<(LocalTable, FaultProxy, String)> {
@@ -131,12 +156,7 @@ async fn kms_throttled_at_signing_answers_503_and_the_request_stays_redeemable()
     let through_proxy = aws_sdk_kms::Client::new(&common::emulator::config(&proxy.endpoint).await);
     let signer = KmsSigner::new(through_proxy, &key_id).await.unwrap();
     let h = Harness::with_ports(local.store.clone(), None, Some(Arc::new(signer))).await;
-    let requested = h
-        .bc_authorize(&[("scope", "openid"), ("login_hint", "alice")])
-        .await;
-    assert_eq!(requested.status, 200, "{:?}", requested.body);
-    let auth_req_id = requested.body["auth_req_id"].as_str().unwrap().to_owned();
-    assert_eq!(h.alice_decides("approve").await.status, 204);
+    let auth_req_id = approved_request(&h).await;
     proxy.fail_always(SIGN, Fault::kms_throttled());
 
     assert_unavailable(&h.poll(&auth_req_id).await);
@@ -153,10 +173,8 @@ async fn kms_throttled_at_signing_answers_503_and_the_request_stays_redeemable()
 
 /// A fresh table reached through a fault proxy, and the harness on it.
 async fn behind_proxy() -> Option<(LocalTable, FaultProxy, Harness)> {
-    let local = table_from_env().await?;
-    let upstream = common::emulator::endpoint("DYNAMODB")?;
-    let proxy = FaultProxy::start(&upstream).await;
-    let store = DynamoStore::new(local_client(&proxy.endpoint).await, local.table.clone());
+    let (local, proxy, client) = dynamodb_behind_proxy().await?;
+    let store = DynamoStore::new(client, local.table.clone());
     let h = Harness::with_store(Arc::new(store)).await;
     Some((local, proxy, h))
 }
@@ -172,11 +190,7 @@ async fn dynamodb_throttled_at_a_write_answers_503_and_stores_nothing() {
     assert_unavailable(&h.bc_authorize(&request).await);
 
     assert!(proxy.count(TRANSACT).1 > 0, "throttled");
-    assert_eq!(
-        items_under(&local, REQUEST_ITEMS).await,
-        Vec::<String>::new()
-    );
-    assert!(h.pushes.all().is_empty(), "nothing was pushed");
+    assert_no_request_left(&local, &h).await;
     proxy.heal();
     assert_eq!(h.bc_authorize(&request).await.status, 200);
 }
@@ -192,11 +206,7 @@ async fn request_whose_creation_answers_were_all_lost_answers_503_and_is_taken_b
     assert_unavailable(&h.bc_authorize_signed(&request_object).await);
 
     assert!(proxy.count(TRANSACT).1 > 0, "answers lost");
-    assert_eq!(
-        items_under(&local, REQUEST_ITEMS).await,
-        Vec::<String>::new()
-    );
-    assert!(h.pushes.all().is_empty(), "nothing was pushed");
+    assert_no_request_left(&local, &h).await;
     proxy.heal();
     // The request object's jti stays spent: this write may have spent it, or an earlier one.
     h.bc_authorize_signed(&request_object)
@@ -212,20 +222,13 @@ async fn redemption_whose_answers_were_all_lost_issues_the_tokens() {
     let Some((_local, proxy, h)) = behind_proxy().await else {
         return;
     };
-    let requested = h
-        .bc_authorize(&[("scope", "openid"), ("login_hint", "alice")])
-        .await;
-    assert_eq!(requested.status, 200, "{:?}", requested.body);
-    let auth_req_id = requested.body["auth_req_id"].as_str().unwrap().to_owned();
-    assert_eq!(h.alice_decides("approve").await.status, 204);
+    let auth_req_id = approved_request(&h).await;
     proxy.fail_always(TRANSACT, Fault::DropResponse);
 
     let redeemed = h.poll(&auth_req_id).await;
 
-    assert_eq!(redeemed.status, 200, "{:?}", redeemed.body);
     assert!(proxy.count(TRANSACT).1 > 0, "answers lost");
-    let access_token = redeemed.body["access_token"].as_str().unwrap();
-    assert_eq!(h.userinfo(access_token).await.status, 200);
+    assert_eq!(h.userinfo(access_token(&redeemed)).await.status, 200);
     proxy.heal();
     h.poll(&auth_req_id)
         .await
@@ -237,12 +240,7 @@ async fn refresh_whose_rotation_answers_were_all_lost_issues_the_successors() {
     let Some((_local, proxy, h)) = behind_proxy().await else {
         return;
     };
-    let requested = h
-        .bc_authorize(&[("scope", "openid"), ("login_hint", "alice")])
-        .await;
-    let auth_req_id = requested.body["auth_req_id"].as_str().unwrap().to_owned();
-    assert_eq!(h.alice_decides("approve").await.status, 204);
-    let redeemed = h.poll(&auth_req_id).await;
+    let redeemed = h.poll(&approved_request(&h).await).await;
     assert_eq!(redeemed.status, 200, "{:?}", redeemed.body);
     let refresh_token = redeemed.body["refresh_token"].as_str().unwrap();
     let refresh = || {
@@ -260,10 +258,8 @@ async fn refresh_whose_rotation_answers_were_all_lost_issues_the_successors() {
 
     let rotated = h.send(refresh()).await;
 
-    assert_eq!(rotated.status, 200, "{:?}", rotated.body);
     assert!(proxy.count(TRANSACT).1 > 0, "answers lost");
-    let access_token = rotated.body["access_token"].as_str().unwrap();
-    assert_eq!(h.userinfo(access_token).await.status, 200);
+    assert_eq!(h.userinfo(access_token(&rotated)).await.status, 200);
     proxy.heal();
     h.send(refresh()).await.expect_error(400, "invalid_grant");
 }

@@ -16,13 +16,11 @@ use std::sync::Arc;
 
 use ciba_shared::domain::Device;
 use ciba_shared::domain::{Decision, DeliveryMode, Status, TokenKind, TokenRecord};
-use ciba_shared::store::dynamodb::local_client;
 use ciba_shared::store::{
     Accounts, CreateError, DecideError, DynamoStore, JtiUse, Requests, Tokens,
 };
-use ciba_testkit::dynamodb::table_from_env;
 use ciba_testkit::store_suite::request;
-use common::fault_proxy::{Fault, FaultProxy};
+use common::fault_proxy::{Fault, FaultProxy, dynamodb_behind_proxy};
 
 const TRANSACT: &str = "DynamoDB_20120810.TransactWriteItems";
 const NOW: i64 = 1_800_000_000;
@@ -37,10 +35,7 @@ struct Lossy {
 }
 
 async fn lossy() -> Option<Lossy> {
-    let local = table_from_env().await?;
-    let upstream = common::emulator::endpoint("DYNAMODB")?;
-    let proxy = FaultProxy::start(&upstream).await;
-    let client = local_client(&proxy.endpoint).await;
+    let (local, proxy, client) = dynamodb_behind_proxy().await?;
     let sdk_attempts = client
         .config()
         .retry_config()

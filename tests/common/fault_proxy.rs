@@ -6,6 +6,8 @@
 
 use std::sync::{Arc, Mutex};
 
+use ciba_shared::store::dynamodb::local_client;
+use ciba_testkit::dynamodb::{LocalTable, table_from_env};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
@@ -169,6 +171,16 @@ impl FaultProxy {
             remaining,
         });
     }
+}
+
+/// A fresh DynamoDB Local table (see `ciba_testkit::dynamodb`), a proxy in front of DynamoDB
+/// Local, and a client reaching the table through the proxy; `None` when the test skips.
+pub async fn dynamodb_behind_proxy() -> Option<(LocalTable, FaultProxy, aws_sdk_dynamodb::Client)> {
+    let local = table_from_env().await?;
+    let upstream = super::emulator::endpoint("DYNAMODB")?;
+    let proxy = FaultProxy::start(&upstream).await;
+    let client = local_client(&proxy.endpoint).await;
+    Some((local, proxy, client))
 }
 
 /// The fault of the first rule for `operation` that still applies, used up by one.
