@@ -12,6 +12,7 @@ use ciba_shared::domain::Device;
 use ciba_shared::jose;
 use ciba_shared::ports::{OsRandom, Random};
 use ciba_shared::push::{Platform, PushError, PushMessage, PushSender};
+use ciba_shared::store::Store;
 use common::{Harness, Reply};
 use p256::ecdsa::SigningKey;
 use p256::elliptic_curve::rand_core::OsRng;
@@ -235,21 +236,70 @@ async fn push_outage_answers_503_and_the_same_request_object_may_be_sent_again()
 #[tokio::test]
 async fn disabled_endpoint_is_marked_and_a_user_with_none_left_is_unknown_user_id() {
     let h = failing_harness(|| PushError::EndpointDisabled).await;
-    h.bc_authorize(&[("scope", "openid"), ("login_hint", "alice")])
-        .await
-        .expect_error(400, "unknown_user_id");
-    let device = h
-        .store
-        .accounts()
-        .get_device("alice-phone")
-        .await
-        .unwrap()
-        .unwrap();
+    let device = alice_phone_after_her_only_push_failed(&h).await;
     assert!(!device.enabled, "the disabled endpoint's device is marked");
     // The next request does not even try the disabled device.
     h.bc_authorize(&[("scope", "openid"), ("login_hint", "alice")])
         .await
         .expect_error(400, "unknown_user_id");
+}
+
+/// The endpoint a device gets when it is enrolled again while a push to it fails.
+const ENROLLED_AGAIN: &str = "arn:aws:sns:test:0:endpoint/GCM/x/enrolled-again";
+
+/// A push service whose endpoint for the device is disabled, while the device is enrolled again
+/// (a new endpoint) between bc-authorize's read of it and the failed push.
+struct EnrolledAgainDuringPush(Arc<dyn Store>);
+
+#[async_trait]
+impl PushSender for EnrolledAgainDuringPush {
+    async fn register(&self, _platform: Platform, _token: &str) -> Result<String, PushError> {
+        Ok(ENROLLED_AGAIN.into())
+    }
+
+    async fn send(&self, device: &Device, _message: &PushMessage) -> Result<(), PushError> {
+        let again = Device {
+            endpoint_arn: Some(ENROLLED_AGAIN.into()),
+            ..device.clone()
+        };
+        self.0.accounts().put_device(&again).await.unwrap();
+        Err(PushError::EndpointDisabled)
+    }
+}
+
+async fn device_enrolled_again_while_its_push_failed_stays_enabled(store: Arc<dyn Store>) {
+    let push = Arc::new(EnrolledAgainDuringPush(store.clone()));
+    let h = Harness::with_push(store, Some(push)).await;
+    let device = alice_phone_after_her_only_push_failed(&h).await;
+    assert!(device.enabled, "the stale copy was not written back");
+    assert_eq!(device.endpoint_arn.as_deref(), Some(ENROLLED_AGAIN));
+}
+
+#[tokio::test]
+async fn device_enrolled_again_while_its_push_failed_stays_enabled_in_memory() {
+    let store = Arc::new(ciba_shared::store::MemoryStore::new());
+    device_enrolled_again_while_its_push_failed_stays_enabled(store).await;
+}
+
+#[tokio::test]
+async fn device_enrolled_again_while_its_push_failed_stays_enabled_on_dynamodb() {
+    let Some(store) = ciba_testkit::dynamodb::store_from_env().await else {
+        return;
+    };
+    device_enrolled_again_while_its_push_failed_stays_enabled(store).await;
+}
+
+/// Alice's phone, once a request for her found no device a push reached (`unknown_user_id`).
+async fn alice_phone_after_her_only_push_failed(h: &Harness) -> Device {
+    h.bc_authorize(&[("scope", "openid"), ("login_hint", "alice")])
+        .await
+        .expect_error(400, "unknown_user_id");
+    h.store
+        .accounts()
+        .get_device("alice-phone")
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 /// How many devices `sub` has enrolled.

@@ -179,7 +179,9 @@ pub async fn mint_for_request(
 }
 
 /// Mints an approved request's tokens and redeems the request with them, in one atomic write:
-/// exactly one caller ever gets tokens for a request.
+/// exactly one caller ever gets tokens for a request. A store that was unavailable may have
+/// committed the write all the same (its answers lost); then the tokens are issued: a client
+/// told to try again would find its request redeemed, and its login lost.
 pub async fn redeem(
     ctx: &Ctx,
     request: &AuthRequest,
@@ -197,6 +199,24 @@ pub async fn redeem(
     {
         Ok(()) => Ok(minted.response),
         Err(RedeemError::NotRedeemable) => Err(RedeemFailure::NotRedeemable),
+        Err(RedeemError::Store(e @ StoreError::Unavailable(_)))
+            if stored_all_the_same(ctx, &minted).await =>
+        {
+            tracing::warn!(error = %e, "the redemption's answer was lost, but it committed");
+            Ok(minted.response)
+        }
         Err(RedeemError::Store(e)) => Err(RedeemFailure::Store(e)),
     }
+}
+
+/// Whether the write of `minted` committed though the store answered unavailable: its access
+/// token's record, under the hash of the value just minted, is stored.
+pub async fn stored_all_the_same(ctx: &Ctx, minted: &Minted) -> bool {
+    let Some(access) = minted.records.first() else {
+        return false;
+    };
+    matches!(
+        ctx.store.tokens().get_token(&access.hash).await,
+        Ok(Some(stored)) if stored == *access
+    )
 }

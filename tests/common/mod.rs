@@ -5,6 +5,7 @@
 
 pub mod callback;
 pub mod emulator;
+pub mod fault_proxy;
 
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use ciba_shared::config::Config;
 use ciba_shared::context::Ctx;
 use ciba_shared::jose;
 use ciba_shared::notify::{HttpCallbackSender, Notifier, NotifierSettings};
-use ciba_shared::ports::{LocalSigner, OsRandom, Random};
+use ciba_shared::ports::{LocalSigner, OsRandom, Random, Signer};
 use ciba_shared::push::PushSender;
 use ciba_shared::secret::Secret;
 use ciba_shared::store::{MemoryStore, Store};
@@ -122,6 +123,16 @@ impl Harness {
 
     /// A harness whose pushes go to `push` instead of the recording sender.
     pub async fn with_push(store: Arc<dyn Store>, push: Option<Arc<dyn PushSender>>) -> Self {
+        Self::with_ports(store, push, None).await
+    }
+
+    /// A harness whose pushes go to `push` and whose tokens `signer` signs, where given (else
+    /// the recording sender and a fresh local key).
+    pub async fn with_ports(
+        store: Arc<dyn Store>,
+        push: Option<Arc<dyn PushSender>>,
+        signer: Option<Arc<dyn Signer>>,
+    ) -> Self {
         seed().import(store.as_ref(), T0).await.unwrap();
         let (changes, changed) = tokio::sync::mpsc::unbounded_channel();
         let store: Arc<dyn Store> = Arc::new(NotifyingStore::new(store, changes));
@@ -133,7 +144,7 @@ impl Harness {
             store: store.clone(),
             clock: clock.clone(),
             random: Arc::new(OsRandom),
-            signer: Arc::new(LocalSigner::generate()),
+            signer: signer.unwrap_or_else(|| Arc::new(LocalSigner::generate())),
             push,
         };
         let notifier = Notifier {

@@ -10,7 +10,7 @@ use ciba_shared::error::{TokenError, error_response};
 use ciba_shared::http::{Form, json_response};
 use ciba_shared::protocol::{CIBA_GRANT, REFRESH_GRANT, Scope, Standing, standing};
 use ciba_shared::secret;
-use ciba_shared::store::{PollOutcome, RotateError};
+use ciba_shared::store::{PollOutcome, RotateError, StoreError};
 use ciba_shared::tokens::{self, Grant, RedeemFailure, TokenValues};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
@@ -105,7 +105,9 @@ async fn redeem(ctx: &Ctx, request: &AuthRequest, now: i64) -> Result<Response<B
 }
 
 /// `grant_type=refresh_token` (RFC 6749 §6) with rotation: the presented refresh token is spent
-/// in the same atomic write that stores its successors.
+/// in the same atomic write that stores its successors. A write that committed though the store
+/// answered unavailable issues its successors: the client could not try again with the spent
+/// token.
 async fn refresh_grant(
     ctx: &Ctx,
     client: &Client,
@@ -153,6 +155,12 @@ async fn refresh_grant(
     {
         Ok(()) => Ok(json_response(StatusCode::OK, &minted.response, true)),
         Err(RotateError::Invalid) => Err(invalid()),
+        Err(RotateError::Store(e @ StoreError::Unavailable(_)))
+            if tokens::stored_all_the_same(ctx, &minted).await =>
+        {
+            tracing::warn!(error = %e, "the rotation's answer was lost, but it committed");
+            Ok(json_response(StatusCode::OK, &minted.response, true))
+        }
         Err(RotateError::Store(e)) => Err(e.into()),
     }
 }

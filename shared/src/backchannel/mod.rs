@@ -16,7 +16,7 @@ use crate::domain::{AuthRequest, Client, Device, Status, User};
 use crate::error::{AuthnError, Internal};
 use crate::http::Form;
 use crate::push::{PushError, PushMessage};
-use crate::store::{CreateError, JtiUse};
+use crate::store::{CreateError, JtiUse, StoreError};
 
 /// `auth_req_id` carries 192 bits, `txn` 128 (CIBA Core §7.3 asks for at least 128).
 const AUTH_REQ_ID_BYTES: usize = 24;
@@ -49,14 +49,7 @@ pub async fn accept(
     let devices = usable_devices(ctx, &user).await?;
 
     let request = new_request(ctx, client, &user, valid, now);
-    ctx.store
-        .requests()
-        .create_auth_request(&request, jti.as_ref())
-        .await
-        .map_err(|e| match e {
-            CreateError::JtiReplayed => invalid("the request object's jti was already used"),
-            CreateError::Store(e) => e.into(),
-        })?;
+    store_request(ctx, &request, jti.as_ref()).await?;
     push(ctx, client, &request, jti.as_ref(), devices).await?;
     Ok(request)
 }
@@ -89,6 +82,34 @@ fn parameters(
             Err(invalid("this client must send a signed request object"))
         }
         None => Ok((AuthnParams::from_form(form), None)),
+    }
+}
+
+/// Stores the new request with its request object's `jti`. A store that was unavailable may
+/// have committed the write all the same (its answers lost): the request is taken back, so none
+/// stays behind that its client never heard of. Its `jti` stays spent: whether this write or an
+/// earlier use of the request object spent it is unknown, and a replay must stay refused.
+async fn store_request(
+    ctx: &Ctx,
+    request: &AuthRequest,
+    jti: Option<&JtiUse>,
+) -> Result<(), AuthnError> {
+    match ctx.store.requests().create_auth_request(request, jti).await {
+        Ok(()) => Ok(()),
+        Err(CreateError::JtiReplayed) => Err(invalid("the request object's jti was already used")),
+        Err(CreateError::Store(e @ StoreError::Unavailable(_))) => {
+            let unavailable = e.into();
+            if let Err(e) = ctx
+                .store
+                .requests()
+                .discard_auth_request(request, None)
+                .await
+            {
+                tracing::warn!(error = %e, "could not take back a request whose creation may have committed");
+            }
+            Err(unavailable)
+        }
+        Err(CreateError::Store(e)) => Err(e.into()),
     }
 }
 
@@ -138,11 +159,11 @@ fn new_request(
     }
 }
 
-/// Pushes the request to every usable device of the user. A disabled endpoint is marked and
-/// skipped. When no push reached any device the request is discarded (so nothing lingers that can
-/// never be approved, and the same request object may be sent again): an outage of the push
-/// service answers 503 `temporarily_unavailable`, a user whose every device is gone answers
-/// `unknown_user_id`.
+/// Pushes the request to every usable device of the user. A disabled endpoint's device is marked
+/// (unless it was enrolled again since it was read) and skipped. When no push reached any device
+/// the request is discarded (so nothing lingers that can never be approved, and the same request
+/// object may be sent again): an outage of the push service answers 503
+/// `temporarily_unavailable`, a user whose every device is gone answers `unknown_user_id`.
 async fn push(
     ctx: &Ctx,
     client: &Client,
@@ -160,16 +181,10 @@ async fn push(
     };
     let mut delivered = 0;
     let mut outage = false;
-    for mut device in devices {
+    for device in devices {
         match ctx.push.send(&device, &message).await {
             Ok(()) => delivered += 1,
-            Err(PushError::EndpointDisabled) => {
-                tracing::warn!(device_id = %device.device_id, "push endpoint disabled: device marked");
-                device.enabled = false;
-                if let Err(e) = ctx.store.accounts().put_device(&device).await {
-                    tracing::warn!(device_id = %device.device_id, error = %e, "could not mark device disabled");
-                }
-            }
+            Err(PushError::EndpointDisabled) => mark_disabled(ctx, &device).await,
             Err(e @ PushError::Unavailable(_)) => {
                 tracing::warn!(device_id = %device.device_id, error = %e, "push failed");
                 outage = true;
@@ -190,5 +205,19 @@ async fn push(
         Err(AuthnError::UnknownUserId(
             "the user has no enrolled authentication device that can be reached".into(),
         ))
+    }
+}
+
+/// Marks the device of a disabled push endpoint, unless it changed since it was read (enrolled
+/// again meanwhile: then its new endpoint deserves a push next time).
+async fn mark_disabled(ctx: &Ctx, device: &Device) {
+    let id = &device.device_id;
+    match ctx.store.accounts().disable_device(device).await {
+        Ok(true) => tracing::warn!(device_id = %id, "push endpoint disabled: device marked"),
+        Ok(false) => tracing::info!(
+            device_id = %id,
+            "push endpoint disabled, but the device changed since it was read: left as it is"
+        ),
+        Err(e) => tracing::warn!(device_id = %id, error = %e, "could not mark device disabled"),
     }
 }

@@ -302,6 +302,16 @@ impl Accounts for MemoryStore {
         Ok(self.lock()?.devices.get(device_id).cloned())
     }
 
+    async fn disable_device(&self, read: &Device) -> Result<bool, StoreError> {
+        match self.lock()?.devices.get_mut(&read.device_id) {
+            Some(device) if device == read => {
+                device.enabled = false;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     async fn put_enrollment_code(&self, code: &EnrollmentCode) -> Result<(), StoreError> {
         self.lock()?
             .enrollment_codes

@@ -236,6 +236,11 @@ pub trait Accounts: Send + Sync {
 
     async fn get_device(&self, device_id: &str) -> Result<Option<Device>, StoreError>;
 
+    /// Marks a device disabled (its push endpoint is gone) unless it changed since `read` was
+    /// read: re-enrolled, moved or removed meanwhile, it is left as it is, and the answer is
+    /// `false`. A stale copy written back whole would undo the change.
+    async fn disable_device(&self, read: &Device) -> Result<bool, StoreError>;
+
     async fn put_enrollment_code(&self, code: &EnrollmentCode) -> Result<(), StoreError>;
 
     /// The code with this hash, unless it is unknown, used or expired at `now`.

@@ -1,6 +1,7 @@
 //! User, hint, device and enrolment code items: a user's profile and hints are written in one
 //! transaction, a device and its copy under its user too, and an enrolment code is consumed in
-//! the transaction that stores the device it enrols.
+//! the transaction that stores the device it enrols. A device is disabled only over the item as
+//! it was read.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
@@ -109,6 +110,46 @@ impl Accounts for DynamoStore {
             .await?
             .map(|item| from_json(&item))
             .transpose()
+    }
+
+    async fn disable_device(&self, read: &Device) -> Result<bool, StoreError> {
+        for attempt in 1..=MAX_ATTEMPTS {
+            let Some(item) = self
+                .get("disable_device", device_pk(&read.device_id), SK_DEVICE)
+                .await?
+            else {
+                return Ok(false);
+            };
+            let current: Device = from_json(&item)?;
+            if current != *read {
+                return Ok(false);
+            }
+            // Written only over the very item just read: a change since (a re-enrolment) fails
+            // the condition, and the device is read again.
+            let (main, copy) = device_items(&Device {
+                enabled: false,
+                ..current
+            })?;
+            let main = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(main))
+                .condition_expression("#data = :read")
+                .expression_attribute_names("#data", "data")
+                .expression_attribute_values(":read", s(&req_s(&item, "data")?))
+                .build()
+                .map_err(build_error)?;
+            let items = vec![
+                TransactWriteItem::builder().put(main).build(),
+                TransactWriteItem::builder().put(self.put(copy)?).build(),
+            ];
+            match self.transact("disable_device", items).await? {
+                Transaction::Committed => return Ok(true),
+                Transaction::Cancelled(_) => backoff(attempt).await,
+            }
+        }
+        Err(StoreError::Unavailable(
+            "disable_device: device kept changing".into(),
+        ))
     }
 
     async fn put_enrollment_code(&self, code: &EnrollmentCode) -> Result<(), StoreError> {

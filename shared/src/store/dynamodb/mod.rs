@@ -33,8 +33,9 @@
 //!
 //! A user's profile and hint items are written in one transaction, a device and its per-user copy
 //! too. Request creation (request, txn and `jti`), decisions (request and `jti`) and redemption
-//! (request and tokens) are single `TransactWriteItems` with conditions; the poll-rate check is a
-//! conditional `UpdateItem`. Every read is strongly consistent.
+//! (request and tokens) are single `TransactWriteItems` with conditions, each under a
+//! `ClientRequestToken` of its own (see `transact`); the poll-rate check is a conditional
+//! `UpdateItem`. Every read is strongly consistent.
 //!
 //! # Files
 //!

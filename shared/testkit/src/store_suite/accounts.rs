@@ -1,4 +1,5 @@
-//! Cases of `Accounts`: users found by login hint, devices per user, enrolment codes.
+//! Cases of `Accounts`: users found by login hint, devices per user, enrolment codes, devices
+//! disabled only as they were read.
 
 use std::sync::Arc;
 
@@ -172,5 +173,67 @@ pub async fn enrollment_code_of_another_user_enrols_nothing(store: Arc<dyn Store
     assert!(
         code_of(store.as_ref(), "h1", NOW).await.is_some(),
         "still usable by alice"
+    );
+}
+
+pub async fn device_is_disabled_as_it_was_read(store: Arc<dyn Store>) {
+    store
+        .accounts()
+        .put_device(&phone("d1", "alice"))
+        .await
+        .unwrap();
+    let read = store.accounts().list_devices("alice").await.unwrap();
+
+    assert!(store.accounts().disable_device(&read[0]).await.unwrap());
+
+    let disabled = Device {
+        enabled: false,
+        ..phone("d1", "alice")
+    };
+    assert_eq!(
+        store.accounts().get_device("d1").await.unwrap(),
+        Some(disabled.clone())
+    );
+    assert_eq!(
+        store.accounts().list_devices("alice").await.unwrap(),
+        [disabled]
+    );
+}
+
+pub async fn device_enrolled_again_since_it_was_read_is_not_disabled(store: Arc<dyn Store>) {
+    for hash in ["h1", "h2"] {
+        store
+            .accounts()
+            .put_enrollment_code(&code(hash, "alice"))
+            .await
+            .unwrap();
+    }
+    store
+        .accounts()
+        .enroll_device("h1", &phone("d1", "alice"), NOW)
+        .await
+        .unwrap();
+    let read = store.accounts().list_devices("alice").await.unwrap();
+    // The app enrols again (a new key, a new endpoint) before the stale copy is disabled.
+    let again = Device {
+        public_key: serde_json::json!({"kty": "EC", "crv": "P-256", "x": "x2", "y": "y2"}),
+        endpoint_arn: Some("arn:aws:sns:us-east-1:0:endpoint/GCM/app/d1-again".into()),
+        ..phone("d1", "alice")
+    };
+    store
+        .accounts()
+        .enroll_device("h2", &again, NOW)
+        .await
+        .unwrap();
+
+    assert!(!store.accounts().disable_device(&read[0]).await.unwrap());
+
+    assert_eq!(
+        store.accounts().get_device("d1").await.unwrap(),
+        Some(again.clone())
+    );
+    assert_eq!(
+        store.accounts().list_devices("alice").await.unwrap(),
+        [again]
     );
 }

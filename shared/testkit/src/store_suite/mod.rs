@@ -48,6 +48,8 @@ macro_rules! store_suite {
             enrollment_code_enrols_one_device_once,
             expired_enrollment_code_enrols_nothing,
             enrollment_code_of_another_user_enrols_nothing,
+            device_is_disabled_as_it_was_read,
+            device_enrolled_again_since_it_was_read_is_not_disabled,
             discarded_request_is_gone_and_its_jti_reusable,
             jti_is_accepted_once,
             expired_jti_may_be_used_again,
