@@ -159,7 +159,8 @@ impl<'a> Expect<'a> {
         self
     }
 
-    /// `jti` is required; it is answered as a `JtiUse` in `scope`, valid until `exp`.
+    /// `jti` is required, and so is `exp`; it is answered as a `JtiUse` in `scope`, valid until
+    /// `exp`.
     pub fn jti(mut self, scope: String) -> Self {
         self.jti_scope = Some(scope);
         self
@@ -206,9 +207,8 @@ impl<'a> Expect<'a> {
                 Some(JtiUse {
                     scope,
                     jti: jti.to_owned(),
-                    // `jti` requires `exp` only through the use's rules; without one the jti is
-                    // kept as long as the longest window any use allows.
-                    expires_at: exp.unwrap_or(now + MAX_JTI_RETENTION),
+                    // A used `jti` is kept until its JWT expires: one without `exp` never would.
+                    expires_at: exp.ok_or(JwtError::Missing("exp"))?,
                 })
             }
         };
@@ -261,9 +261,6 @@ impl<'a> Expect<'a> {
         Ok(exp)
     }
 }
-
-/// How long a `jti` without `exp` stays used: a day, longer than any window a use allows.
-const MAX_JTI_RETENTION: i64 = 86_400;
 
 #[cfg(test)]
 mod tests {
@@ -382,6 +379,15 @@ mod tests {
         assert_eq!(
             check(expect(), json!({"exp": NOW + 10, "jti": ""})).unwrap_err(),
             JwtError::Missing("jti")
+        );
+        assert_eq!(
+            check(
+                Expect::new("t", 60).jti("s#c1".into()),
+                json!({"jti": "j1"})
+            )
+            .unwrap_err(),
+            JwtError::Missing("exp"),
+            "a jti is kept until exp: one without exp cannot be kept"
         );
         let checked = check(expect(), json!({"exp": NOW + 10, "jti": "j1"})).unwrap();
         assert_eq!(
