@@ -14,8 +14,8 @@ use ciba_shared::notify::{
     DeadLetter, Disposition, Notification, NotificationQueue, Notifier, QueueError,
 };
 use ciba_shared::store::{
-    Accounts, Clients, CreateError, DecideError, JtiUse, Jtis, PollOutcome, RedeemError, Requests,
-    SWEEP_BATCH, SWEEP_LOOKBACK_SECS, Store, StoreError, Tokens,
+    Accounts, Clients, CreateError, DecideError, JtiUse, Jtis, PendingLimit, PollOutcome,
+    RedeemError, Requests, SWEEP_BATCH, SWEEP_LOOKBACK_SECS, Store, StoreError, Tokens,
 };
 
 /// The wrapped store with its `requests()` reporting every request whose state changed the way
@@ -78,10 +78,11 @@ impl Requests for NotifyingRequests {
         &self,
         request: &AuthRequest,
         jti: Option<&JtiUse>,
+        limit: PendingLimit,
     ) -> Result<(), CreateError> {
         self.inner
             .requests()
-            .create_auth_request(request, jti)
+            .create_auth_request(request, jti, limit)
             .await
     }
     async fn discard_auth_request(
@@ -306,7 +307,7 @@ mod tests {
         let r = request("r1");
         store
             .requests()
-            .create_auth_request(&r, None)
+            .create_auth_request(&r, None, PendingLimit::NONE)
             .await
             .unwrap();
         assert!(changed.try_recv().is_err());
@@ -332,7 +333,7 @@ mod tests {
         };
         store
             .requests()
-            .create_auth_request(&r, None)
+            .create_auth_request(&r, None, PendingLimit::NONE)
             .await
             .unwrap();
         store

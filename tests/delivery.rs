@@ -19,7 +19,7 @@ use ciba_shared::notify::{
 };
 use ciba_shared::ports::{LocalSigner, OsRandom, Random};
 use ciba_shared::secret::Secret;
-use ciba_shared::store::{JtiUse, MemoryStore, Store};
+use ciba_shared::store::{JtiUse, MemoryStore, PendingLimit, Store};
 use ciba_testkit::{FixedClock, RecordingPushSender, RecordingQueue};
 use common::callback::CallbackServer;
 use common::emulator;
@@ -59,7 +59,7 @@ impl World {
             };
             store
                 .requests()
-                .create_auth_request(&request, None)
+                .create_auth_request(&request, None, PendingLimit::NONE)
                 .await
                 .unwrap();
             let jti = JtiUse {

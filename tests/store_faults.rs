@@ -17,7 +17,7 @@ use std::sync::Arc;
 use ciba_shared::domain::Device;
 use ciba_shared::domain::{Decision, DeliveryMode, Status, TokenKind, TokenRecord};
 use ciba_shared::store::{
-    Accounts, CreateError, DecideError, DynamoStore, JtiUse, Requests, Tokens,
+    Accounts, CreateError, DecideError, DynamoStore, JtiUse, PendingLimit, Requests, Tokens,
 };
 use ciba_testkit::store_suite::request;
 use common::fault_proxy::{Fault, FaultProxy, dynamodb_behind_proxy};
@@ -99,7 +99,7 @@ fn tokens(auth_req_id: &str) -> Vec<TokenRecord> {
 /// A stored request `id`, approved.
 async fn approved(direct: &DynamoStore, id: &str) {
     direct
-        .create_auth_request(&request(id), None)
+        .create_auth_request(&request(id), None, PendingLimit::NONE)
         .await
         .unwrap();
     let decision = jti(&format!("approval-{id}"));
@@ -130,7 +130,7 @@ async fn redemption_whose_answers_were_lost_is_redeemed() {
 async fn decision_whose_answers_were_lost_is_recorded() {
     let Some(t) = lossy().await else { return };
     t.direct
-        .create_auth_request(&request("r1"), None)
+        .create_auth_request(&request("r1"), None, PendingLimit::NONE)
         .await
         .unwrap();
     t.lose_every_sdk_answer();
@@ -162,14 +162,17 @@ async fn creation_whose_answers_were_lost_is_created() {
     r.delivery_mode = DeliveryMode::Ping;
     t.lose_every_sdk_answer();
 
-    let outcome = t.store.create_auth_request(&r, Some(&jti("ro1"))).await;
+    let outcome = t
+        .store
+        .create_auth_request(&r, Some(&jti("ro1")), PendingLimit::NONE)
+        .await;
 
     assert!(outcome.is_ok(), "{outcome:?}");
     t.assert_faults_met(t.sdk_attempts);
     assert_eq!(t.direct.get_auth_request("r1").await.unwrap(), Some(r));
     let replay = t
         .direct
-        .create_auth_request(&request("r2"), Some(&jti("ro1")))
+        .create_auth_request(&request("r2"), Some(&jti("ro1")), PendingLimit::NONE)
         .await;
     assert!(
         matches!(replay, Err(CreateError::JtiReplayed)),

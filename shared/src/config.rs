@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use crate::secret;
+use crate::store::{AttemptLimit, PendingLimit};
 
 /// Scope values the OP knows. Anything else is `invalid_scope`.
 pub const SUPPORTED_SCOPES: &[&str] = &[
@@ -38,6 +39,12 @@ pub struct Config {
     pub clock_skew: i64,
     /// Who may register clients at `/register`.
     pub registration: Registration,
+    /// How many requests may wait for one user's decision (`MAX_PENDING_PER_CLIENT`,
+    /// `MAX_PENDING_PER_USER`).
+    pub pending_limit: PendingLimit,
+    /// How many `user_code` attempts one user may make (`USER_CODE_MAX_FAILURES` within
+    /// `USER_CODE_LOCKOUT_SECS`).
+    pub user_code_attempts: AttemptLimit,
 }
 
 /// The dynamic registration policy (RFC 7591 §3: the endpoint "MAY be protected" by an initial
@@ -92,12 +99,22 @@ impl Config {
             decision_max_exp: 300,
             clock_skew: 60,
             registration: Registration::InitialAccessToken(Vec::new()),
+            pending_limit: PendingLimit {
+                per_client: 5,
+                per_user: 10,
+            },
+            user_code_attempts: AttemptLimit {
+                max: 5,
+                window: 900,
+            },
         })
     }
 
     /// Reads `ISSUER` (required) and the optional policy numbers `AUTH_REQ_EXPIRES_IN`,
     /// `AUTH_REQ_MAX_EXPIRES_IN`, `POLL_INTERVAL`, `REQUEST_OBJECT_MAX_EXP`,
-    /// `ACCESS_TOKEN_TTL`, `REFRESH_TOKEN_TTL`, `ID_TOKEN_TTL`; the registration policy from
+    /// `ACCESS_TOKEN_TTL`, `REFRESH_TOKEN_TTL`, `ID_TOKEN_TTL`, the abuse limits
+    /// `USER_CODE_MAX_FAILURES`, `USER_CODE_LOCKOUT_SECS`, `MAX_PENDING_PER_CLIENT`,
+    /// `MAX_PENDING_PER_USER`; the registration policy from
     /// `REGISTRATION=open` or `REGISTRATION_TOKEN_HASHES=h1,h2` (closed when neither is set).
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_vars(&std::env::vars().collect())
@@ -123,6 +140,23 @@ impl Config {
         number("ACCESS_TOKEN_TTL", &mut config.access_token_ttl)?;
         number("REFRESH_TOKEN_TTL", &mut config.refresh_token_ttl)?;
         number("ID_TOKEN_TTL", &mut config.id_token_ttl)?;
+        number(
+            "USER_CODE_LOCKOUT_SECS",
+            &mut config.user_code_attempts.window,
+        )?;
+        let count = |name: &str, slot: &mut u32| -> Result<(), ConfigError> {
+            let mut value = i64::from(*slot);
+            number(name, &mut value)?;
+            *slot = u32::try_from(value)
+                .map_err(|_| ConfigError(format!("{name} must be at most {}", u32::MAX)))?;
+            Ok(())
+        };
+        count("USER_CODE_MAX_FAILURES", &mut config.user_code_attempts.max)?;
+        count(
+            "MAX_PENDING_PER_CLIENT",
+            &mut config.pending_limit.per_client,
+        )?;
+        count("MAX_PENDING_PER_USER", &mut config.pending_limit.per_user)?;
         config.registration = registration(vars)?;
         if config.expires_in > config.max_expires_in {
             return Err(ConfigError(

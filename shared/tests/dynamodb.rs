@@ -7,7 +7,9 @@ use std::collections::BTreeSet;
 use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
 use ciba_shared::domain::Device;
 use ciba_shared::store::dynamodb::{create_table, local_client};
-use ciba_shared::store::{Accounts, Clients, DynamoStore, PollOutcome, Requests, StoreError};
+use ciba_shared::store::{
+    Accounts, Clients, DynamoStore, PendingLimit, PollOutcome, Requests, StoreError,
+};
 use ciba_testkit::dynamodb::{store_from_env, table_from_env};
 use ciba_testkit::store_suite::request;
 
@@ -54,7 +56,10 @@ async fn auth_request_is_stored_as_top_level_attributes() {
         }
     };
     let r = request("r1");
-    store.create_auth_request(&r, None).await.unwrap();
+    store
+        .create_auth_request(&r, None, PendingLimit::NONE)
+        .await
+        .unwrap();
     store.record_poll("r1", NOW_MS).await.unwrap();
     let item = read("AUTHREQ#r1", "AUTHREQ").await;
     let n = |name: &str| item.get(name).cloned();
@@ -79,7 +84,7 @@ async fn each_concurrent_poll_too_soon_adds_exactly_five_seconds() {
         return;
     };
     store
-        .create_auth_request(&request("r1"), None)
+        .create_auth_request(&request("r1"), None, PendingLimit::NONE)
         .await
         .unwrap();
     store.record_poll("r1", NOW_MS).await.unwrap();

@@ -16,7 +16,7 @@ use crate::domain::{AuthRequest, Client, Device, Status, User};
 use crate::error::{AuthnError, Internal};
 use crate::http::Form;
 use crate::push::{PushError, PushMessage};
-use crate::store::{CreateError, JtiUse, StoreError};
+use crate::store::{Attempt, CreateError, Crowded, JtiUse, StoreError};
 
 /// `auth_req_id` carries 192 bits, `txn` 128 (CIBA Core §7.3 asks for at least 128).
 const AUTH_REQ_ID_BYTES: usize = 24;
@@ -45,7 +45,7 @@ pub async fn accept(
         now,
     )
     .await?;
-    check_user_code(client, &user, valid.user_code.as_deref())?;
+    user_code(ctx, client, &user, valid.user_code.as_deref(), now).await?;
     let devices = usable_devices(ctx, &user).await?;
 
     let request = new_request(ctx, client, &user, valid, now);
@@ -85,7 +85,41 @@ fn parameters(
     }
 }
 
-/// Stores the new request with its request object's `jti`. A store that was unavailable may
+/// The user's `user_code`, when the client requires one, checked only while the user has
+/// attempts left (`Config::user_code_attempts`): each check is counted first, so racing guesses
+/// cannot outrun the count, and a right code clears it. A locked user's requests are refused
+/// before any push, right code or not.
+async fn user_code(
+    ctx: &Ctx,
+    client: &Client,
+    user: &User,
+    code: Option<&str>,
+    now: i64,
+) -> Result<(), AuthnError> {
+    if !client.backchannel_user_code_parameter {
+        return Ok(());
+    }
+    let accounts = ctx.store.accounts();
+    let limit = ctx.config.user_code_attempts;
+    if let Attempt::Locked { until } = accounts
+        .begin_user_code_attempt(&user.sub, now, limit)
+        .await?
+    {
+        return Err(AuthnError::AccessDenied(
+            format!(
+                "too many wrong user_code attempts for this user: refused for {} more seconds",
+                until - now
+            )
+            .into(),
+        ));
+    }
+    check_user_code(client, user, code)?;
+    accounts.clear_user_code_attempts(&user.sub).await?;
+    Ok(())
+}
+
+/// Stores the new request with its request object's `jti`, unless its user already has as many
+/// pending requests as `Config::pending_limit` allows (then nothing is stored or pushed). A store that was unavailable may
 /// have committed the write all the same (its answers lost): the request is taken back, so none
 /// stays behind that its client never heard of. Its `jti` stays spent: whether this write or an
 /// earlier use of the request object spent it is unknown, and a replay must stay refused.
@@ -94,9 +128,28 @@ async fn store_request(
     request: &AuthRequest,
     jti: Option<&JtiUse>,
 ) -> Result<(), AuthnError> {
-    match ctx.store.requests().create_auth_request(request, jti).await {
+    let limit = ctx.config.pending_limit;
+    match ctx
+        .store
+        .requests()
+        .create_auth_request(request, jti, limit)
+        .await
+    {
         Ok(()) => Ok(()),
         Err(CreateError::JtiReplayed) => Err(invalid("the request object's jti was already used")),
+        Err(CreateError::TooManyPending(crowded)) => {
+            let (count, whose) = match crowded {
+                Crowded::ByClient => (limit.per_client, "from this client"),
+                Crowded::ByUser => (limit.per_user, "in all"),
+            };
+            Err(AuthnError::AccessDenied(
+                format!(
+                    "the user already has {count} pending requests {whose}, the most allowed: \
+                     wait until one is decided or expires"
+                )
+                .into(),
+            ))
+        }
         Err(CreateError::Store(e @ StoreError::Unavailable(_))) => {
             let unavailable = e.into();
             if let Err(e) = ctx

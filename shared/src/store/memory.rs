@@ -8,8 +8,8 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::{
-    Accounts, Clients, CreateError, DecideError, EnrollError, JtiUse, Jtis, PollOutcome,
-    RedeemError, Requests, RotateError, StoreError, Tokens,
+    Accounts, Attempt, AttemptLimit, Clients, CreateError, DecideError, EnrollError, JtiUse, Jtis,
+    PendingLimit, PollOutcome, RedeemError, Requests, RotateError, StoreError, Tokens,
 };
 use crate::domain::{
     AuthRequest, Client, Decision, DeliveryMode, Device, EnrollmentCode, Status, TokenKind,
@@ -30,6 +30,30 @@ struct Tables {
     /// Pending ping and push requests, for the expiry sweep.
     due: std::collections::BTreeSet<(i64, String)>,
     tokens: HashMap<String, TokenRecord>,
+    /// The ids of each user's requests that were pending when last counted.
+    pending: HashMap<String, Vec<String>>,
+    /// Each user's counted `user_code` attempts and the end of their window.
+    attempts: HashMap<String, (u32, i64)>,
+}
+
+impl Tables {
+    /// The user's pending requests: `(from client_id, in total)`, forgetting the others.
+    fn count_pending(&mut self, sub: &str, client_id: &str, now: i64) -> (usize, usize) {
+        let Some(ids) = self.pending.get_mut(sub) else {
+            return (0, 0);
+        };
+        let requests = &self.requests;
+        ids.retain(|id| {
+            requests
+                .get(id)
+                .is_some_and(|r| r.status == Status::Pending && !r.is_expired(now))
+        });
+        let from_client = ids
+            .iter()
+            .filter(|id| requests.get(*id).is_some_and(|r| r.client_id == client_id))
+            .count();
+        (from_client, ids.len())
+    }
 }
 
 #[derive(Default)]
@@ -68,12 +92,18 @@ impl Requests for MemoryStore {
         &self,
         request: &AuthRequest,
         jti: Option<&JtiUse>,
+        limit: PendingLimit,
     ) -> Result<(), CreateError> {
         let mut t = self.lock()?;
         if let Some(jti) = jti
             && jti_is_live(&t, jti, request.created_at)
         {
             return Err(CreateError::JtiReplayed);
+        }
+        let (from_client, total) =
+            t.count_pending(&request.sub, &request.client_id, request.created_at);
+        if let Some(crowded) = limit.crowded(from_client, total) {
+            return Err(CreateError::TooManyPending(crowded));
         }
         if t.requests.contains_key(&request.auth_req_id) || t.txns.contains_key(&request.txn) {
             return Err(CreateError::Store(StoreError::Fault(
@@ -89,6 +119,10 @@ impl Requests for MemoryStore {
             t.due
                 .insert((request.expires_at, request.auth_req_id.clone()));
         }
+        t.pending
+            .entry(request.sub.clone())
+            .or_default()
+            .push(request.auth_req_id.clone());
         t.requests
             .insert(request.auth_req_id.clone(), request.clone());
         Ok(())
@@ -361,6 +395,29 @@ impl Accounts for MemoryStore {
             .collect();
         devices.sort_by(|a, b| a.device_id.cmp(&b.device_id));
         Ok(devices)
+    }
+
+    async fn begin_user_code_attempt(
+        &self,
+        sub: &str,
+        now: i64,
+        limit: AttemptLimit,
+    ) -> Result<Attempt, StoreError> {
+        let mut t = self.lock()?;
+        let (count, until) = t.attempts.entry(sub.to_owned()).or_insert((0, now));
+        if *until <= now {
+            (*count, *until) = (0, now + limit.window);
+        }
+        if *count >= limit.max {
+            return Ok(Attempt::Locked { until: *until });
+        }
+        *count += 1;
+        Ok(Attempt::Granted)
+    }
+
+    async fn clear_user_code_attempts(&self, sub: &str) -> Result<(), StoreError> {
+        self.lock()?.attempts.remove(sub);
+        Ok(())
     }
 }
 

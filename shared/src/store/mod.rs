@@ -48,7 +48,67 @@ pub struct JtiUse {
 #[derive(Debug)]
 pub enum CreateError {
     JtiReplayed,
+    /// The user already has as many pending requests as `PendingLimit` allows.
+    TooManyPending(Crowded),
     Store(StoreError),
+}
+
+/// The most pending requests (neither decided nor expired) one user may have from one client
+/// and from all clients together: what bounds the prompts a flood of requests can put on a
+/// user's phone ("MFA fatigue").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingLimit {
+    pub per_client: u32,
+    pub per_user: u32,
+}
+
+impl PendingLimit {
+    /// No limit: for tests of everything else.
+    pub const NONE: PendingLimit = PendingLimit {
+        per_client: u32::MAX,
+        per_user: u32::MAX,
+    };
+}
+
+/// Which bound of `PendingLimit` a new request would cross.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Crowded {
+    /// The user has `per_client` pending requests from this client.
+    ByClient,
+    /// The user has `per_user` pending requests from all clients together.
+    ByUser,
+}
+
+impl PendingLimit {
+    /// Whether a request from a client with `from_client` of the user's `total` pending requests
+    /// would cross a bound.
+    pub fn crowded(&self, from_client: usize, total: usize) -> Option<Crowded> {
+        let reached = |count: usize, max: u32| u32::try_from(count).map_or(true, |c| c >= max);
+        if reached(from_client, self.per_client) {
+            Some(Crowded::ByClient)
+        } else if reached(total, self.per_user) {
+            Some(Crowded::ByUser)
+        } else {
+            None
+        }
+    }
+}
+
+/// How many `user_code` attempts one user may make: `max` within `window` seconds of the first;
+/// after those, every attempt is refused until the window ends. A correct code clears the count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttemptLimit {
+    pub max: u32,
+    pub window: i64,
+}
+
+/// The answer to asking for a `user_code` attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// Counted: the code may be checked.
+    Granted,
+    /// The user's attempts are used up until `until` (epoch seconds).
+    Locked { until: i64 },
 }
 
 /// The outcome of recording a poll against the request's interval.
@@ -139,10 +199,16 @@ pub const SWEEP_BATCH: usize = 100;
 pub trait Requests: Send + Sync {
     /// Stores a new request, consuming the request object's `jti` in the same atomic write. A
     /// ping or push request is also filed under its expiry, for `expire_due`.
+    ///
+    /// The request is refused (`TooManyPending`, nothing stored) when its user already has as
+    /// many pending requests as `limit` allows, counted in the same atomic step: concurrent
+    /// requests cannot all slip under the limit. A request stops being pending when it is
+    /// decided, discarded or expired.
     async fn create_auth_request(
         &self,
         request: &AuthRequest,
         jti: Option<&JtiUse>,
+        limit: PendingLimit,
     ) -> Result<(), CreateError>;
 
     /// Removes a request that could not be delivered to any device, with its `txn` and the
@@ -260,6 +326,19 @@ pub trait Accounts: Send + Sync {
     ) -> Result<(), EnrollError>;
 
     async fn list_devices(&self, sub: &str) -> Result<Vec<Device>, StoreError>;
+
+    /// Counts one `user_code` attempt for the user before the code is checked, atomically: under
+    /// `limit`, however many requests race, at most `limit.max` codes are ever checked in a
+    /// window. `Locked` counts nothing.
+    async fn begin_user_code_attempt(
+        &self,
+        sub: &str,
+        now: i64,
+        limit: AttemptLimit,
+    ) -> Result<Attempt, StoreError>;
+
+    /// Forgets the user's counted attempts: the code was right.
+    async fn clear_user_code_attempts(&self, sub: &str) -> Result<(), StoreError>;
 }
 
 /// Single use of JWT ids that no other write consumes (client assertions).

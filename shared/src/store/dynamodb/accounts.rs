@@ -19,7 +19,7 @@ use super::transact::{
     CONDITION_FAILED, MAX_ATTEMPTS, Transaction, backoff, build_error, sdk_error,
 };
 use crate::domain::{Device, EnrollmentCode, User, normalize_hint};
-use crate::store::{Accounts, EnrollError, StoreError};
+use crate::store::{Accounts, Attempt, AttemptLimit, EnrollError, StoreError};
 
 #[async_trait]
 impl Accounts for DynamoStore {
@@ -250,5 +250,18 @@ impl Accounts for DynamoStore {
         }
         devices.sort_by(|a, b| a.device_id.cmp(&b.device_id));
         Ok(devices)
+    }
+
+    async fn begin_user_code_attempt(
+        &self,
+        sub: &str,
+        now: i64,
+        limit: AttemptLimit,
+    ) -> Result<Attempt, StoreError> {
+        self.count_user_code_attempt(sub, now, limit).await
+    }
+
+    async fn clear_user_code_attempts(&self, sub: &str) -> Result<(), StoreError> {
+        self.forget_user_code_attempts(sub).await
     }
 }

@@ -16,6 +16,9 @@
 //! | txn | `TXN#<txn>` | `TXN` | `auth_req_id`, `ttl` = the request's `expires_at` + 86400 |
 //! | enrolment code | `ENROLL#<code hash>` | `ENROLL` | `sub`, `expires_at`, `ttl` = `expires_at` |
 //! | pending ping/push request, by expiry minute | `DUE#<expires_at / 60>` | `<auth_req_id>` | `expires_at`, `ttl` = `expires_at` + 86400 |
+//! | pending request, per user | `PENDING#<sub>` | `REQ#<expires_at, 12 digits>#<auth_req_id>` | `client_id`, `ttl` = `expires_at` |
+//! | pending requests' version | `PENDING#<sub>` | `HEAD` | `v`, `ttl` = the last request's `expires_at` + 86400 |
+//! | `user_code` attempts | `USER#<sub>` | `USERCODE` | `n`, `until` (the window's end), `ttl` = `until` |
 //! | token | `TOKEN#<hash>` | `TOKEN` | `hash`, `kind`, `client_id`, `sub`, `scope`, `auth_req_id`, `auth_time`, `expires_at`, `ttl` = `expires_at` |
 //!
 //! In a `jti` key, `%` and `#` inside the scope are written `%25` and `%23`, so the first `#`
@@ -32,7 +35,8 @@
 //! absent before the first poll).
 //!
 //! A user's profile and hint items are written in one transaction, a device and its per-user copy
-//! too. Request creation (request, txn and `jti`), decisions (request and `jti`) and redemption
+//! too. Request creation (request, txn, `jti` and the pending entry with its version, see
+//! `pending`), decisions (request, `jti`, pending entry out) and redemption
 //! (request and tokens) are single `TransactWriteItems` with conditions, each under a
 //! `ClientRequestToken` of its own (see `transact`); the poll-rate check is a conditional
 //! `UpdateItem`. Every read is strongly consistent.
@@ -41,14 +45,17 @@
 //!
 //! `layout` names the keys, `codec` turns items into domain values and back, `transact` runs
 //! transactions and retries and maps SDK errors; each item family implements its role in its own
-//! file (`requests`, `tokens`, `clients`, `accounts`, `jtis`). `provision` creates the table and
+//! file (`requests`, `tokens`, `clients`, `accounts`, `jtis`), with `pending` and `attempts` for
+//! the limits of `PendingLimit` and `AttemptLimit`. `provision` creates the table and
 //! holds the test scaffolding; `stream` reads the table's stream records for the notifier.
 
 mod accounts;
+mod attempts;
 mod clients;
 mod codec;
 mod jtis;
 mod layout;
+mod pending;
 mod provision;
 mod requests;
 pub mod stream;

@@ -26,7 +26,7 @@ use super::transact::{
 use crate::domain::{AuthRequest, Decision, DeliveryMode, Status, TokenRecord};
 use crate::protocol::SLOW_DOWN_STEP_SECS;
 use crate::store::{
-    CreateError, DecideError, JtiUse, PollOutcome, RedeemError, Requests, StoreError,
+    CreateError, DecideError, JtiUse, PendingLimit, PollOutcome, RedeemError, Requests, StoreError,
 };
 
 #[async_trait]
@@ -35,6 +35,7 @@ impl Requests for DynamoStore {
         &self,
         request: &AuthRequest,
         jti: Option<&JtiUse>,
+        limit: PendingLimit,
     ) -> Result<(), CreateError> {
         let new_item = |item: Item| -> Result<TransactWriteItem, StoreError> {
             let put = Put::builder()
@@ -45,28 +46,46 @@ impl Requests for DynamoStore {
                 .map_err(build_error)?;
             Ok(TransactWriteItem::builder().put(put).build())
         };
-        let mut items = vec![
+        let mut writes = vec![
             new_item(auth_request_item(request))?,
             new_item(txn_item(request))?,
         ];
         if let Some(jti) = jti {
-            items.push(self.jti_put(jti, request.created_at)?);
+            writes.push(self.jti_put(jti, request.created_at)?);
         }
         if request.delivery_mode != DeliveryMode::Poll {
-            items.push(new_item(due_item(request))?);
+            writes.push(new_item(due_item(request))?);
         }
-        match self.transact("create_auth_request", items).await? {
-            Transaction::Committed => Ok(()),
-            Transaction::Cancelled(reasons) => {
-                if jti.is_some() && reasons.get(2).is_some_and(|r| r == CONDITION_FAILED) {
-                    Err(CreateError::JtiReplayed)
-                } else {
-                    Err(CreateError::Store(StoreError::Fault(
-                        "auth_req_id or txn collision".into(),
-                    )))
+        // Counted and filed again whenever another request of the user was filed in between.
+        for attempt in 1..=MAX_ATTEMPTS {
+            let counted = self
+                .count_pending(&request.sub, &request.client_id, request.created_at)
+                .await?;
+            if let Some(crowded) = limit.crowded(counted.from_client, counted.total) {
+                return Err(CreateError::TooManyPending(crowded));
+            }
+            let mut items = writes.clone();
+            items.extend(self.file_pending(request, &counted)?);
+            let head = items.len() - 1;
+            match self.transact("create_auth_request", items).await? {
+                Transaction::Committed => return Ok(()),
+                Transaction::Cancelled(reasons) => {
+                    let failed = |i: usize| reasons.get(i).is_some_and(|r| r == CONDITION_FAILED);
+                    if jti.is_some() && failed(2) {
+                        return Err(CreateError::JtiReplayed);
+                    }
+                    if !failed(head) {
+                        return Err(CreateError::Store(StoreError::Fault(
+                            "auth_req_id or txn collision".into(),
+                        )));
+                    }
+                    backoff(attempt).await;
                 }
             }
         }
+        Err(CreateError::Store(StoreError::Unavailable(
+            "create_auth_request: kept racing concurrent requests of the user".into(),
+        )))
     }
 
     async fn discard_auth_request(
@@ -84,7 +103,8 @@ impl Requests for DynamoStore {
         if request.delivery_mode != DeliveryMode::Poll {
             keys.push(key(due_pk(request.expires_at), &request.auth_req_id));
         }
-        let mut items = Vec::with_capacity(keys.len());
+        let mut items = Vec::with_capacity(keys.len() + 1);
+        items.push(self.unfile_pending(request)?);
         for k in keys {
             let delete = Delete::builder()
                 .table_name(&self.table)
@@ -147,6 +167,10 @@ impl Requests for DynamoStore {
             Decision::Approve => Status::Approved,
             Decision::Deny => Status::Denied,
         };
+        // Its user and expiry never change: they name the pending entry the decision takes out.
+        let Some(request) = self.get_auth_request(auth_req_id).await? else {
+            return Err(DecideError::NotFound);
+        };
         let update = self
             .request_update(auth_req_id)
             .update_expression("SET #status = :new, decided_at = :now")
@@ -162,6 +186,7 @@ impl Requests for DynamoStore {
         let items = vec![
             TransactWriteItem::builder().update(update).build(),
             self.jti_put(jti, now)?,
+            self.unfile_pending(&request)?,
         ];
         for attempt in 1..=MAX_ATTEMPTS {
             match self.transact("decide", items.clone()).await? {

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use ciba_shared::domain::{AuthRequest, Decision, DeliveryMode, TokenKind, TokenRecord};
 use ciba_shared::store::{
-    CreateError, DecideError, JtiUse, RedeemError, RotateError, SWEEP_BATCH, Store, StoreError,
+    CreateError, DecideError, JtiUse, PendingLimit, RedeemError, RotateError, SWEEP_BATCH, Store,
+    StoreError,
 };
 use tokio::sync::Barrier;
 
@@ -209,11 +210,19 @@ async fn perform(store: &dyn Store, call: &Call) -> Result<Outcome, StoreError> 
     let requests = store.requests();
     Ok(match call {
         Call::Create { request, jti } => {
-            match requests.create_auth_request(request, jti.as_ref()).await {
+            match requests
+                .create_auth_request(request, jti.as_ref(), PendingLimit::NONE)
+                .await
+            {
                 Ok(()) => Outcome::Created,
                 Err(CreateError::JtiReplayed) => Outcome::CreateReplayed,
                 Err(CreateError::Store(StoreError::Fault(_))) => Outcome::CreateCollided,
                 Err(CreateError::Store(e)) => return Err(e),
+                Err(CreateError::TooManyPending(crowded)) => {
+                    return Err(StoreError::Fault(format!(
+                        "refused without a limit: {crowded:?}"
+                    )));
+                }
             }
         }
         Call::Discard { request, jti } => {

@@ -1,7 +1,7 @@
 //! The store test suite. Every adapter runs all of it through `store_suite!`, so the in-memory
 //! store and DynamoDB behave the same way. The cases live with their role (`clients`,
 //! `accounts`, `jtis`, `requests`, `decisions` for `Requests`' decisions and redemptions,
-//! `tokens`); the fixtures they share are here.
+//! `tokens`, `limits` for the abuse limits); the fixtures they share are here.
 
 use std::sync::Arc;
 
@@ -9,12 +9,13 @@ use ciba_shared::domain::{
     AuthMethod, AuthRequest, Client, Decision, DeliveryMode, EnrollmentCode, Status, TokenKind,
     TokenRecord,
 };
-use ciba_shared::store::{JtiUse, PollOutcome, Store};
+use ciba_shared::store::{JtiUse, PendingLimit, PollOutcome, Store};
 
 mod accounts;
 mod clients;
 mod decisions;
 mod jtis;
+mod limits;
 mod requests;
 mod tokens;
 
@@ -22,6 +23,7 @@ pub use accounts::*;
 pub use clients::*;
 pub use decisions::*;
 pub use jtis::*;
+pub use limits::*;
 pub use requests::*;
 pub use tokens::*;
 
@@ -78,6 +80,13 @@ macro_rules! store_suite {
             refresh_token_of_another_client_does_not_rotate,
             expired_refresh_token_does_not_rotate,
             concurrent_decisions_succeed_exactly_once,
+            pending_requests_beyond_the_per_client_limit_are_refused,
+            pending_requests_beyond_the_per_user_limit_are_refused,
+            decided_discarded_and_expired_requests_are_no_longer_pending,
+            concurrent_requests_never_exceed_the_pending_limit,
+            user_code_attempts_beyond_the_limit_are_locked_until_the_window_ends,
+            cleared_user_code_attempts_start_over,
+            concurrent_user_code_attempts_are_counted_one_by_one,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -107,7 +116,7 @@ pub async fn stored_request(store: &dyn Store, id: &str) -> AuthRequest {
 pub async fn create(store: &dyn Store, request: &AuthRequest) {
     store
         .requests()
-        .create_auth_request(request, None)
+        .create_auth_request(request, None, PendingLimit::NONE)
         .await
         .unwrap();
 }
@@ -196,7 +205,7 @@ async fn created(store: &Arc<dyn Store>, id: &str) -> AuthRequest {
     let r = request(id);
     store
         .requests()
-        .create_auth_request(&r, None)
+        .create_auth_request(&r, None, PendingLimit::NONE)
         .await
         .unwrap();
     r

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::{NOW, by_txn, create, created, expire, jti, poll, request, stored_request};
 use ciba_shared::domain::{AuthRequest, Decision, DeliveryMode, Status};
 use ciba_shared::store::{
-    CreateError, DecideError, PollOutcome, SWEEP_BATCH, SWEEP_LOOKBACK_SECS, Store,
+    CreateError, DecideError, PendingLimit, PollOutcome, SWEEP_BATCH, SWEEP_LOOKBACK_SECS, Store,
 };
 
 pub async fn discarded_request_is_gone_and_its_jti_reusable(store: Arc<dyn Store>) {
@@ -14,7 +14,7 @@ pub async fn discarded_request_is_gone_and_its_jti_reusable(store: Arc<dyn Store
     let j = jti("c1", "ro-1");
     store
         .requests()
-        .create_auth_request(&r, Some(&j))
+        .create_auth_request(&r, Some(&j), PendingLimit::NONE)
         .await
         .unwrap();
     store
@@ -26,7 +26,7 @@ pub async fn discarded_request_is_gone_and_its_jti_reusable(store: Arc<dyn Store
     assert_eq!(by_txn(store.as_ref(), "txn-r1").await, None);
     store
         .requests()
-        .create_auth_request(&request("r2"), Some(&j))
+        .create_auth_request(&request("r2"), Some(&j), PendingLimit::NONE)
         .await
         .unwrap();
 }
@@ -35,7 +35,7 @@ pub async fn created_request_is_found_by_id_and_by_txn(store: Arc<dyn Store>) {
     let r = request("r1");
     store
         .requests()
-        .create_auth_request(&r, Some(&jti("c1", "ro-1")))
+        .create_auth_request(&r, Some(&jti("c1", "ro-1")), PendingLimit::NONE)
         .await
         .unwrap();
     assert_eq!(
@@ -50,12 +50,12 @@ pub async fn created_request_is_found_by_id_and_by_txn(store: Arc<dyn Store>) {
 pub async fn replayed_request_object_jti_stores_nothing(store: Arc<dyn Store>) {
     store
         .requests()
-        .create_auth_request(&request("r1"), Some(&jti("c1", "ro-1")))
+        .create_auth_request(&request("r1"), Some(&jti("c1", "ro-1")), PendingLimit::NONE)
         .await
         .unwrap();
     let replay = store
         .requests()
-        .create_auth_request(&request("r2"), Some(&jti("c1", "ro-1")))
+        .create_auth_request(&request("r2"), Some(&jti("c1", "ro-1")), PendingLimit::NONE)
         .await;
     assert!(
         matches!(replay, Err(CreateError::JtiReplayed)),
