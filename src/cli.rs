@@ -45,6 +45,9 @@ impl Stop {
 
 /// The `--name value` pairs of `args`; `usage` is the answer to `--help` / `-h` and is shown
 /// with an unexpected argument.
+/// The flags that take no value: present means on.
+const SWITCHES: &[&str] = &["seed-dynamodb", "local-endpoints-on-dynamodb"];
+
 pub fn flags(args: &[String], usage: &str) -> Result<Flags, Stop> {
     let mut out = HashMap::new();
     let mut it = args.iter();
@@ -55,6 +58,10 @@ pub fn flags(args: &[String], usage: &str) -> Result<Flags, Stop> {
         let name = flag
             .strip_prefix("--")
             .ok_or_else(|| Stop::Usage(format!("unexpected argument {flag}\n\n{usage}")))?;
+        if SWITCHES.contains(&name) {
+            out.insert(name.to_owned(), String::new());
+            continue;
+        }
         let value = it
             .next()
             .ok_or_else(|| Stop::Usage(format!("{flag} needs a value")))?;

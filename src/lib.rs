@@ -58,6 +58,8 @@ pub struct LocalApi {
     pub ctx: Ctx,
     pub pushes: Arc<RecordingPushSender>,
     pub notifier: Option<Arc<LocalNotifier>>,
+    /// Whether `/_local/*` is served (not over a DynamoDB store unless asked for).
+    local_endpoints: bool,
     metadata: Value,
     key_set: Value,
 }
@@ -71,6 +73,7 @@ impl LocalApi {
             ctx,
             pushes,
             notifier: None,
+            local_endpoints: true,
             metadata,
             key_set,
         }
@@ -79,6 +82,13 @@ impl LocalApi {
     /// Ping and push notifications run in-process through `notifier`.
     pub fn with_notifier(mut self, notifier: Arc<LocalNotifier>) -> Self {
         self.notifier = Some(notifier);
+        self
+    }
+
+    /// No `/_local/*` endpoints: for a store other processes share (a DynamoDB table), where
+    /// they would let anyone who reaches the port issue enrolment codes into it.
+    pub fn without_local_endpoints(mut self) -> Self {
+        self.local_endpoints = false;
         self
     }
 
@@ -104,6 +114,9 @@ impl LocalApi {
             Some("userinfo") => userinfo::handle(&self.ctx, req).await,
             Some("device-register") => device_register::handle(&self.ctx, req).await,
             Some("device-decision") => device_decision::handle(&self.ctx, req).await,
+            _ if path.starts_with("/_local/") && !self.local_endpoints => {
+                error_response(&RouteError::NotFound)
+            }
             _ if path == "/_local/pushes" && method == Method::GET => self.pushes_for(&req).await,
             _ if path == "/_local/dead-letters" && method == Method::GET => {
                 let dead = self
@@ -185,6 +198,38 @@ impl LocalApi {
     }
 }
 
+/// The `Host` values the local API answers: its issuer's, and this machine's loopback names on
+/// the port it listens on. Any other is a page elsewhere whose name was made to resolve to
+/// 127.0.0.1 (DNS rebinding), reaching the local API from the developer's browser.
+pub struct HostCheck {
+    allowed: Vec<String>,
+}
+
+impl HostCheck {
+    pub fn new(issuer: &str, port: u16) -> Self {
+        let mut allowed: Vec<String> = ["127.0.0.1", "localhost", "[::1]"]
+            .iter()
+            .map(|host| format!("{host}:{port}"))
+            .collect();
+        if let Ok(url) = url::Url::parse(issuer)
+            && let (Some(host), Some(issuer_port)) = (url.host_str(), url.port_or_known_default())
+        {
+            allowed.push(format!("{host}:{issuer_port}"));
+            if url.port().is_none() {
+                allowed.push(host.to_owned());
+            }
+        }
+        Self { allowed }
+    }
+
+    pub fn admits(&self, host: Option<&str>) -> bool {
+        host.is_some_and(|host| {
+            let host = host.to_ascii_lowercase();
+            self.allowed.iter().any(|a| *a == host)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,8 +237,43 @@ mod tests {
     use ciba_shared::ports::{Clock, LocalSigner, OsRandom, SystemClock};
     use ciba_shared::store::MemoryStore;
 
+    #[test]
+    fn host_check_admits_the_issuer_and_loopback_names_on_the_port_only() {
+        let check = HostCheck::new("http://127.0.0.1:8080", 8080);
+        for host in [
+            "127.0.0.1:8080",
+            "localhost:8080",
+            "LOCALHOST:8080",
+            "[::1]:8080",
+        ] {
+            assert!(check.admits(Some(host)), "{host}");
+        }
+        for host in [
+            "attacker.example:8080",
+            "127.0.0.1:9090",
+            "127.0.0.1",
+            "",
+            "localhost",
+        ] {
+            assert!(!check.admits(Some(host)), "{host}");
+        }
+        assert!(!check.admits(None));
+        let named = HostCheck::new("http://op.test", 8080);
+        assert!(named.admits(Some("op.test")) && named.admits(Some("op.test:80")));
+    }
+
     #[tokio::test]
-    async fn every_local_route_printed_at_start_is_served() {
+    async fn local_endpoints_are_not_served_when_turned_off() {
+        let api = api().without_local_endpoints();
+        for (method, path, _) in LOCAL_ROUTES {
+            let request = event::HttpRequest::new(method, path)
+                .to_lambda("test", SystemClock.now_ms())
+                .unwrap();
+            assert_eq!(api.handle(request).await.status(), StatusCode::NOT_FOUND);
+        }
+    }
+
+    fn api() -> LocalApi {
         let pushes = Arc::new(RecordingPushSender::default());
         let ctx = Ctx {
             config: Arc::new(Config::new("http://127.0.0.1:8080").unwrap()),
@@ -203,7 +283,12 @@ mod tests {
             signer: Arc::new(LocalSigner::generate()),
             push: pushes.clone(),
         };
-        let api = LocalApi::new(ctx, pushes);
+        LocalApi::new(ctx, pushes)
+    }
+
+    #[tokio::test]
+    async fn every_local_route_printed_at_start_is_served() {
+        let api = api();
         for (method, path, _) in LOCAL_ROUTES {
             let request = event::HttpRequest::new(method, path)
                 .to_lambda("test", SystemClock.now_ms())

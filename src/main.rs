@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ciba_local::event::HttpRequest;
 use ciba_local::options::{self, Options};
-use ciba_local::{LOCAL_ROUTES, LocalApi, ROUTES};
+use ciba_local::{HostCheck, LOCAL_ROUTES, LocalApi, ROUTES};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
@@ -60,11 +60,12 @@ async fn main() -> ExitCode {
     }
     println!("  seeded clients: {}", summary.clients.join("; "));
     println!("  seeded users:   {}", summary.users.join("; "));
-    serve(listener, Arc::new(api)).await;
+    let hosts = Arc::new(HostCheck::new(&api.ctx.config.issuer, options.port));
+    serve(listener, Arc::new(api), hosts).await;
     ExitCode::SUCCESS
 }
 
-async fn serve(listener: tokio::net::TcpListener, api: Arc<LocalApi>) {
+async fn serve(listener: tokio::net::TcpListener, api: Arc<LocalApi>, hosts: Arc<HostCheck>) {
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -73,11 +74,11 @@ async fn serve(listener: tokio::net::TcpListener, api: Arc<LocalApi>) {
                 continue;
             }
         };
-        let api = api.clone();
+        let (api, hosts) = (api.clone(), hosts.clone());
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let api = api.clone();
-                async move { Ok::<_, Infallible>(answer(&api, req).await) }
+                let (api, hosts) = (api.clone(), hosts.clone());
+                async move { Ok::<_, Infallible>(answer(&api, &hosts, req).await) }
             });
             if let Err(e) = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -89,8 +90,16 @@ async fn serve(listener: tokio::net::TcpListener, api: Arc<LocalApi>) {
     }
 }
 
-async fn answer(api: &LocalApi, req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+async fn answer(
+    api: &LocalApi,
+    hosts: &HostCheck,
+    req: hyper::Request<Incoming>,
+) -> hyper::Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
+    let host = parts.headers.get(hyper::header::HOST);
+    if !hosts.admits(host.and_then(|h| h.to_str().ok())) {
+        return plain(421, "the Host header does not name this OP");
+    }
     let body = match Limited::new(body, MAX_BODY).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(_) => return plain(413, "request body too large"),

@@ -24,7 +24,10 @@ ciba-local: every CIBA function's handler on one local port
 
   --port N            port on 127.0.0.1 (PORT, default 8080)
   --issuer URL        issuer URL (ISSUER, default http://127.0.0.1:<port>)
-  --seed PATH         seed file of clients, users and devices (CIBA_SEED, default tests/seed.json)
+  --seed PATH         seed file of clients, users and devices (CIBA_SEED, default tests/seed.json),
+                      imported into the in-memory store; a DynamoDB table only with --seed-dynamodb
+  --seed-dynamodb     import the seed into the DynamoDB table too (CIBA_SEED_DYNAMODB=1): its demo
+                      secrets and device keys are public, never point this at a real table
   --store KIND        memory (default) or dynamodb (CIBA_STORE)
   --table NAME        DynamoDB table (TABLE_NAME, default ciba-local); created when missing;
                       the endpoint comes from AWS_ENDPOINT_URL_DYNAMODB (e.g. DynamoDB Local)
@@ -35,6 +38,10 @@ ciba-local: every CIBA function's handler on one local port
                       and lists what SNS accepted at /_local/pushes too
   --sweep-every S     seconds between expiry sweeps, the expiry-sweeper function's job
                       (CIBA_SWEEP_EVERY, default 1)
+  --local-endpoints-on-dynamodb
+                      serve /_local/* over a DynamoDB store too (CIBA_LOCAL_ENDPOINTS_ON_DYNAMODB=1;
+                      for the benchmark harness): anyone reaching the port may then read pushes
+                      and issue enrolment codes into the table
 ";
 
 #[derive(Debug, Clone, PartialEq)]
@@ -42,7 +49,11 @@ pub struct Options {
     pub port: u16,
     pub issuer: Option<String>,
     pub seed: Option<String>,
+    /// Whether the seed goes into a DynamoDB store (it always goes into the in-memory one).
+    pub seed_dynamodb: bool,
     pub dynamodb: bool,
+    /// Whether `/_local/*` is served over a DynamoDB store.
+    pub local_endpoints_on_dynamodb: bool,
     pub table: String,
     pub signing_key: Option<String>,
     pub sns: bool,
@@ -73,7 +84,30 @@ impl Options {
             "dynamodb" => true,
             other => return Err(format!("store {other:?} must be memory or dynamodb")),
         };
-        let seed = get("seed", "CIBA_SEED").or_else(|| {
+        let switch = |flag: &str, var: &str| -> Result<bool, String> {
+            if flags.contains_key(flag) {
+                return Ok(true);
+            }
+            match env(var).as_deref() {
+                Some("1" | "true") => Ok(true),
+                None | Some("" | "0" | "false") => Ok(false),
+                Some(v) => Err(format!("{var} must be 1 or 0, got {v:?}")),
+            }
+        };
+        let seed_dynamodb = switch("seed-dynamodb", "CIBA_SEED_DYNAMODB")?;
+        let local_endpoints_on_dynamodb = switch(
+            "local-endpoints-on-dynamodb",
+            "CIBA_LOCAL_ENDPOINTS_ON_DYNAMODB",
+        )?;
+        let explicit_seed = get("seed", "CIBA_SEED");
+        if dynamodb && explicit_seed.is_some() && !seed_dynamodb {
+            return Err(
+                "--seed with --store dynamodb imports demo secrets into the table: add \
+                 --seed-dynamodb to mean it"
+                    .into(),
+            );
+        }
+        let seed = explicit_seed.or_else(|| {
             std::path::Path::new("tests/seed.json")
                 .exists()
                 .then(|| "tests/seed.json".into())
@@ -113,7 +147,9 @@ impl Options {
             port,
             issuer: get("issuer", "ISSUER"),
             seed,
+            seed_dynamodb,
             dynamodb,
+            local_endpoints_on_dynamodb,
             table: get("table", "TABLE_NAME").unwrap_or_else(|| "ciba-local".into()),
             signing_key: get("signing-key", "SIGNING_KEY_FILE"),
         })
@@ -138,7 +174,11 @@ pub async fn build(
     options: &Options,
     clock: Arc<dyn Clock>,
 ) -> Result<(LocalApi, Summary), String> {
-    let mut config = Config::new(&options.issuer()).map_err(|e| e.to_string())?;
+    // The policy numbers and abuse limits from the environment, as a function reads them.
+    let mut vars: HashMap<String, String> = std::env::vars().collect();
+    vars.insert("ISSUER".into(), options.issuer());
+    vars.retain(|name, _| !name.starts_with("REGISTRATION"));
+    let mut config = Config::from_vars(&vars).map_err(|e| e.to_string())?;
     config.registration = options.registration.clone();
     let (store, store_name): (Arc<dyn Store>, String) = if options.dynamodb {
         let table = crate::dynamo::open(&options.table).await?;
@@ -162,7 +202,17 @@ pub async fn build(
         clients: Vec::new(),
         users: Vec::new(),
     };
-    if let Some(path) = &options.seed {
+    let seeded = if options.dynamodb {
+        options.seed.as_ref().filter(|_| options.seed_dynamodb)
+    } else {
+        options.seed.as_ref()
+    };
+    if options.dynamodb && !options.seed_dynamodb {
+        summary
+            .store
+            .push_str(", not seeded (--seed-dynamodb imports the seed)");
+    }
+    if let Some(path) = seeded {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
         let seed = Seed::from_json(&text).map_err(|e| format!("{path}: {e}"))?;
         seed.import(store.as_ref(), clock.now())
@@ -215,7 +265,13 @@ pub async fn build(
         },
     };
     let notifier = LocalNotifier::spawn(notifier, changed, options.sweep_every);
-    Ok((LocalApi::new(ctx, pushes).with_notifier(notifier), summary))
+    let api = LocalApi::new(ctx, pushes).with_notifier(notifier);
+    let api = if options.dynamodb && !options.local_endpoints_on_dynamodb {
+        api.without_local_endpoints()
+    } else {
+        api
+    };
+    Ok((api, summary))
 }
 
 pub fn system_clock() -> Arc<dyn Clock> {

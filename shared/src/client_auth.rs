@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::domain::{AuthMethod, Client};
 use crate::error::ClientAuthError;
 use crate::http::Form;
+use crate::ident::Ident;
 use crate::jose::Claims;
 use crate::jwt::Expect;
 use crate::secret;
@@ -137,6 +138,9 @@ pub async fn authenticate(
         Presented::Post { id, .. } => (id, AuthMethod::ClientSecretPost, false),
         Presented::Assertion { id, .. } => (id, AuthMethod::PrivateKeyJwt, false),
     };
+    if !Ident::ClientId.accepts(id) {
+        return Err(invalid("client authentication failed", basic));
+    }
     let client = store
         .clients()
         .get_client(id)

@@ -7,6 +7,7 @@ use jsonwebtoken::Algorithm;
 use crate::context::Ctx;
 use crate::domain::{Decision, Device};
 use crate::error::DeviceError;
+use crate::ident::Ident;
 use crate::jose;
 use crate::jwt::Expect;
 use crate::store::DecideError;
@@ -19,6 +20,9 @@ fn invalid(description: impl Into<String>) -> DeviceError {
 pub async fn decide(ctx: &Ctx, jwt: &str) -> Result<(Device, Decision), DeviceError> {
     let (_, kid) = jose::peek_header(jwt).map_err(|e| invalid(e.describe()))?;
     let kid = kid.ok_or_else(|| invalid("the decision header must name the device in kid"))?;
+    if let Some(fault) = Ident::OpId.fault(&kid) {
+        return Err(invalid(format!("the decision header's kid {fault}")));
+    }
     let device = ctx
         .store
         .accounts()
@@ -40,6 +44,9 @@ pub async fn decide(ctx: &Ctx, jwt: &str) -> Result<(Device, Decision), DeviceEr
     let txn = checked
         .text("txn")
         .ok_or_else(|| invalid("the decision must carry txn"))?;
+    if let Some(fault) = Ident::OpId.fault(txn) {
+        return Err(invalid(format!("the decision's txn {fault}")));
+    }
     let decision = match checked.text("action") {
         Some("approve") => Decision::Approve,
         Some("deny") => Decision::Deny,

@@ -49,8 +49,14 @@ pub struct Client {
 }
 
 impl Client {
+    /// The name the user's phone shows: `client_name`, unless it has characters that reorder or
+    /// hide text (registration refuses them; an imported seed or an older item may still hold
+    /// them), then the `client_id`.
     pub fn display_name(&self) -> &str {
-        self.client_name.as_deref().unwrap_or(&self.client_id)
+        self.client_name
+            .as_deref()
+            .filter(|name| crate::display::first_unsafe(name).is_none())
+            .unwrap_or(&self.client_id)
     }
 }
 

@@ -11,6 +11,7 @@ use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::JwkSet;
 use serde_json::Value;
 
+use crate::ident::Ident;
 use crate::jose::{self, Claims, JwsError};
 use crate::store::JtiUse;
 
@@ -34,6 +35,7 @@ pub struct Expect<'a> {
     audience: Option<&'a (dyn Fn(&str) -> bool + Sync)>,
     exp: Exp,
     iat_required: bool,
+    iat_max_age: Option<i64>,
     nbf_max_age: Option<i64>,
     jti_scope: Option<String>,
 }
@@ -58,6 +60,10 @@ pub enum JwtError {
     NotBeforeTooOld,
     /// `exp` − `nbf` is longer than the use allows.
     LifetimeTooLong,
+    /// `iat` is older than the use allows.
+    IssuedTooLongAgo,
+    /// A claim whose value the OP does not accept (see `ident`): why, in words.
+    Malformed(&'static str, String),
 }
 
 impl JwtError {
@@ -78,6 +84,8 @@ impl JwtError {
             JwtError::NotYetValid => format!("{what} is not yet valid (nbf)"),
             JwtError::NotBeforeTooOld => format!("{what} nbf is too old"),
             JwtError::LifetimeTooLong => format!("{what} lifetime (exp - nbf) is too long"),
+            JwtError::IssuedTooLongAgo => format!("{what} iat is too old"),
+            JwtError::Malformed(claim, fault) => format!("{what} {claim} {fault}"),
         }
     }
 }
@@ -112,6 +120,7 @@ impl<'a> Expect<'a> {
             audience: None,
             exp: Exp::IfPresent,
             iat_required: false,
+            iat_max_age: None,
             nbf_max_age: None,
             jti_scope: None,
         }
@@ -150,6 +159,14 @@ impl<'a> Expect<'a> {
 
     pub fn iat_required(mut self) -> Self {
         self.iat_required = true;
+        self
+    }
+
+    /// `iat` is required and no older than `max_age` seconds: a JWT made long ago (`iat=0`) is
+    /// not accepted however far ahead its `exp`.
+    pub fn iat_within(mut self, max_age: i64) -> Self {
+        self.iat_required = true;
+        self.iat_max_age = Some(max_age);
         self
     }
 
@@ -204,6 +221,9 @@ impl<'a> Expect<'a> {
                 let jti = text("jti")
                     .filter(|j| !j.is_empty())
                     .ok_or(JwtError::Missing("jti"))?;
+                if let Some(fault) = Ident::Jti.fault(jti) {
+                    return Err(JwtError::Malformed("jti", fault));
+                }
                 Some(JtiUse {
                     scope,
                     jti: jti.to_owned(),
@@ -244,6 +264,11 @@ impl<'a> Expect<'a> {
         }
         if iat.is_some_and(|iat| iat > now + self.clock_skew) {
             return Err(JwtError::IssuedInFuture);
+        }
+        if let (Some(iat), Some(max_age)) = (iat, self.iat_max_age)
+            && iat < now - max_age
+        {
+            return Err(JwtError::IssuedTooLongAgo);
         }
         if let Some(nbf) = time("nbf")? {
             if nbf > now + self.clock_skew {

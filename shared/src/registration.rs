@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use crate::config::is_loopback;
+use crate::display;
 use crate::domain::{AuthMethod, DeliveryMode};
 use crate::error::RegistrationError;
 use crate::jose;
@@ -144,9 +145,10 @@ impl Metadata {
         let client_name = string(body, "client_name")?
             .map(|name| {
                 let count = name.chars().count();
-                if count == 0 || count > MAX_CLIENT_NAME || name.chars().any(char::is_control) {
+                if count == 0 || count > MAX_CLIENT_NAME || display::first_unsafe(name).is_some() {
                     Err(invalid_metadata(format!(
-                        "client_name must be 1 to {MAX_CLIENT_NAME} characters without control characters"
+                        "client_name must be 1 to {MAX_CLIENT_NAME} characters without control, \
+                         bidirectional or zero-width characters"
                     )))
                 } else {
                     Ok(name.to_owned())

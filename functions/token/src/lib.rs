@@ -8,6 +8,7 @@ use ciba_shared::context::Ctx;
 use ciba_shared::domain::{AuthRequest, Client, DeliveryMode, TokenKind};
 use ciba_shared::error::{TokenError, error_response};
 use ciba_shared::http::{Form, json_response};
+use ciba_shared::ident::Ident;
 use ciba_shared::protocol::{CIBA_GRANT, REFRESH_GRANT, Scope, Standing, standing};
 use ciba_shared::secret;
 use ciba_shared::store::{PollOutcome, RotateError, StoreError};
@@ -59,6 +60,11 @@ async fn ciba_grant(ctx: &Ctx, client: &Client, form: &Form) -> Result<Response<
     let id = form
         .get("auth_req_id")
         .ok_or_else(|| TokenError::InvalidRequest("auth_req_id is required".into()))?;
+    if let Some(fault) = Ident::OpId.fault(id) {
+        return Err(TokenError::InvalidGrant(
+            format!("auth_req_id {fault}").into(),
+        ));
+    }
     let unknown =
         || TokenError::InvalidGrant("auth_req_id is unknown, expired or already redeemed".into());
     let request = ctx

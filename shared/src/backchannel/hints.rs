@@ -8,6 +8,7 @@ use super::params::Hint;
 use crate::config::Config;
 use crate::domain::{Client, User};
 use crate::error::AuthnError;
+use crate::ident::Ident;
 use crate::jose::{self, JwsError};
 use crate::jwt::{Expect, JwtError};
 use crate::ports::Signer;
@@ -42,14 +43,14 @@ pub async fn resolve_user(
                 None => None,
             }
         }
-        Hint::LoginHint(hint) => store.accounts().find_user_by_hint(hint).await?,
+        Hint::LoginHint(hint) => find_subject(Subject::Hint(hint.clone()), store).await?,
         Hint::LoginHintToken(token) => {
             let subject = login_hint_token_subject(token, client, config, now)?;
             find_subject(subject, store).await?
         }
         Hint::IdTokenHint(token) => {
             let sub = id_token_hint_subject(token, client, signer, config, now)?;
-            store.accounts().get_user(&sub).await?
+            find_subject(Subject::Sub(sub), store).await?
         }
     };
     user.ok_or_else(unknown)
@@ -60,7 +61,16 @@ enum Subject {
     Sub(String),
 }
 
+/// The user `subject` names, once it has the shape of a login hint or a `sub` (`ident`): a hint
+/// out of shape names nobody the store could hold, and must not reach it.
 async fn find_subject(subject: Subject, store: &dyn Store) -> Result<Option<User>, AuthnError> {
+    let (kind, value, name) = match &subject {
+        Subject::Hint(h) => (Ident::LoginHint, h, "the hint"),
+        Subject::Sub(sub) => (Ident::Subject, sub, "the hint's sub"),
+    };
+    if let Some(fault) = kind.fault(value) {
+        return Err(invalid(format!("{name} {fault}")));
+    }
     Ok(match subject {
         Subject::Hint(h) => store.accounts().find_user_by_hint(&h).await?,
         Subject::Sub(sub) => store.accounts().get_user(&sub).await?,

@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use crate::config::Config;
+use crate::display;
 use crate::domain::Client;
 use crate::error::AuthnError;
 use crate::http::Form;
@@ -187,7 +188,8 @@ pub fn exactly_one_hint(params: &AuthnParams) -> Result<Hint, AuthnError> {
 }
 
 /// At most 100 characters, starting with a letter, digit or punctuation mark, with no line
-/// breaks or other control characters: what a phone can show in one notification.
+/// breaks, control, bidirectional or zero-width characters: what a phone can show in one
+/// notification, shown as sent.
 pub fn validate_binding_message(message: &str) -> Result<(), AuthnError> {
     let bad = |d: &'static str| Err(AuthnError::InvalidBindingMessage(d.into()));
     if message.chars().count() > 100 {
@@ -199,11 +201,15 @@ pub fn validate_binding_message(message: &str) -> Result<(), AuthnError> {
     if !(first.is_alphanumeric() || first.is_ascii_punctuation() || is_unicode_punctuation(first)) {
         return bad("binding_message must start with a letter, digit or punctuation mark");
     }
-    if message
-        .chars()
-        .any(|c| c.is_control() || c == '\u{2028}' || c == '\u{2029}')
-    {
-        return bad("binding_message must not contain line breaks or control characters");
+    if let Some(c) = display::first_unsafe(message) {
+        return Err(AuthnError::InvalidBindingMessage(
+            format!(
+                "binding_message must not contain line breaks, control, bidirectional or \
+                 zero-width characters (found U+{:04X})",
+                u32::from(c)
+            )
+            .into(),
+        ));
     }
     Ok(())
 }

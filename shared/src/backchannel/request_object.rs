@@ -39,7 +39,7 @@ pub fn verify(
         .issuer(&client.client_id)
         .audience(&op)
         .expires_within(config.request_object_max_exp)
-        .iat_required()
+        .iat_within(config.request_object_max_age)
         .nbf_within(config.request_object_max_age)
         .jti(format!("request#{}", client.client_id));
     let what = expect.what();

@@ -1,0 +1,266 @@
+//! Issue 13's attacks, each replayed through the local API on both stores: guessing a
+//! `user_code`, flooding a user's phone with requests, identifiers too long for a DynamoDB key,
+//! text that reorders or hides what the phone shows, and a request object made long ago.
+
+mod common;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use ciba_local::event::HttpRequest;
+use ciba_shared::jose;
+use common::{Harness, ISSUER, key};
+use serde_json::json;
+
+on_both_stores!(
+    guessing_the_user_code_is_locked_after_five_failures_and_pushes_nothing,
+    a_right_user_code_clears_the_failures,
+    more_than_five_pending_requests_per_user_and_client_are_refused_without_a_push,
+    a_decided_request_makes_room_for_another,
+    an_overlong_login_hint_is_invalid_request,
+    an_overlong_basic_client_id_is_invalid_client,
+    an_overlong_auth_req_id_is_invalid_grant,
+    an_overlong_decision_kid_is_invalid_request,
+    an_overlong_decision_jti_is_invalid_request,
+    an_overlong_request_object_jti_is_invalid_request,
+    an_overlong_client_assertion_jti_is_invalid_client,
+    a_bidirectional_override_in_binding_message_is_refused,
+    a_zero_width_space_in_binding_message_is_refused,
+    a_request_object_issued_long_ago_is_refused,
+);
+
+/// bc-authorize as demo-pos, which requires alice's user_code (4321).
+async fn with_user_code(h: &Harness, code: &str) -> common::Reply {
+    let req = HttpRequest::new("POST", "/bc-authorize").form(&[
+        ("client_id", "demo-pos"),
+        ("client_secret", "demo-pos-secret"),
+        ("scope", "openid"),
+        ("login_hint", "alice"),
+        ("user_code", code),
+    ]);
+    h.send(req).await
+}
+
+async fn guessing_the_user_code_is_locked_after_five_failures_and_pushes_nothing(h: Harness) {
+    for guess in ["0000", "0001", "0002", "0003", "0004"] {
+        with_user_code(&h, guess)
+            .await
+            .expect_error(400, "invalid_user_code");
+    }
+    // The sixth attempt is refused before the code is looked at: the right one too.
+    with_user_code(&h, "4321")
+        .await
+        .expect_error(403, "access_denied");
+    assert!(h.pushes.sent_to("user-alice").is_empty());
+    h.clock.advance_secs(899);
+    with_user_code(&h, "4321")
+        .await
+        .expect_error(403, "access_denied");
+    h.clock.advance_secs(1);
+    let after = with_user_code(&h, "4321").await;
+    assert_eq!(after.status, 200, "{:?}", after.body);
+    assert_eq!(h.pushes.sent_to("user-alice").len(), 1);
+}
+
+async fn a_right_user_code_clears_the_failures(h: Harness) {
+    for guess in ["0000", "0001", "0002", "0003"] {
+        with_user_code(&h, guess)
+            .await
+            .expect_error(400, "invalid_user_code");
+    }
+    assert_eq!(with_user_code(&h, "4321").await.status, 200);
+    for guess in ["0000", "0001", "0002", "0003", "0004"] {
+        with_user_code(&h, guess)
+            .await
+            .expect_error(400, "invalid_user_code");
+    }
+}
+
+async fn more_than_five_pending_requests_per_user_and_client_are_refused_without_a_push(
+    h: Harness,
+) {
+    for i in 0..5 {
+        let r = h
+            .bc_authorize(&[
+                ("scope", "openid"),
+                ("login_hint", "alice"),
+                ("binding_message", &format!("N{i}")),
+            ])
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    h.bc_authorize(&[("scope", "openid"), ("login_hint", "alice")])
+        .await
+        .expect_error(403, "access_denied");
+    assert_eq!(h.pushes.sent_to("user-alice").len(), 5);
+    // Another user of the same client is not affected.
+    let bob = h
+        .bc_authorize(&[("scope", "openid"), ("login_hint", "bob")])
+        .await;
+    assert_eq!(bob.status, 200, "{:?}", bob.body);
+}
+
+async fn a_decided_request_makes_room_for_another(h: Harness) {
+    for _ in 0..5 {
+        let r = h
+            .bc_authorize(&[("scope", "openid"), ("login_hint", "alice")])
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    assert_eq!(h.alice_decides("deny").await.status, 204);
+    let sixth = h
+        .bc_authorize(&[("scope", "openid"), ("login_hint", "alice")])
+        .await;
+    assert_eq!(sixth.status, 200, "{:?}", sixth.body);
+    // And expiry frees every slot.
+    h.clock.advance_secs(600);
+    let later = h
+        .bc_authorize(&[("scope", "openid"), ("login_hint", "alice")])
+        .await;
+    assert_eq!(later.status, 200, "{:?}", later.body);
+}
+
+const LONG: usize = 2100;
+
+async fn an_overlong_login_hint_is_invalid_request(h: Harness) {
+    h.bc_authorize(&[("scope", "openid"), ("login_hint", &"a".repeat(LONG))])
+        .await
+        .expect_error(400, "invalid_request");
+    let json_hint = json!({"format": "opaque", "id": "a".repeat(LONG)}).to_string();
+    h.bc_authorize(&[("scope", "openid"), ("login_hint", &json_hint)])
+        .await
+        .expect_error(400, "invalid_request");
+}
+
+async fn an_overlong_basic_client_id_is_invalid_client(h: Harness) {
+    let id = "c".repeat(LONG);
+    let basic = format!("Basic {}", STANDARD.encode(format!("{id}:secret")));
+    for path in ["/bc-authorize", "/token"] {
+        let req = HttpRequest::new("POST", path)
+            .header("authorization", &basic)
+            .form(&[
+                ("scope", "openid"),
+                ("login_hint", "alice"),
+                ("grant_type", common::CIBA_GRANT),
+                ("auth_req_id", "x"),
+            ]);
+        h.send(req).await.expect_error(401, "invalid_client");
+    }
+    let req = HttpRequest::new("POST", "/token").form(&[
+        ("client_id", &id),
+        ("client_secret", "x"),
+        ("grant_type", common::CIBA_GRANT),
+        ("auth_req_id", "x"),
+    ]);
+    h.send(req).await.expect_error(401, "invalid_client");
+}
+
+async fn an_overlong_auth_req_id_is_invalid_grant(h: Harness) {
+    h.poll(&"A".repeat(LONG))
+        .await
+        .expect_error(400, "invalid_grant");
+    h.poll("not/an#id").await.expect_error(400, "invalid_grant");
+}
+
+async fn an_overlong_decision_kid_is_invalid_request(h: Harness) {
+    let jwt = jose::sign_with_key(
+        &key("alice-phone"),
+        &json!({"alg": "ES256", "typ": "JWT", "kid": "k".repeat(LONG)}),
+        &json!({"txn": "t", "action": "approve", "iat": h.now(), "exp": h.now() + 60, "jti": "j"}),
+    );
+    h.post_decision(&jwt)
+        .await
+        .expect_error(400, "invalid_request");
+}
+
+async fn an_overlong_decision_jti_is_invalid_request(h: Harness) {
+    h.bc_authorize(&[("scope", "openid"), ("login_hint", "alice")])
+        .await;
+    let txn = h.latest_txn("user-alice");
+    let jwt = jose::sign_with_key(
+        &key("alice-phone"),
+        &json!({"alg": "ES256", "typ": "JWT", "kid": "alice-phone"}),
+        &json!({"txn": txn, "action": "approve", "iat": h.now(), "exp": h.now() + 60, "jti": "j".repeat(5000)}),
+    );
+    h.post_decision(&jwt)
+        .await
+        .expect_error(400, "invalid_request");
+    let overlong_txn = jose::sign_with_key(
+        &key("alice-phone"),
+        &json!({"alg": "ES256", "typ": "JWT", "kid": "alice-phone"}),
+        &json!({"txn": "t".repeat(LONG), "action": "approve", "iat": h.now(), "exp": h.now() + 60, "jti": "j2"}),
+    );
+    h.post_decision(&overlong_txn)
+        .await
+        .expect_error(400, "invalid_request");
+}
+
+async fn an_overlong_request_object_jti_is_invalid_request(h: Harness) {
+    let mut claims = h.request_claims();
+    claims["jti"] = json!("j".repeat(5000));
+    h.bc_authorize_signed(&h.sign_request(&claims))
+        .await
+        .expect_error(400, "invalid_request");
+    assert!(h.pushes.sent_to("user-alice").is_empty());
+}
+
+async fn an_overlong_client_assertion_jti_is_invalid_client(h: Harness) {
+    let now = h.now();
+    let assertion = jose::sign_with_key(
+        &key("demo-fapi-rp"),
+        &json!({"alg": "ES256", "typ": "JWT"}),
+        &json!({
+            "iss": "demo-fapi", "sub": "demo-fapi", "aud": format!("{ISSUER}/token"),
+            "iat": now, "exp": now + 60, "jti": "j".repeat(5000)
+        }),
+    );
+    let req = HttpRequest::new("POST", "/token").form(&[
+        ("grant_type", common::CIBA_GRANT),
+        ("auth_req_id", "x"),
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ),
+        ("client_assertion", &assertion),
+    ]);
+    h.send(req).await.expect_error(401, "invalid_client");
+}
+
+async fn a_bidirectional_override_in_binding_message_is_refused(h: Harness) {
+    // Shown on the phone as "Pay 001 EUR", sent (and logged) as "Pay 100 EUR".
+    h.bc_authorize(&[
+        ("scope", "openid"),
+        ("login_hint", "alice"),
+        ("binding_message", "Pay \u{202E}100\u{202C} EUR"),
+    ])
+    .await
+    .expect_error(400, "invalid_binding_message");
+    let mut claims = h.request_claims();
+    claims["binding_message"] = json!("Pay to \u{2067}Mallory\u{2069}");
+    h.bc_authorize_signed(&h.sign_request(&claims))
+        .await
+        .expect_error(400, "invalid_binding_message");
+    assert!(h.pushes.sent_to("user-alice").is_empty());
+}
+
+async fn a_zero_width_space_in_binding_message_is_refused(h: Harness) {
+    h.bc_authorize(&[
+        ("scope", "openid"),
+        ("login_hint", "alice"),
+        ("binding_message", "Pay 10\u{200B}00 EUR"),
+    ])
+    .await
+    .expect_error(400, "invalid_binding_message");
+    assert!(h.pushes.sent_to("user-alice").is_empty());
+}
+
+async fn a_request_object_issued_long_ago_is_refused(h: Harness) {
+    for iat in [0, h.now() - 3601] {
+        let mut claims = h.request_claims();
+        claims["iat"] = json!(iat);
+        claims.as_object_mut().unwrap().remove("nbf");
+        h.bc_authorize_signed(&h.sign_request(&claims))
+            .await
+            .expect_error(400, "invalid_request");
+    }
+    assert!(h.pushes.sent_to("user-alice").is_empty());
+}
