@@ -189,7 +189,7 @@ impl LocalApi {
 mod tests {
     use super::*;
     use ciba_shared::config::Config;
-    use ciba_shared::ports::{Clock, LocalSigner, OsRandom, SystemClock};
+    use ciba_shared::ports::{Clock, LocalSigner, OsRandom, SystemClock, SystemResolver};
     use ciba_shared::store::MemoryStore;
 
     #[tokio::test]
@@ -202,6 +202,7 @@ mod tests {
             random: Arc::new(OsRandom),
             signer: Arc::new(LocalSigner::generate()),
             push: pushes.clone(),
+            resolver: Arc::new(SystemResolver),
         };
         let api = LocalApi::new(ctx, pushes);
         for (method, path, _) in LOCAL_ROUTES {
