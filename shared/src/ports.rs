@@ -196,6 +196,15 @@ mod tests {
         assert_eq!(signer.kid(), again.kid());
     }
 
+    #[tokio::test]
+    async fn system_resolver_answers_what_a_connection_would_use() {
+        let addresses = SystemResolver.resolve("localhost").await.unwrap();
+        assert!(
+            !addresses.is_empty() && addresses.iter().all(|a| a.is_loopback()),
+            "{addresses:?}"
+        );
+    }
+
     #[test]
     fn random_tokens_are_url_safe_and_long_enough() {
         let t = OsRandom.token(16);
