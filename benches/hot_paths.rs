@@ -27,6 +27,7 @@ use ciba_shared::store::{MemoryStore, Store};
 use ciba_shared::tokens::{self, Grant, TokenValues};
 use ciba_testkit::FixedClock;
 use ciba_testkit::RecordingPushSender;
+use ciba_testkit::StaticResolver;
 use ciba_testkit::seed::Seed;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use lambda_http::http::{HeaderMap, HeaderValue};
@@ -85,6 +86,7 @@ impl Bench {
             random: Arc::new(OsRandom),
             signer: Arc::new(LocalSigner::generate()),
             push,
+            resolver: Arc::new(StaticResolver::default()),
         };
         Self {
             api: LocalApi::new(ctx, pushes),

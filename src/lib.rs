@@ -234,7 +234,7 @@ impl HostCheck {
 mod tests {
     use super::*;
     use ciba_shared::config::Config;
-    use ciba_shared::ports::{Clock, LocalSigner, OsRandom, SystemClock};
+    use ciba_shared::ports::{Clock, LocalSigner, OsRandom, SystemClock, SystemResolver};
     use ciba_shared::store::MemoryStore;
 
     #[test]
@@ -282,6 +282,7 @@ mod tests {
             random: Arc::new(OsRandom),
             signer: Arc::new(LocalSigner::generate()),
             push: pushes.clone(),
+            resolver: Arc::new(SystemResolver),
         };
         LocalApi::new(ctx, pushes)
     }

@@ -3,11 +3,12 @@
 use std::sync::Arc;
 
 use crate::local_notify::{LocalNotifier, NotifyingStore};
+use ciba_shared::callback_policy::AddressPolicy;
 use ciba_shared::config::{Config, Registration};
 use ciba_shared::context::Ctx;
 use ciba_shared::notify::{HttpCallbackSender, Notifier, NotifierSettings};
 use ciba_shared::ports::Random;
-use ciba_shared::ports::{Clock, LocalSigner, OsRandom, Signer, SystemClock};
+use ciba_shared::ports::{Clock, LocalSigner, OsRandom, Signer, SystemClock, SystemResolver};
 use ciba_shared::push::{PushSender, SnsPushSender};
 use ciba_shared::secret::Secret;
 use ciba_shared::store::{MemoryStore, Store};
@@ -254,10 +255,14 @@ pub async fn build(
         random: Arc::new(OsRandom),
         signer,
         push,
+        resolver: Arc::new(SystemResolver),
     };
     let notifier = Notifier {
         ctx: ctx.clone(),
-        callback: Arc::new(HttpCallbackSender::new(Duration::from_secs(5))?),
+        callback: Arc::new(HttpCallbackSender::new(
+            Duration::from_secs(5),
+            AddressPolicy::for_op(ctx.config.runs_locally()),
+        )?),
         settings: NotifierSettings {
             attempts: 4,
             first_retry: Duration::from_millis(500),

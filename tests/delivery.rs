@@ -6,10 +6,12 @@
 mod common;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::MessageSystemAttributeName;
+use ciba_shared::callback_policy::AddressPolicy;
 use ciba_shared::config::Config;
 use ciba_shared::context::Ctx;
 use ciba_shared::domain::{AuthMethod, AuthRequest, Client, Decision, DeliveryMode, Status};
@@ -20,7 +22,7 @@ use ciba_shared::notify::{
 use ciba_shared::ports::{LocalSigner, OsRandom, Random};
 use ciba_shared::secret::Secret;
 use ciba_shared::store::{JtiUse, MemoryStore, PendingLimit, Store};
-use ciba_testkit::{FixedClock, RecordingPushSender, RecordingQueue};
+use ciba_testkit::{FixedClock, RecordingPushSender, RecordingQueue, StaticResolver};
 use common::callback::CallbackServer;
 use common::emulator;
 use serde_json::json;
@@ -33,8 +35,22 @@ struct World {
     notifier: Notifier,
 }
 
+/// An OP that runs locally: the RPs of these tests listen on loopback.
+const LOCAL_ISSUER: &str = "http://127.0.0.1:8080";
+const PUBLIC_ISSUER: &str = "https://op.example.com";
+
 impl World {
     async fn new(endpoints: &[(&str, &str)], attempts: u32) -> Self {
+        Self::on(LOCAL_ISSUER, StaticResolver::default(), endpoints, attempts).await
+    }
+
+    /// The world of the OP `issuer`, whose callbacks resolve names with `dns`.
+    async fn on(
+        issuer: &str,
+        dns: StaticResolver,
+        endpoints: &[(&str, &str)],
+        attempts: u32,
+    ) -> Self {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         for (i, (client_id, endpoint)) in endpoints.iter().enumerate() {
             let client = Client {
@@ -73,17 +89,26 @@ impl World {
                 .await
                 .unwrap();
         }
+        let config = Config::new(issuer).unwrap();
+        let dns: Arc<StaticResolver> = Arc::new(dns);
+        let callback = HttpCallbackSender::with_resolver(
+            Duration::from_secs(5),
+            AddressPolicy::for_op(config.runs_locally()),
+            dns.clone(),
+        )
+        .unwrap();
         let ctx = Ctx {
-            config: Arc::new(Config::new("https://op.example.com").unwrap()),
+            config: Arc::new(config),
             store: store.clone(),
             clock: Arc::new(FixedClock::at_secs(T0 + 2)),
             random: Arc::new(OsRandom),
             signer: Arc::new(LocalSigner::generate()),
             push: Arc::new(RecordingPushSender::default()),
+            resolver: dns,
         };
         let notifier = Notifier {
             ctx,
-            callback: Arc::new(HttpCallbackSender::new(Duration::from_secs(5)).unwrap()),
+            callback: Arc::new(callback),
             settings: NotifierSettings {
                 attempts,
                 first_retry: Duration::from_millis(0),
@@ -223,6 +248,125 @@ async fn a_refusal_for_good_is_parked_at_once() {
     assert!(failed_ids(&response).is_empty());
     assert_eq!(queue.parked.lock().unwrap()[0].1, "answered 404");
     assert!(queue.retried.lock().unwrap().is_empty());
+}
+
+/// A loopback port that counts the connections made to it and answers none.
+async fn watched_port() -> (u16, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    (port, connections)
+}
+
+/// The reasons of the parked notifications, by request id.
+fn parked_reasons(queue: &RecordingQueue) -> Vec<(String, String)> {
+    let mut parked: Vec<(String, String)> = queue
+        .parked
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(n, reason)| (n.auth_req_id.clone(), reason.clone()))
+        .collect();
+    parked.sort();
+    parked
+}
+
+#[tokio::test]
+async fn a_public_op_refuses_names_resolving_to_internal_addresses_and_connects_nowhere() {
+    let (port, connections) = watched_port().await;
+    let dns = StaticResolver::default()
+        .with("loopback.example.com", &["127.0.0.1"])
+        .with("private.example.com", &["10.0.0.5", "::ffff:127.0.0.1"]);
+    let world = World::on(
+        PUBLIC_ISSUER,
+        dns,
+        &[
+            (
+                "loop-rp",
+                &format!("https://loopback.example.com:{port}/cb"),
+            ),
+            (
+                "private-rp",
+                &format!("https://private.example.com:{port}/cb"),
+            ),
+        ],
+        5,
+    )
+    .await;
+    let queue = RecordingQueue::default();
+    let event = batch(vec![
+        message("m1", "r-loop-rp", 1),
+        message("m2", "r-private-rp", 1),
+    ]);
+    let response = deliverer::handle(&world.notifier, &queue, &event).await;
+    assert!(failed_ids(&response).is_empty(), "parked at once, no retry");
+    assert!(queue.retried.lock().unwrap().is_empty());
+    let parked = parked_reasons(&queue);
+    assert_eq!(parked.len(), 2, "{parked:?}");
+    assert_eq!(parked[0].0, "r-loop-rp");
+    assert_eq!(
+        parked[0].1,
+        "not called: the endpoint's host loopback.example.com resolves only to addresses that are not public: [127.0.0.1]"
+    );
+    assert_eq!(parked[1].0, "r-private-rp");
+    assert!(parked[1].1.contains("10.0.0.5"), "{parked:?}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(connections.load(Ordering::SeqCst), 0, "nothing was sent");
+    assert!(!world.notified("r-loop-rp").await);
+}
+
+#[tokio::test]
+async fn a_public_op_refuses_an_ip_literal_endpoint_registered_before_the_policy() {
+    let (port, connections) = watched_port().await;
+    let endpoint = format!("http://127.0.0.1:{port}/cb");
+    let world = World::on(
+        PUBLIC_ISSUER,
+        StaticResolver::default(),
+        &[("rp", &endpoint)],
+        5,
+    )
+    .await;
+    let queue = RecordingQueue::default();
+    deliverer::handle(
+        &world.notifier,
+        &queue,
+        &batch(vec![message("m1", "r-rp", 1)]),
+    )
+    .await;
+    assert_eq!(
+        parked_reasons(&queue),
+        [(
+            "r-rp".to_owned(),
+            "not called: the endpoint's address 127.0.0.1 is not public".to_owned()
+        )]
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(connections.load(Ordering::SeqCst), 0, "nothing was sent");
+}
+
+#[tokio::test]
+async fn an_op_that_runs_locally_still_delivers_to_a_name_resolving_to_loopback() {
+    let rp = CallbackServer::start(&[]).await;
+    let endpoint = rp.url.replace("127.0.0.1", "rp.localhost");
+    let dns = StaticResolver::default().with("rp.localhost", &["127.0.0.1"]);
+    let world = World::on(LOCAL_ISSUER, dns, &[("rp", &endpoint)], 3).await;
+    let queue = RecordingQueue::default();
+    deliverer::handle(
+        &world.notifier,
+        &queue,
+        &batch(vec![message("m1", "r-rp", 1)]),
+    )
+    .await;
+    assert_eq!(rp.settle().await.len(), 1);
+    assert!(world.notified("r-rp").await);
 }
 
 #[tokio::test]

@@ -125,8 +125,13 @@ async fn deliverer_event_is_a_queue_batch_the_deliverer_reads() {
     let notifier = ciba_shared::notify::Notifier {
         ctx: h.api.ctx.clone(),
         callback: std::sync::Arc::new(
-            ciba_shared::notify::HttpCallbackSender::new(std::time::Duration::from_secs(1))
-                .unwrap(),
+            ciba_shared::notify::HttpCallbackSender::new(
+                std::time::Duration::from_secs(1),
+                ciba_shared::callback_policy::AddressPolicy::for_op(
+                    h.api.ctx.config.runs_locally(),
+                ),
+            )
+            .unwrap(),
         ),
         settings: ciba_shared::notify::NotifierSettings {
             attempts: 1,

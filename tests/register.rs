@@ -13,7 +13,7 @@ use ciba_shared::config::{Config, Registration};
 use ciba_shared::jose;
 use ciba_shared::ports::{OsRandom, Random, public_jwk_with_kid};
 use ciba_shared::secret;
-use ciba_testkit::CountingRandom;
+use ciba_testkit::{CountingRandom, StaticResolver};
 use common::{CIBA_GRANT, Harness, ISSUER, Reply, T0, key};
 use serde_json::{Value, json};
 
@@ -338,6 +338,90 @@ async fn http_loopback_notification_endpoint_is_accepted_when_the_op_runs_locall
     assert_eq!(r.status, 201, "{:?}", r.body);
     let r = register(&h, &ping_to("http://rp.example.com/ciba/notify")).await;
     expect_metadata_error(&r);
+}
+
+/// Registers a ping client at `endpoint` with a public OP and answers the error description.
+async fn refusal_of(h: &Harness, endpoint: &str) -> String {
+    let r = register(h, &ping_to(endpoint)).await;
+    expect_metadata_error(&r);
+    r.body["error_description"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_public_op_refuses_the_metadata_service_by_address() {
+    let h = open().await;
+    let why = refusal_of(&h, "https://169.254.169.254/latest/meta-data/").await;
+    assert!(why.contains("not an IP address"), "{why}");
+}
+
+#[tokio::test]
+async fn a_public_op_refuses_a_private_ipv4_endpoint() {
+    let h = open().await;
+    for endpoint in ["https://10.0.0.1/", "https://192.168.1.1/"] {
+        let why = refusal_of(&h, endpoint).await;
+        assert!(why.contains("not an IP address"), "{endpoint}: {why}");
+    }
+}
+
+#[tokio::test]
+async fn a_public_op_refuses_an_ipv4_mapped_ipv6_endpoint() {
+    let h = open().await;
+    let why = refusal_of(&h, "https://[::ffff:169.254.169.254]/").await;
+    assert!(why.contains("not an IP address"), "{why}");
+}
+
+#[tokio::test]
+async fn a_public_op_refuses_loopback_spelt_as_a_number() {
+    let h = open().await;
+    for endpoint in ["https://0x7f.1/", "https://2130706433/"] {
+        let why = refusal_of(&h, endpoint).await;
+        assert!(why.contains("not an IP address"), "{endpoint}: {why}");
+    }
+}
+
+#[tokio::test]
+async fn a_public_op_refuses_an_internal_name() {
+    let h = open().await;
+    let why = refusal_of(&h, "https://metadata.google.internal/computeMetadata/v1/").await;
+    assert!(why.contains("not a local, internal"), "{why}");
+}
+
+#[tokio::test]
+async fn a_public_op_refuses_an_endpoint_with_userinfo() {
+    let h = open().await;
+    let why = refusal_of(&h, "https://user:pw@host/").await;
+    assert!(why.contains("user name or password"), "{why}");
+}
+
+#[tokio::test]
+async fn a_public_op_refuses_a_name_resolving_to_a_private_address() {
+    let mut h = open().await;
+    let mut ctx = h.api.ctx.clone();
+    ctx.resolver = Arc::new(
+        StaticResolver::default()
+            .with("rp.example.com", &["10.0.0.5"])
+            .with("cdn.example.com", &["93.184.216.34"]),
+    );
+    h.api = Arc::new(LocalApi::new(ctx, h.pushes.clone()));
+    let why = refusal_of(&h, "https://rp.example.com/ciba/notify").await;
+    assert!(
+        why.contains("resolves to an address that is not public"),
+        "{why}"
+    );
+    let r = register(&h, &ping_to("https://cdn.example.com/ciba/notify")).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+}
+
+#[tokio::test]
+async fn an_op_that_runs_locally_keeps_accepting_loopback_endpoints() {
+    let h = harness_with("http://127.0.0.1:8080", Registration::Open).await;
+    for endpoint in [
+        "http://localhost:3000/ciba/notify",
+        "https://127.0.0.1:3443/ciba/notify",
+    ] {
+        let r = register(&h, &ping_to(endpoint)).await;
+        assert_eq!(r.status, 201, "{endpoint}: {:?}", r.body);
+    }
 }
 
 #[tokio::test]

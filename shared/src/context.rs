@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use crate::config::{Config, ConfigError};
 use crate::kms::KmsSigner;
-use crate::ports::{Clock, LocalSigner, OsRandom, Random, Signer, SystemClock};
+use crate::ports::{
+    Clock, LocalSigner, OsRandom, Random, Resolver, Signer, SystemClock, SystemResolver,
+};
 use crate::push::{PushSender, SnsPushSender};
 use crate::store::{DynamoStore, Store};
 
@@ -17,6 +19,8 @@ pub struct Ctx {
     pub random: Arc<dyn Random>,
     pub signer: Arc<dyn Signer>,
     pub push: Arc<dyn PushSender>,
+    /// Registration checks what a notification endpoint's name resolves to.
+    pub resolver: Arc<dyn Resolver>,
 }
 
 impl Ctx {
@@ -45,6 +49,7 @@ impl Ctx {
             random: Arc::new(OsRandom),
             signer: signer_from_env(Some(aws)).await?,
             push: Arc::new(SnsPushSender::from_env(aws)),
+            resolver: Arc::new(SystemResolver),
         })
     }
 }

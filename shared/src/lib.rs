@@ -4,6 +4,7 @@
 
 pub mod aws_error;
 pub mod backchannel;
+pub mod callback_policy;
 pub mod client_auth;
 pub mod config;
 pub mod context;

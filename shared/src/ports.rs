@@ -1,4 +1,5 @@
-//! Small ports for time, randomness, signing and push delivery, so handlers and tests can fix them.
+//! Small ports for time, randomness, signing and name resolution, so handlers and tests can fix
+//! them.
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -45,6 +46,25 @@ pub struct OsRandom;
 impl Random for OsRandom {
     fn fill(&self, buf: &mut [u8]) {
         OsRng.fill_bytes(buf);
+    }
+}
+
+/// Name resolution, so the callback address policy can be tested against the answers DNS might
+/// give (a public-looking name resolving to 10.0.0.5) without a DNS server.
+#[async_trait]
+pub trait Resolver: Send + Sync {
+    /// The addresses `host` resolves to now; an error when it does not resolve.
+    async fn resolve(&self, host: &str) -> std::io::Result<Vec<std::net::IpAddr>>;
+}
+
+/// The system's resolver (`getaddrinfo` through tokio), as a connection would use it.
+pub struct SystemResolver;
+
+#[async_trait]
+impl Resolver for SystemResolver {
+    async fn resolve(&self, host: &str) -> std::io::Result<Vec<std::net::IpAddr>> {
+        let addresses = tokio::net::lookup_host((host, 0)).await?;
+        Ok(addresses.map(|a| a.ip()).collect())
     }
 }
 
@@ -174,6 +194,15 @@ mod tests {
         let signer = LocalSigner::generate();
         let again = LocalSigner::from_pkcs8_pem(&signer.to_pkcs8_pem()).unwrap();
         assert_eq!(signer.kid(), again.kid());
+    }
+
+    #[tokio::test]
+    async fn system_resolver_answers_what_a_connection_would_use() {
+        let addresses = SystemResolver.resolve("localhost").await.unwrap();
+        assert!(
+            !addresses.is_empty() && addresses.iter().all(|a| a.is_loopback()),
+            "{addresses:?}"
+        );
     }
 
     #[test]

@@ -7,11 +7,13 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, PublicKeyUse
 use serde_json::{Map, Value};
 use url::Url;
 
+use crate::callback_policy::{self, RESOLVES_INTERNALLY};
 use crate::config::is_loopback;
 use crate::display;
 use crate::domain::{AuthMethod, DeliveryMode};
 use crate::error::RegistrationError;
 use crate::jose;
+use crate::ports::Resolver;
 use crate::protocol::{CIBA_GRANT, REFRESH_GRANT};
 
 /// The name is shown on the user's phone.
@@ -169,10 +171,35 @@ impl Metadata {
             client_name,
         })
     }
+
+    /// The step after `validate` that needs the network: a public OP resolves the notification
+    /// endpoint's name and refuses it when any address it resolves to now is not public. A name
+    /// that does not resolve is accepted: delivery resolves it again and refuses such addresses.
+    pub async fn check_endpoint_addresses(
+        &self,
+        resolver: &dyn Resolver,
+        local_op: bool,
+    ) -> Result<(), RegistrationError> {
+        let Some(endpoint) = self.notification_endpoint.as_deref() else {
+            return Ok(());
+        };
+        if local_op {
+            return Ok(());
+        }
+        let url = Url::parse(endpoint).map_err(|_| {
+            invalid_metadata("backchannel_client_notification_endpoint must be an absolute URL")
+        })?;
+        let host = callback_policy::registrable_host(&url).map_err(invalid_metadata)?;
+        if callback_policy::resolves_internally(resolver, host).await {
+            return Err(invalid_metadata(RESOLVES_INTERNALLY));
+        }
+        Ok(())
+    }
 }
 
 /// CIBA Core §4: "This URL MUST use the https scheme". Plain http only reaches a loopback host,
-/// and only from an OP running locally, where the RP under development listens.
+/// and only from an OP running locally, where the RP under development listens. A public OP
+/// also refuses hosts that are not a public DNS name (`callback_policy::registrable_host`).
 fn notification_endpoint(raw: &str, local_op: bool) -> Result<String, RegistrationError> {
     let url = Url::parse(raw).map_err(|_| {
         invalid_metadata("backchannel_client_notification_endpoint must be an absolute URL")
@@ -190,6 +217,9 @@ fn notification_endpoint(raw: &str, local_op: bool) -> Result<String, Registrati
                 "backchannel_client_notification_endpoint must be an https URL",
             ));
         }
+    }
+    if !local_op {
+        callback_policy::registrable_host(&url).map_err(invalid_metadata)?;
     }
     Ok(url.into())
 }
@@ -316,6 +346,7 @@ mod tests {
     use super::*;
     use crate::error::WireError;
     use serde_json::json;
+    use std::net::IpAddr;
 
     fn validate(body: Value, local_op: bool) -> Result<Metadata, RegistrationError> {
         Metadata::validate(body.as_object().unwrap(), local_op)
@@ -350,6 +381,105 @@ mod tests {
     fn http_notification_endpoint_on_another_host_is_refused_even_locally() {
         let e = validate(ping_to("http://rp.example.com/cb"), true).unwrap_err();
         assert_eq!(e.code(), "invalid_client_metadata");
+    }
+
+    #[test]
+    fn internal_notification_endpoints_are_refused_by_a_public_op() {
+        for (endpoint, why) in [
+            (
+                "https://169.254.169.254/latest/meta-data/",
+                callback_policy::IP_LITERAL,
+            ),
+            ("https://10.0.0.1/", callback_policy::IP_LITERAL),
+            ("https://192.168.1.1/", callback_policy::IP_LITERAL),
+            (
+                "https://[::ffff:169.254.169.254]/",
+                callback_policy::IP_LITERAL,
+            ),
+            (
+                "https://metadata.google.internal/",
+                callback_policy::LOCAL_NAME,
+            ),
+            ("https://user:pw@host/", callback_policy::USERINFO),
+            ("https://user:pw@rp.example.com/", callback_policy::USERINFO),
+        ] {
+            let e = validate(ping_to(endpoint), false).unwrap_err();
+            assert_eq!(e.code(), "invalid_client_metadata", "{endpoint}");
+            assert_eq!(e.description(), why, "{endpoint}");
+        }
+    }
+
+    #[test]
+    fn https_loopback_notification_endpoint_is_accepted_when_the_op_runs_locally() {
+        for endpoint in ["https://localhost:3443/cb", "https://127.0.0.1:3443/cb"] {
+            assert!(validate(ping_to(endpoint), true).is_ok(), "{endpoint}");
+        }
+    }
+
+    /// DNS as a test wants it: `rp.example.com` resolves to what the test says, nothing else
+    /// resolves.
+    struct Answers(Vec<IpAddr>);
+
+    #[async_trait::async_trait]
+    impl Resolver for Answers {
+        async fn resolve(&self, host: &str) -> std::io::Result<Vec<IpAddr>> {
+            match host {
+                "rp.example.com" => Ok(self.0.clone()),
+                _ => Err(std::io::ErrorKind::NotFound.into()),
+            }
+        }
+    }
+
+    async fn check(endpoint: &str, answers: &[&str], local_op: bool) -> Result<(), String> {
+        let resolver = Answers(answers.iter().map(|a| a.parse().unwrap()).collect());
+        validate(ping_to(endpoint), local_op)
+            .unwrap()
+            .check_endpoint_addresses(&resolver, local_op)
+            .await
+            .map_err(|e| e.description().to_owned())
+    }
+
+    #[tokio::test]
+    async fn a_name_resolving_to_an_internal_address_is_refused_by_a_public_op() {
+        for answers in [
+            &["10.0.0.5"][..],
+            &["169.254.169.254"],
+            &["127.0.0.1"],
+            &["fd00:ec2::254"],
+            &["93.184.216.34", "192.168.1.1"],
+        ] {
+            let refused = check("https://rp.example.com/cb", answers, false).await;
+            assert_eq!(
+                refused,
+                Err(callback_policy::RESOLVES_INTERNALLY.to_owned()),
+                "{answers:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_resolving_to_public_addresses_only_is_accepted() {
+        let answers = ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"];
+        assert_eq!(
+            check("https://rp.example.com/cb", &answers, false).await,
+            Ok(())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_name_that_does_not_resolve_at_registration_is_left_to_delivery() {
+        assert_eq!(
+            check("https://later.example.com/cb", &[], false).await,
+            Ok(())
+        );
+    }
+
+    #[tokio::test]
+    async fn an_op_that_runs_locally_does_not_resolve_the_endpoint() {
+        assert_eq!(
+            check("https://rp.example.com/cb", &["10.0.0.5"], true).await,
+            Ok(())
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use base64::engine::general_purpose::STANDARD;
 use ciba_local::LocalApi;
 use ciba_local::event::HttpRequest;
 use ciba_local::local_notify::{LocalNotifier, NotifyingStore};
+use ciba_shared::callback_policy::AddressPolicy;
 use ciba_shared::config::Config;
 use ciba_shared::context::Ctx;
 use ciba_shared::jose;
@@ -22,9 +23,9 @@ use ciba_shared::ports::{LocalSigner, OsRandom, Random, Signer};
 use ciba_shared::push::PushSender;
 use ciba_shared::secret::Secret;
 use ciba_shared::store::{MemoryStore, Store};
-use ciba_testkit::FixedClock;
 use ciba_testkit::RecordingPushSender;
 use ciba_testkit::seed::Seed;
+use ciba_testkit::{FixedClock, StaticResolver};
 use lambda_http::Body;
 use p256::ecdsa::SigningKey;
 use p256::pkcs8::DecodePrivateKey;
@@ -146,10 +147,15 @@ impl Harness {
             random: Arc::new(OsRandom),
             signer: signer.unwrap_or_else(|| Arc::new(LocalSigner::generate())),
             push,
+            resolver: Arc::new(StaticResolver::default()),
         };
+        // The RPs of these tests listen on loopback: delivered to as an OP that runs locally
+        // delivers (`tests/delivery.rs` checks the public OP's refusal).
+        let callback =
+            HttpCallbackSender::new(Duration::from_secs(5), AddressPolicy::AllowLoopback).unwrap();
         let notifier = Notifier {
             ctx: ctx.clone(),
-            callback: Arc::new(HttpCallbackSender::new(Duration::from_secs(5)).unwrap()),
+            callback: Arc::new(callback),
             settings: NotifierSettings {
                 attempts: 3,
                 first_retry: Duration::from_millis(20),

@@ -2,6 +2,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
+use ciba_shared::callback_policy::AddressPolicy;
 use ciba_shared::context::{Ctx, cold_start_failure};
 use ciba_shared::notify::{HttpCallbackSender, Notifier, NotifierSettings, SqsNotificationQueue};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -14,9 +15,10 @@ async fn main() -> Result<(), Error> {
         .await
         .unwrap_or_else(|e| cold_start_failure(e));
     let queue = SqsNotificationQueue::from_env(&aws).unwrap_or_else(|e| cold_start_failure(e));
+    let policy = AddressPolicy::for_op(ctx.config.runs_locally());
     let notifier = Notifier {
         ctx,
-        callback: Arc::new(HttpCallbackSender::new(Duration::from_secs(5))?),
+        callback: Arc::new(HttpCallbackSender::new(Duration::from_secs(5), policy)?),
         settings: NotifierSettings::from_env().unwrap_or_else(|e| cold_start_failure(e)),
     };
     let (notifier, queue) = (&notifier, &queue);

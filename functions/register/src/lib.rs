@@ -2,7 +2,7 @@
 //! (CIBA Core §4).
 //!
 //! check the initial access token → parse the JSON metadata → validate every field
-//! (`registration::Metadata`) → mint the
+//! (`registration::Metadata`) → check what the notification endpoint resolves to → mint the
 //! client id (and secret) → store the client → 201 with what was registered, the secret once.
 
 use ciba_shared::context::Ctx;
@@ -48,7 +48,11 @@ async fn register(ctx: &Ctx, req: &Request) -> Result<Response<Body>, Registrati
         ));
     }
     let body = parse(req)?;
-    let metadata = Metadata::validate(&body, ctx.config.runs_locally())?;
+    let local_op = ctx.config.runs_locally();
+    let metadata = Metadata::validate(&body, local_op)?;
+    metadata
+        .check_endpoint_addresses(ctx.resolver.as_ref(), local_op)
+        .await?;
 
     let client_id = ctx.random.token(CLIENT_ID_BYTES);
     let secret = uses_secret(metadata.token_endpoint_auth_method)

@@ -28,7 +28,7 @@ use crate::secret::Secret;
 use crate::store::StoreError;
 use crate::tokens::{self, RedeemFailure, TokenResponse, TokenValues};
 
-pub use callback::{CallbackSender, HttpCallbackSender};
+pub use callback::{CallbackError, CallbackSender, HttpCallbackSender};
 pub use queue::{DeadLetter, Notification, NotificationQueue, QueueError, SqsNotificationQueue};
 
 #[derive(Clone, Debug)]
@@ -228,7 +228,11 @@ impl Notifier {
                 Outcome::Failed(format!("answered {status}"))
             }
             Ok(status) => Outcome::Retry(format!("answered {status}")),
-            Err(e) => Outcome::Retry(e),
+            Err(CallbackError::Transport(e)) => Outcome::Retry(e),
+            // Parked at once, its reason in the dead letter: DNS answers that fall outside the
+            // policy rarely change within the minutes the retries span, and a redrive retries it
+            // once they have.
+            Err(CallbackError::Refused(e)) => Outcome::Failed(format!("not called: {e}")),
         }
     }
 

@@ -1,8 +1,12 @@
-//! Ports that tests fix: a clock that only moves when told to, and repeatable randomness.
+//! Ports that tests fix: a clock that only moves when told to, repeatable randomness, and DNS
+//! answers.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use ciba_shared::ports::{Clock, Random};
+use async_trait::async_trait;
+use ciba_shared::ports::{Clock, Random, Resolver};
 
 /// A clock that only moves when told to: expiry and polling-interval tests set it.
 pub struct FixedClock(AtomicI64);
@@ -37,5 +41,34 @@ impl Random for CountingRandom {
         for (i, b) in buf.iter_mut().enumerate() {
             *b = n[i % 8] ^ (i as u8);
         }
+    }
+}
+
+/// DNS with the answers a test gives: a listed name resolves to its addresses, any other name
+/// does not resolve at all (the default: no test depends on the machine's DNS).
+#[derive(Default)]
+pub struct StaticResolver(HashMap<String, Vec<IpAddr>>);
+
+impl StaticResolver {
+    /// `name` resolving to `addresses` (IP address strings).
+    pub fn with(mut self, name: &str, addresses: &[&str]) -> Self {
+        let addresses = addresses
+            .iter()
+            .map(|a| a.parse().expect("an IP address"))
+            .collect();
+        self.0.insert(name.to_owned(), addresses);
+        self
+    }
+}
+
+#[async_trait]
+impl Resolver for StaticResolver {
+    async fn resolve(&self, host: &str) -> std::io::Result<Vec<IpAddr>> {
+        self.0.get(host).cloned().ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{host} does not resolve"),
+            )
+        })
     }
 }
