@@ -88,7 +88,10 @@ start_ours() {
     [[ "$name" == *-pinned ]] && pin=("${PIN_SERVER[@]}")
     port="$(free_port)"
     logfile="$OUT/ciba-local-$name.log"
-    "${pin[@]}" target/perf/ciba-local --port "$port" "$@" >"$logfile" 2>&1 &
+    # The load driver opens thousands of requests for one user: the pending-request limits guard
+    # users against RPs, not the benchmark against itself.
+    MAX_PENDING_PER_CLIENT=1000000000 MAX_PENDING_PER_USER=1000000000 \
+        "${pin[@]}" target/perf/ciba-local --port "$port" "$@" >"$logfile" 2>&1 &
     OURS_PID=$!
     PIDS+=("$OURS_PID")
     OURS_URL="http://127.0.0.1:$port"
@@ -209,7 +212,9 @@ lambda_builds() {
 aws_runs() {
     start_emulators
     export AWS_ENDPOINT_URL_DYNAMODB="$CIBA_DYNAMODB_ENDPOINT"
-    run_ours dynamodb full --store dynamodb --table "bench-$(date +%s)"
+    # The load driver reads pushes from /_local/pushes and the table is a throwaway one.
+    run_ours dynamodb full --store dynamodb --table "bench-$(date +%s)" --seed-dynamodb \
+        --local-endpoints-on-dynamodb
 
     # Counting proxies in front of DynamoDB Local and moto (SNS and KMS).
     local dport sport pid setup count_table="counted-$(date +%s)"
@@ -233,7 +238,7 @@ aws_runs() {
 
     AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$dport" AWS_ENDPOINT_URL_SNS="http://127.0.0.1:$sport" \
         start_ours counted --store dynamodb --table "$count_table" --seed "$OUT/seed-aws.json" --push sns \
-        --sweep-every 86400
+        --seed-dynamodb --local-endpoints-on-dynamodb --sweep-every 86400
     local counters="http://127.0.0.1:$dport/_counts,http://127.0.0.1:$sport/_counts"
     log "counting AWS calls: $COUNT_FLOWS whole flows and $COUNT_FLOWS pending flows, one at a time"
     target/perf/ciba-load --api "$OURS_URL" --pid "$OURS_PID" --label counted --shape full \
