@@ -225,7 +225,7 @@ impl HostCheck {
     pub fn admits(&self, host: Option<&str>) -> bool {
         host.is_some_and(|host| {
             let host = host.to_ascii_lowercase();
-            self.allowed.iter().any(|a| *a == host)
+            self.allowed.contains(&host)
         })
     }
 }
