@@ -119,9 +119,9 @@ async fn user_code(
 }
 
 /// Stores the new request with its request object's `jti`, unless its user already has as many
-/// pending requests as `Config::pending_limit` allows (then nothing is stored or pushed). A store that was unavailable may
-/// have committed the write all the same (its answers lost): the request is taken back, so none
-/// stays behind that its client never heard of. Its `jti` stays spent: whether this write or an
+/// pending requests as `Config::pending_limit` allows (then nothing is stored or pushed). A store
+/// that was unavailable may have committed the write all the same (its answers lost): the request
+/// is taken back, so none stays behind that its client never heard of. Its `jti` stays spent: whether this write or an
 /// earlier use of the request object spent it is unknown, and a replay must stay refused.
 async fn store_request(
     ctx: &Ctx,

@@ -62,14 +62,6 @@ pub struct PendingLimit {
     pub per_user: u32,
 }
 
-impl PendingLimit {
-    /// No limit: for tests of everything else.
-    pub const NONE: PendingLimit = PendingLimit {
-        per_client: u32::MAX,
-        per_user: u32::MAX,
-    };
-}
-
 /// Which bound of `PendingLimit` a new request would cross.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Crowded {
@@ -80,6 +72,12 @@ pub enum Crowded {
 }
 
 impl PendingLimit {
+    /// No limit: for tests of everything else.
+    pub const NONE: PendingLimit = PendingLimit {
+        per_client: u32::MAX,
+        per_user: u32::MAX,
+    };
+
     /// Whether a request from a client with `from_client` of the user's `total` pending requests
     /// would cross a bound.
     pub fn crowded(&self, from_client: usize, total: usize) -> Option<Crowded> {
