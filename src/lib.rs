@@ -202,6 +202,7 @@ mod tests {
             random: Arc::new(OsRandom),
             signer: Arc::new(LocalSigner::generate()),
             push: pushes.clone(),
+            keys: None,
         };
         let api = LocalApi::new(ctx, pushes);
         for (method, path, _) in LOCAL_ROUTES {

@@ -6,6 +6,7 @@ use crate::local_notify::{LocalNotifier, NotifyingStore};
 use ciba_shared::config::{Config, Registration};
 use ciba_shared::context::Ctx;
 use ciba_shared::notify::{HttpCallbackSender, Notifier, NotifierSettings};
+use ciba_shared::op_secret::Keys;
 use ciba_shared::ports::Random;
 use ciba_shared::ports::{Clock, LocalSigner, OsRandom, Signer, SystemClock};
 use ciba_shared::push::{PushSender, SnsPushSender};
@@ -35,6 +36,10 @@ ciba-local: every CIBA function's handler on one local port
                       and lists what SNS accepted at /_local/pushes too
   --sweep-every S     seconds between expiry sweeps, the expiry-sweeper function's job
                       (CIBA_SWEEP_EVERY, default 1)
+
+  The OP secret, which user codes are hashed under and push-mode tokens derived from, is
+  OP_SECRET (environment only, 32+ characters; default: generated at start-up). Give it the
+  value ciba-admin import was given when the table was seeded by ciba-admin.
 ";
 
 #[derive(Debug, Clone, PartialEq)]
@@ -138,6 +143,7 @@ pub async fn build(
     options: &Options,
     clock: Arc<dyn Clock>,
 ) -> Result<(LocalApi, Summary), String> {
+    let keys = Arc::new(local_keys()?);
     let mut config = Config::new(&options.issuer()).map_err(|e| e.to_string())?;
     config.registration = options.registration.clone();
     let (store, store_name): (Arc<dyn Store>, String) = if options.dynamodb {
@@ -165,7 +171,7 @@ pub async fn build(
     if let Some(path) = &options.seed {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
         let seed = Seed::from_json(&text).map_err(|e| format!("{path}: {e}"))?;
-        seed.import(store.as_ref(), clock.now())
+        seed.import(store.as_ref(), &keys, clock.now())
             .await
             .map_err(|e| format!("seeding {path}: {e}"))?;
         summary.clients = seed
@@ -180,7 +186,7 @@ pub async fn build(
             })
             .collect();
         summary.users = seed
-            .users()
+            .users(&keys)
             .map(|u| format!("{} [{}]", u.sub, u.login_hints.join(", ")))
             .collect();
     }
@@ -204,6 +210,7 @@ pub async fn build(
         random: Arc::new(OsRandom),
         signer,
         push,
+        keys: Some(keys.clone()),
     };
     let notifier = Notifier {
         ctx: ctx.clone(),
@@ -211,11 +218,21 @@ pub async fn build(
         settings: NotifierSettings {
             attempts: 4,
             first_retry: Duration::from_millis(500),
-            push_token_key: Secret::new(OsRandom.token(32)),
+            push_token_key: keys.push_token.clone(),
         },
     };
     let notifier = LocalNotifier::spawn(notifier, changed, options.sweep_every);
     Ok((LocalApi::new(ctx, pushes).with_notifier(notifier), summary))
+}
+
+/// The keys of the OP secret `OP_SECRET`, or of one generated for this run. Only the local API
+/// takes the secret from its environment: the functions read it from Secrets Manager.
+fn local_keys() -> Result<Keys, String> {
+    let secret = match std::env::var("OP_SECRET") {
+        Ok(secret) if !secret.is_empty() => Secret::new(secret),
+        _ => Secret::new(OsRandom.token(48)),
+    };
+    Keys::derive(&secret).map_err(|e| format!("OP_SECRET: {}", e.0))
 }
 
 pub fn system_clock() -> Arc<dyn Clock> {

@@ -80,6 +80,7 @@ impl World {
             random: Arc::new(OsRandom),
             signer: Arc::new(LocalSigner::generate()),
             push: Arc::new(RecordingPushSender::default()),
+            keys: None,
         };
         let notifier = Notifier {
             ctx,

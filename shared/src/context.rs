@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::config::{Config, ConfigError};
 use crate::kms::KmsSigner;
+use crate::op_secret::Keys;
 use crate::ports::{Clock, LocalSigner, OsRandom, Random, Signer, SystemClock};
 use crate::push::{PushSender, SnsPushSender};
 use crate::store::{DynamoStore, Store};
@@ -17,6 +18,9 @@ pub struct Ctx {
     pub random: Arc<dyn Random>,
     pub signer: Arc<dyn Signer>,
     pub push: Arc<dyn PushSender>,
+    /// The keys derived from the OP secret, in the functions given it (`OP_SECRET_ARN`): those
+    /// that check user codes. The others never read it.
+    pub keys: Option<Arc<Keys>>,
 }
 
 impl Ctx {
@@ -45,6 +49,18 @@ impl Ctx {
             random: Arc::new(OsRandom),
             signer: signer_from_env(Some(aws)).await?,
             push: Arc::new(SnsPushSender::from_env(aws)),
+            keys: None,
+        })
+    }
+
+    /// `from_env`, and the keys of the OP secret `OP_SECRET_ARN` names (one `GetSecretValue`).
+    pub async fn from_env_with_op_secret() -> Result<Self, ConfigError> {
+        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let ctx = Self::from_env_with(&aws).await?;
+        let keys = Keys::from_env(&aws).await?;
+        Ok(Self {
+            keys: Some(Arc::new(keys)),
+            ..ctx
         })
     }
 }
@@ -89,14 +105,15 @@ pub async fn signer_from_env(
 
 /// The whole `main` of an HTTP function whose handler is `async fn(&Ctx, Request) -> Response`:
 /// JSON logs, the context built once per cold start (a configuration error stops it there), then
-/// the Lambda runtime calling the handler for every event.
+/// the Lambda runtime calling the handler for every event. `http_function_main!(handler,
+/// op_secret)` also reads the OP secret into the context.
 #[macro_export]
 macro_rules! http_function_main {
-    ($handler:path) => {
+    (@main $handler:path, $constructor:ident) => {
         #[tokio::main]
         async fn main() -> Result<(), lambda_http::Error> {
             lambda_http::tracing::init_default_subscriber();
-            let ctx = $crate::context::Ctx::from_env()
+            let ctx = $crate::context::Ctx::$constructor()
                 .await
                 .unwrap_or_else(|e| $crate::context::cold_start_failure(e));
             let ctx = &ctx;
@@ -107,6 +124,12 @@ macro_rules! http_function_main {
             ))
             .await
         }
+    };
+    ($handler:path) => {
+        $crate::http_function_main!(@main $handler, from_env);
+    };
+    ($handler:path, op_secret) => {
+        $crate::http_function_main!(@main $handler, from_env_with_op_secret);
     };
 }
 

@@ -4,6 +4,7 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::SqsEvent;
 use ciba_shared::context::{Ctx, cold_start_failure};
 use ciba_shared::notify::{HttpCallbackSender, Notifier, NotifierSettings, SqsNotificationQueue};
+use ciba_shared::op_secret::Keys;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
@@ -14,10 +15,13 @@ async fn main() -> Result<(), Error> {
         .await
         .unwrap_or_else(|e| cold_start_failure(e));
     let queue = SqsNotificationQueue::from_env(&aws).unwrap_or_else(|e| cold_start_failure(e));
+    let keys = Keys::from_env(&aws)
+        .await
+        .unwrap_or_else(|e| cold_start_failure(e));
     let notifier = Notifier {
         ctx,
         callback: Arc::new(HttpCallbackSender::new(Duration::from_secs(5))?),
-        settings: NotifierSettings::from_env().unwrap_or_else(|e| cold_start_failure(e)),
+        settings: NotifierSettings::from_env(&keys).unwrap_or_else(|e| cold_start_failure(e)),
     };
     let (notifier, queue) = (&notifier, &queue);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {

@@ -45,7 +45,12 @@ pub async fn accept(
         now,
     )
     .await?;
-    check_user_code(client, &user, valid.user_code.as_deref())?;
+    check_user_code(
+        client,
+        &user,
+        valid.user_code.as_deref(),
+        ctx.keys.as_deref(),
+    )?;
     let devices = usable_devices(ctx, &user).await?;
 
     let request = new_request(ctx, client, &user, valid, now);
