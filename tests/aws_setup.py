@@ -48,10 +48,6 @@ def main():
     key = client("kms").create_key(
         KeyUsage="SIGN_VERIFY", KeySpec="ECC_NIST_P256", Description="ciba local signing key"
     )["KeyMetadata"]["KeyId"]
-    sqs = client("sqs")
-    for logical_id in ("NotificationQueue", "NotificationDeadLetterQueue"):
-        url = sqs.create_queue(QueueName=f"ciba-{logical_id}")["QueueUrl"]
-        print(f"SQS_QUEUE_URL_{logical_id}={url}")
     # What the template's OpSecret generates: 64 letters and digits.
     alphabet = string.ascii_letters + string.digits
     secret = client("secretsmanager").create_secret(
@@ -59,6 +55,10 @@ def main():
         SecretString="".join(secrets.choice(alphabet) for _ in range(64)),
     )["ARN"]
     print(f"SECRET_ARN_OpSecret={secret}")
+    sqs = client("sqs")
+    for logical_id in ("NotificationQueue", "NotificationDeadLetterQueue"):
+        queue_url = sqs.create_queue(QueueName=f"ciba-{logical_id}")["QueueUrl"]
+        print(f"SQS_QUEUE_URL_{logical_id}={queue_url}")
     print(f"SNS_PLATFORM_APP_GCM={app}")
     print(f"KMS_KEY_ID={key}")
 

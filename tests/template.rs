@@ -102,16 +102,20 @@ fn every_template_route_has_an_event_file() {
 /// The names of the environment variables the template gives any function (Globals included).
 fn environment_variable_names() -> BTreeSet<String> {
     let mut names = BTreeSet::new();
-    let mut indent = None;
+    // The indentation of `Variables:`, then of its entries (the first line below it).
+    let mut block: Option<(usize, Option<usize>)> = None;
     for line in template().lines() {
         let depth = line.len() - line.trim_start().len();
         if line.trim() == "Variables:" {
-            indent = Some(depth);
-        } else if let Some(outer) = indent {
+            block = Some((depth, None));
+        } else if let Some((outer, entries)) = block {
             if line.trim().is_empty() || depth <= outer {
-                indent = None;
-            } else if let Some((name, _)) = line.trim().split_once(':') {
-                names.insert(name.to_owned());
+                block = None;
+            } else if entries.is_none_or(|entries| entries == depth) {
+                block = Some((outer, Some(depth)));
+                if let Some((name, _)) = line.trim().split_once(':') {
+                    names.insert(name.to_owned());
+                }
             }
         }
     }
@@ -123,7 +127,9 @@ fn environment_variable_names() -> BTreeSet<String> {
 #[test]
 fn no_function_environment_variable_holds_a_secret() {
     let names = environment_variable_names();
-    assert!(names.contains("OP_SECRET_ARN"), "{names:?}");
+    for expected in ["ISSUER", "NOTIFY_ATTEMPTS", "OP_SECRET_ARN"] {
+        assert!(names.contains(expected), "{expected} not in {names:?}");
+    }
     let secret_looking: Vec<&String> = names
         .iter()
         .filter(|n| {

@@ -54,10 +54,12 @@ impl Ctx {
     }
 
     /// `from_env`, and the keys of the OP secret `OP_SECRET_ARN` names (one `GetSecretValue`).
+    /// The secret is read first, so a function that cannot have it stops before anything else
+    /// is loaded (and logged).
     pub async fn from_env_with_op_secret() -> Result<Self, ConfigError> {
         let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let ctx = Self::from_env_with(&aws).await?;
         let keys = Keys::from_env(&aws).await?;
+        let ctx = Self::from_env_with(&aws).await?;
         Ok(Self {
             keys: Some(Arc::new(keys)),
             ..ctx

@@ -11,13 +11,14 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    // The OP secret first: a function that cannot have it stops before anything else is loaded.
+    let keys = Keys::from_env(&aws)
+        .await
+        .unwrap_or_else(|e| cold_start_failure(e));
     let ctx = Ctx::from_env_with(&aws)
         .await
         .unwrap_or_else(|e| cold_start_failure(e));
     let queue = SqsNotificationQueue::from_env(&aws).unwrap_or_else(|e| cold_start_failure(e));
-    let keys = Keys::from_env(&aws)
-        .await
-        .unwrap_or_else(|e| cold_start_failure(e));
     let notifier = Notifier {
         ctx,
         callback: Arc::new(HttpCallbackSender::new(Duration::from_secs(5))?),
