@@ -258,9 +258,9 @@ aws_runs() {
         fns+=("$(basename "$fn")")
     done
     TABLE_NAME="$count_table" AWS_ENDPOINT_URL_SNS="$CIBA_SNS_ENDPOINT" AWS_ENDPOINT_URL_KMS="$CIBA_SNS_ENDPOINT" \
+        AWS_ENDPOINT_URL_SECRETS_MANAGER="$CIBA_SECRETSMANAGER_ENDPOINT" \
         "$DEPS/tools/bin/python" tests/rie.py cold-start "$INIT_RUNS" "$OUT/lambda-init.json" "${fns[@]}" \
-        --native --parameter-overrides "GcmPlatformApplicationArn=$SNS_PLATFORM_APP_GCM" \
-        "PushTokenKey=bench-push-token-key-0123456789abcdef"
+        --native --parameter-overrides "GcmPlatformApplicationArn=$SNS_PLATFORM_APP_GCM"
 }
 
 main() {

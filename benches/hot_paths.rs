@@ -20,9 +20,11 @@ use ciba_shared::config::Config;
 use ciba_shared::context::Ctx;
 use ciba_shared::http::Form;
 use ciba_shared::jose;
+use ciba_shared::op_secret::Keys;
 use ciba_shared::ports::{Clock, LocalSigner, OsRandom, Random};
 use ciba_shared::protocol::CIBA_GRANT;
 use ciba_shared::push::PushSender;
+use ciba_shared::secret::Secret;
 use ciba_shared::store::{MemoryStore, Store};
 use ciba_shared::tokens::{self, Grant, TokenValues};
 use ciba_testkit::FixedClock;
@@ -74,7 +76,10 @@ struct Bench {
 impl Bench {
     fn new(rt: &Runtime) -> Self {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        rt.block_on(seed().import(store.as_ref(), T0))
+        let keys = Arc::new(
+            Keys::derive(&Secret::new("bench-op-secret-0123456789abcdef")).expect("a long secret"),
+        );
+        rt.block_on(seed().import(store.as_ref(), &keys, T0))
             .expect("seeding the store");
         let clock = Arc::new(FixedClock::at_secs(T0));
         let pushes = Arc::new(RecordingPushSender::default());
@@ -87,6 +92,7 @@ impl Bench {
             signer: Arc::new(LocalSigner::generate()),
             push,
             resolver: Arc::new(StaticResolver::default()),
+            keys: Some(keys),
         };
         Self {
             api: LocalApi::new(ctx, pushes),

@@ -283,6 +283,7 @@ mod tests {
             signer: Arc::new(LocalSigner::generate()),
             push: pushes.clone(),
             resolver: Arc::new(SystemResolver),
+            keys: None,
         };
         LocalApi::new(ctx, pushes)
     }

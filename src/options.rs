@@ -7,6 +7,7 @@ use ciba_shared::callback_policy::AddressPolicy;
 use ciba_shared::config::{Config, Registration};
 use ciba_shared::context::Ctx;
 use ciba_shared::notify::{HttpCallbackSender, Notifier, NotifierSettings};
+use ciba_shared::op_secret::Keys;
 use ciba_shared::ports::Random;
 use ciba_shared::ports::{Clock, LocalSigner, OsRandom, Signer, SystemClock, SystemResolver};
 use ciba_shared::push::{PushSender, SnsPushSender};
@@ -43,6 +44,10 @@ ciba-local: every CIBA function's handler on one local port
                       serve /_local/* over a DynamoDB store too (CIBA_LOCAL_ENDPOINTS_ON_DYNAMODB=1;
                       for the benchmark harness): anyone reaching the port may then read pushes
                       and issue enrolment codes into the table
+
+  The OP secret, which user codes are hashed under and push-mode tokens derived from, is
+  OP_SECRET (environment only, 32+ characters; default: generated at start-up). Give it the
+  value ciba-admin import was given when the table was seeded by ciba-admin.
 ";
 
 #[derive(Debug, Clone, PartialEq)]
@@ -175,6 +180,7 @@ pub async fn build(
     options: &Options,
     clock: Arc<dyn Clock>,
 ) -> Result<(LocalApi, Summary), String> {
+    let keys = Arc::new(local_keys()?);
     // The policy numbers and abuse limits from the environment, as a function reads them.
     let mut vars: HashMap<String, String> = std::env::vars().collect();
     vars.insert("ISSUER".into(), options.issuer());
@@ -216,7 +222,7 @@ pub async fn build(
     if let Some(path) = seeded {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
         let seed = Seed::from_json(&text).map_err(|e| format!("{path}: {e}"))?;
-        seed.import(store.as_ref(), clock.now())
+        seed.import(store.as_ref(), &keys, clock.now())
             .await
             .map_err(|e| format!("seeding {path}: {e}"))?;
         summary.clients = seed
@@ -231,7 +237,7 @@ pub async fn build(
             })
             .collect();
         summary.users = seed
-            .users()
+            .users(&keys)
             .map(|u| format!("{} [{}]", u.sub, u.login_hints.join(", ")))
             .collect();
     }
@@ -256,6 +262,7 @@ pub async fn build(
         signer,
         push,
         resolver: Arc::new(SystemResolver),
+        keys: Some(keys.clone()),
     };
     let notifier = Notifier {
         ctx: ctx.clone(),
@@ -266,7 +273,7 @@ pub async fn build(
         settings: NotifierSettings {
             attempts: 4,
             first_retry: Duration::from_millis(500),
-            push_token_key: Secret::new(OsRandom.token(32)),
+            push_token_key: keys.push_token.clone(),
         },
     };
     let notifier = LocalNotifier::spawn(notifier, changed, options.sweep_every);
@@ -277,6 +284,16 @@ pub async fn build(
         api
     };
     Ok((api, summary))
+}
+
+/// The keys of the OP secret `OP_SECRET`, or of one generated for this run. Only the local API
+/// takes the secret from its environment: the functions read it from Secrets Manager.
+fn local_keys() -> Result<Keys, String> {
+    let secret = match std::env::var("OP_SECRET") {
+        Ok(secret) if !secret.is_empty() => Secret::new(secret),
+        _ => Secret::new(OsRandom.token(48)),
+    };
+    Keys::derive(&secret).map_err(|e| format!("OP_SECRET: {}", e.0))
 }
 
 pub fn system_clock() -> Arc<dyn Clock> {

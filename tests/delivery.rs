@@ -105,6 +105,7 @@ impl World {
             signer: Arc::new(LocalSigner::generate()),
             push: Arc::new(RecordingPushSender::default()),
             resolver: dns,
+            keys: None,
         };
         let notifier = Notifier {
             ctx,

@@ -92,7 +92,7 @@ start_dynamodb() {
     export CIBA_REQUIRE_DYNAMODB=1
 }
 
-# moto's server (SNS, KMS; boto3 comes with it): installed into a venv under .deps/venv on first
+# moto's server (SNS, KMS, SQS, Secrets Manager; boto3 comes with it): installed into a venv under .deps/venv on first
 # use.
 install_moto() {
     local venv="$DEPS/venv"
@@ -124,6 +124,9 @@ start_moto() {
     # And SQS.
     export CIBA_SQS_ENDPOINT="http://127.0.0.1:$port"
     export CIBA_REQUIRE_SQS=1
+    # And Secrets Manager.
+    export CIBA_SECRETSMANAGER_ENDPOINT="http://127.0.0.1:$port"
+    export CIBA_REQUIRE_SECRETSMANAGER=1
 }
 
 start_emulators() {
@@ -137,8 +140,8 @@ start_emulators() {
 }
 
 # SAM CLI (template lint, sam build, and the Lambda Runtime Interface Emulator it ships) and
-# cargo-lambda (what sam build runs), in their own venv under .deps/tools; and Rust's arm64
-# standard library, which `cargo lambda build --arm64` links against.
+# cargo-lambda (what sam build runs), in their own venv under .deps/tools; checkov; and Rust's
+# arm64 standard library, which `cargo lambda build --arm64` links against.
 install_tools() {
     local venv="$DEPS/tools"
     if [[ ! -x "$venv/bin/sam" || ! -x "$venv/bin/cargo-lambda" ]]; then
@@ -146,10 +149,23 @@ install_tools() {
         python3 -m venv "$venv"
         "$venv/bin/pip" install --quiet --disable-pip-version-check aws-sam-cli cargo-lambda >&2
     fi
+    install_checkov
     if command -v rustup >/dev/null &&
         ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
         log "rustup target add aarch64-unknown-linux-gnu"
         rustup target add aarch64-unknown-linux-gnu >&2
+    fi
+}
+
+# checkov, the infrastructure-as-code scanner tests/run runs over template.yaml, in its own venv
+# under .deps/checkov (its pinned dependencies would fight aws-sam-cli's in one venv).
+CHECKOV_VERSION=3.3.30
+install_checkov() {
+    local venv="$DEPS/checkov"
+    if [[ "$("$venv/bin/checkov" --version 2>/dev/null)" != "$CHECKOV_VERSION" ]]; then
+        log "installing checkov: python3 -m venv $venv && pip install checkov==$CHECKOV_VERSION"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION" >&2
     fi
 }
 
@@ -199,8 +215,8 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
         ;;
     moto)
         start_moto "${2:-5000}"
-        echo "moto (SNS, KMS, SQS) on $CIBA_SNS_ENDPOINT. In another shell:"
-        echo "  export AWS_ENDPOINT_URL_SNS=$CIBA_SNS_ENDPOINT AWS_ENDPOINT_URL_KMS=$CIBA_SNS_ENDPOINT AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local"
+        echo "moto (SNS, KMS, SQS, Secrets Manager) on $CIBA_SNS_ENDPOINT. In another shell:"
+        echo "  export AWS_ENDPOINT_URL_SNS=$CIBA_SNS_ENDPOINT AWS_ENDPOINT_URL_KMS=$CIBA_SNS_ENDPOINT AWS_ENDPOINT_URL_SQS=$CIBA_SNS_ENDPOINT AWS_ENDPOINT_URL_SECRETS_MANAGER=$CIBA_SNS_ENDPOINT AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local"
         echo "Ctrl-C stops it."
         wait
         ;;
@@ -211,7 +227,7 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
         ;;
     *)
         echo "usage: bash tests/emulators.sh dynamodb [PORT]   DynamoDB Local in the foreground (default port 8000)"
-        echo "       bash tests/emulators.sh moto [PORT]       moto's server (SNS, KMS) in the foreground (default 5000)"
+        echo "       bash tests/emulators.sh moto [PORT]       moto's server (SNS, KMS, SQS, Secrets Manager) in the foreground (default 5000)"
         echo "       bash tests/emulators.sh tools             install sam, cargo-lambda and qemu-user"
         [[ "${1:-}" == --help || "${1:-}" == -h ]] || exit 2
         ;;

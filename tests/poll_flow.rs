@@ -28,6 +28,7 @@ on_both_stores!(
     scope_without_openid_is_invalid_request,
     binding_message_of_101_characters_is_invalid_binding_message,
     unknown_user_is_unknown_user_id,
+    user_code_is_stored_and_checked_as_a_keyed_hash,
     login_hint_may_be_an_rfc9493_subject_identifier,
     login_hint_subject_identifier_of_another_issuer_or_format_is_unknown_user_id,
     wrong_client_secret_is_401_with_basic_challenge,
@@ -289,6 +290,28 @@ async fn unknown_user_is_unknown_user_id(h: Harness) {
     refused_request_object(&h, |c| c["login_hint"] = json!("mallory@example.com"))
         .await
         .expect_error(400, "unknown_user_id");
+}
+
+/// A copy of the table must not give the user codes away to 10⁴ SHA-256 hashes: they are stored
+/// as HMACs under a key derived from the OP secret, and checked against them.
+async fn user_code_is_stored_and_checked_as_a_keyed_hash(h: Harness) {
+    let alice = h.store.accounts().find_user_by_hint("alice").await.unwrap();
+    let stored = alice.unwrap().user_code_hash.unwrap();
+    assert_ne!(stored, secret::hash("4321"));
+    assert_eq!(stored, common::keys().user_code_hash("4321"));
+    let ask = |code: &str| {
+        HttpRequest::new("POST", "/bc-authorize").form(&[
+            ("client_id", "demo-pos"),
+            ("client_secret", "demo-pos-secret"),
+            ("scope", "openid"),
+            ("login_hint", "alice"),
+            ("user_code", code),
+        ])
+    };
+    h.send(ask("9999"))
+        .await
+        .expect_error(400, "invalid_user_code");
+    assert_eq!(h.send(ask("4321")).await.status, 200);
 }
 
 async fn login_hint_may_be_an_rfc9493_subject_identifier(h: Harness) {

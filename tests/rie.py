@@ -42,6 +42,7 @@ us-east-1), AWS::AccountId (123456789012), AWS::Partition, AWS::URLSuffix and AW
                          P-256 key made on first use), which the functions then sign with;
     the HTTP API         local (so the default issuer is https://local.execute-api...);
     an SQS queue         $SQS_QUEUE_URL_<logical id> (e.g. a queue on moto);
+    a secret             $SECRET_ARN_<logical id> (e.g. a secret in moto's Secrets Manager);
     anything else        its logical id, as `sam local invoke` does.
 Nothing else of the caller's environment reaches the function but AWS_REGION, the credentials
 (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN; dummy ones when unset, which the
@@ -124,6 +125,8 @@ class Resolver:
             return "local"
         if kind == "AWS::SQS::Queue":
             return os.environ.get(f"SQS_QUEUE_URL_{name}") or name
+        if kind == "AWS::SecretsManager::Secret":
+            return os.environ.get(f"SECRET_ARN_{name}") or name
         return name
 
     def condition(self, name):

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::config::{Config, ConfigError};
 use crate::kms::KmsSigner;
+use crate::op_secret::Keys;
 use crate::ports::{
     Clock, LocalSigner, OsRandom, Random, Resolver, Signer, SystemClock, SystemResolver,
 };
@@ -21,6 +22,9 @@ pub struct Ctx {
     pub push: Arc<dyn PushSender>,
     /// Registration checks what a notification endpoint's name resolves to.
     pub resolver: Arc<dyn Resolver>,
+    /// The keys derived from the OP secret, in the functions given it (`OP_SECRET_ARN`): those
+    /// that check user codes. The others never read it.
+    pub keys: Option<Arc<Keys>>,
 }
 
 impl Ctx {
@@ -50,6 +54,20 @@ impl Ctx {
             signer: signer_from_env(Some(aws)).await?,
             push: Arc::new(SnsPushSender::from_env(aws)),
             resolver: Arc::new(SystemResolver),
+            keys: None,
+        })
+    }
+
+    /// `from_env`, and the keys of the OP secret `OP_SECRET_ARN` names (one `GetSecretValue`).
+    /// The secret is read first, so a function that cannot have it stops before anything else
+    /// is loaded (and logged).
+    pub async fn from_env_with_op_secret() -> Result<Self, ConfigError> {
+        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let keys = Keys::from_env(&aws).await?;
+        let ctx = Self::from_env_with(&aws).await?;
+        Ok(Self {
+            keys: Some(Arc::new(keys)),
+            ..ctx
         })
     }
 }
@@ -94,14 +112,15 @@ pub async fn signer_from_env(
 
 /// The whole `main` of an HTTP function whose handler is `async fn(&Ctx, Request) -> Response`:
 /// JSON logs, the context built once per cold start (a configuration error stops it there), then
-/// the Lambda runtime calling the handler for every event.
+/// the Lambda runtime calling the handler for every event. `http_function_main!(handler,
+/// op_secret)` also reads the OP secret into the context.
 #[macro_export]
 macro_rules! http_function_main {
-    ($handler:path) => {
+    (@main $handler:path, $constructor:ident) => {
         #[tokio::main]
         async fn main() -> Result<(), lambda_http::Error> {
             lambda_http::tracing::init_default_subscriber();
-            let ctx = $crate::context::Ctx::from_env()
+            let ctx = $crate::context::Ctx::$constructor()
                 .await
                 .unwrap_or_else(|e| $crate::context::cold_start_failure(e));
             let ctx = &ctx;
@@ -112,6 +131,12 @@ macro_rules! http_function_main {
             ))
             .await
         }
+    };
+    ($handler:path) => {
+        $crate::http_function_main!(@main $handler, from_env);
+    };
+    ($handler:path, op_secret) => {
+        $crate::http_function_main!(@main $handler, from_env_with_op_secret);
     };
 }
 

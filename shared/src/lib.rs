@@ -18,6 +18,7 @@ pub mod jose;
 pub mod jwt;
 pub mod kms;
 pub mod notify;
+pub mod op_secret;
 pub mod ports;
 pub mod protocol;
 pub mod push;

@@ -1,7 +1,7 @@
 //! Operator tooling: imports the seed format into the configured store and issues one-time
 //! enrolment codes.
 //!
-//!   ciba-admin import --seed FILE [--table NAME]
+//!   ciba-admin import --seed FILE [--table NAME] [--op-secret-arn ARN]
 //!   ciba-admin enrollment-code --user SUB|HINT [--ttl SECONDS] [--table NAME]
 //!   ciba-admin enrollment-code --user SUB|HINT [--ttl SECONDS] --api http://127.0.0.1:8080
 //!   ciba-admin dead-letters --queue DLQ_URL [--redrive-to QUEUE_URL] [--limit N]
@@ -17,7 +17,9 @@ use std::process::ExitCode;
 use ciba_local::cli::{self, Stop};
 use ciba_local::client;
 use ciba_shared::notify::{NotificationQueue, SqsNotificationQueue};
+use ciba_shared::op_secret::{self, Keys};
 use ciba_shared::ports::{Clock, OsRandom, SystemClock};
+use ciba_shared::secret::Secret;
 use ciba_shared::store::DynamoStore;
 use ciba_testkit::enrollment;
 use ciba_testkit::seed::Seed;
@@ -25,8 +27,10 @@ use ciba_testkit::seed::Seed;
 const USAGE: &str = "\
 ciba-admin: operator tooling for the CIBA OP's store
 
-  ciba-admin import --seed FILE [--table NAME]
-      imports the seed file's clients, users, devices and enrolment codes into DynamoDB
+  ciba-admin import --seed FILE [--table NAME] [--op-secret-arn ARN]
+      imports the seed file's clients, users, devices and enrolment codes into DynamoDB; user
+      codes are hashed under the OP secret: the Secrets Manager secret --op-secret-arn
+      (OP_SECRET_ARN; the stack output OpSecretArn) or, for a local table, OP_SECRET itself
   ciba-admin enrollment-code --user SUB|HINT [--ttl SECONDS] [--table NAME | --api URL]
       issues a one-time enrolment code (valid 600 s by default) and prints it; with --api a
       running local API issues it into its own store (its in-memory store, say)
@@ -64,6 +68,30 @@ async fn dynamo(flags: &HashMap<String, String>) -> Result<DynamoStore, Stop> {
     Ok(table.store)
 }
 
+/// The keys of the OP secret the deployment checks user codes with: the Secrets Manager secret
+/// `--op-secret-arn` or `OP_SECRET_ARN` names, else `OP_SECRET` (a local API's secret).
+async fn op_secret_keys(flags: &HashMap<String, String>) -> Result<Keys, Stop> {
+    let arn = flags
+        .get("op-secret-arn")
+        .cloned()
+        .or_else(|| std::env::var(op_secret::ARN_VAR).ok())
+        .filter(|arn| !arn.is_empty());
+    if let Some(arn) = arn {
+        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        return Keys::from_secrets_manager(&aws, &arn)
+            .await
+            .map_err(|e| Stop::Failed(e.0));
+    }
+    match std::env::var("OP_SECRET") {
+        Ok(secret) if !secret.is_empty() => Keys::derive(&Secret::new(secret))
+            .map_err(|e| Stop::Usage(format!("OP_SECRET: {}", e.0))),
+        _ => Err(Stop::Usage(format!(
+            "user codes are hashed under the OP secret: give --op-secret-arn (or OP_SECRET_ARN), \
+             or OP_SECRET for a local table\n\n{USAGE}"
+        ))),
+    }
+}
+
 async fn run(args: &[String]) -> Result<(), Stop> {
     let (command, rest) = cli::command(args, USAGE)?;
     let flags = cli::flags(rest, USAGE)?;
@@ -74,8 +102,11 @@ async fn run(args: &[String]) -> Result<(), Stop> {
             let path = flag("seed")?;
             let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
             let seed = Seed::from_json(&text).map_err(|e| format!("{path}: {e}"))?;
+            let keys = op_secret_keys(&flags).await?;
             let store = dynamo(&flags).await?;
-            seed.import(&store, now).await.map_err(|e| e.to_string())?;
+            seed.import(&store, &keys, now)
+                .await
+                .map_err(|e| e.to_string())?;
             println!(
                 "imported {} clients, {} users, {} devices, {} enrollment codes into {}",
                 seed.clients.len(),
@@ -205,6 +236,22 @@ mod tests {
     async fn a_missing_flag_is_a_mistake_named_before_anything_is_touched() {
         match run_with(&["import"]).await {
             Err(Stop::Usage(m)) => assert!(m.starts_with("--seed is required"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// User codes are hashed under the OP secret, so an import without it would store hashes
+    /// the deployment cannot check.
+    #[tokio::test]
+    async fn import_without_the_op_secret_is_a_mistake_named_before_anything_is_touched() {
+        if std::env::var_os("OP_SECRET_ARN").is_some() || std::env::var_os("OP_SECRET").is_some() {
+            return;
+        }
+        match run_with(&["import", "--seed", "tests/seed.json", "--table", "t"]).await {
+            Err(Stop::Usage(m)) => assert!(
+                m.starts_with("user codes are hashed under the OP secret: give --op-secret-arn"),
+                "{m}"
+            ),
             other => panic!("{other:?}"),
         }
     }

@@ -19,6 +19,7 @@ use ciba_shared::config::Config;
 use ciba_shared::context::Ctx;
 use ciba_shared::jose;
 use ciba_shared::notify::{HttpCallbackSender, Notifier, NotifierSettings};
+use ciba_shared::op_secret::Keys;
 use ciba_shared::ports::{LocalSigner, OsRandom, Random, Signer};
 use ciba_shared::push::PushSender;
 use ciba_shared::secret::Secret;
@@ -35,6 +36,11 @@ use std::time::Duration;
 pub const ISSUER: &str = "https://op.example.com";
 pub use ciba_shared::protocol::CIBA_GRANT;
 pub const T0: i64 = 1_800_000_000;
+
+/// The keys of the tests' OP secret, which the seed's user codes are hashed under.
+pub fn keys() -> Arc<Keys> {
+    Arc::new(Keys::derive(&Secret::new("test-op-secret-0123456789abcdef-0123")).unwrap())
+}
 
 /// Runs each named scenario twice: on the in-memory store and on DynamoDB Local.
 #[macro_export]
@@ -134,7 +140,8 @@ impl Harness {
         push: Option<Arc<dyn PushSender>>,
         signer: Option<Arc<dyn Signer>>,
     ) -> Self {
-        seed().import(store.as_ref(), T0).await.unwrap();
+        let keys = keys();
+        seed().import(store.as_ref(), &keys, T0).await.unwrap();
         let (changes, changed) = tokio::sync::mpsc::unbounded_channel();
         let store: Arc<dyn Store> = Arc::new(NotifyingStore::new(store, changes));
         let clock = Arc::new(FixedClock::at_secs(T0));
@@ -148,6 +155,7 @@ impl Harness {
             signer: signer.unwrap_or_else(|| Arc::new(LocalSigner::generate())),
             push,
             resolver: Arc::new(StaticResolver::default()),
+            keys: Some(keys.clone()),
         };
         // The RPs of these tests listen on loopback: delivered to as an OP that runs locally
         // delivers (`tests/delivery.rs` checks the public OP's refusal).
@@ -159,7 +167,7 @@ impl Harness {
             settings: NotifierSettings {
                 attempts: 3,
                 first_retry: Duration::from_millis(20),
-                push_token_key: Secret::new("test-push-token-key-0123456789abcdef"),
+                push_token_key: keys.push_token.clone(),
             },
         };
         // Tests sweep expiries themselves (`notifier.sweep()`), after moving the clock.

@@ -7,10 +7,11 @@ use serde_json::Value;
 use super::params::Hint;
 use crate::config::Config;
 use crate::domain::{Client, User};
-use crate::error::AuthnError;
+use crate::error::{AuthnError, Internal};
 use crate::ident::Ident;
 use crate::jose::{self, JwsError};
 use crate::jwt::{Expect, JwtError};
+use crate::op_secret::Keys;
 use crate::ports::Signer;
 use crate::store::Store;
 
@@ -156,21 +157,30 @@ fn id_token_hint_subject(
         .ok_or_else(|| invalid("id_token_hint has no sub"))
 }
 
-/// Checks the user's `user_code` when the client registered `backchannel_user_code_parameter`.
+/// Checks the user's `user_code` when the client registered `backchannel_user_code_parameter`:
+/// its keyed hash under the OP secret's user-code key (`keys`, which only a function given the
+/// OP secret holds) against the stored one.
 pub fn check_user_code(
     client: &Client,
     user: &User,
     user_code: Option<&str>,
+    keys: Option<&Keys>,
 ) -> Result<(), AuthnError> {
     if !client.backchannel_user_code_parameter {
         return Ok(());
     }
     let code = user_code
         .ok_or_else(|| AuthnError::MissingUserCode("this client requires a user_code".into()))?;
+    let keys = keys.ok_or_else(|| {
+        AuthnError::Internal(Internal::log(
+            &"a user_code to check, and no OP secret to check it with",
+            false,
+        ))
+    })?;
     let ok = user
         .user_code_hash
         .as_deref()
-        .is_some_and(|stored| crate::secret::matches(code, stored));
+        .is_some_and(|stored| keys.user_code_matches(code, stored));
     if ok {
         Ok(())
     } else {
@@ -185,22 +195,60 @@ mod tests {
     use super::*;
     use crate::error::WireError;
 
-    #[test]
-    fn wrong_user_code_is_invalid_user_code() {
-        let c: Client = serde_json::from_value(serde_json::json!({
+    fn client_requiring_user_code() -> Client {
+        serde_json::from_value(serde_json::json!({
             "client_id": "c1", "backchannel_user_code_parameter": true
         }))
-        .unwrap();
-        let user = User {
+        .unwrap()
+    }
+
+    fn user_with_code_hash(user_code_hash: String) -> User {
+        User {
             sub: "alice".into(),
             login_hints: vec![],
             claims: Default::default(),
-            user_code_hash: Some(crate::secret::hash("1234")),
-        };
-        assert!(check_user_code(&c, &user, Some("1234")).is_ok());
+            user_code_hash: Some(user_code_hash),
+        }
+    }
+
+    fn keys() -> Keys {
+        Keys::derive(&crate::secret::Secret::new("k".repeat(40))).unwrap()
+    }
+
+    #[test]
+    fn wrong_user_code_is_invalid_user_code() {
+        let c = client_requiring_user_code();
+        let user = user_with_code_hash(keys().user_code_hash("1234"));
+        assert!(check_user_code(&c, &user, Some("1234"), Some(&keys())).is_ok());
         assert_eq!(
-            check_user_code(&c, &user, Some("9999")).unwrap_err().code(),
+            check_user_code(&c, &user, Some("9999"), Some(&keys()))
+                .unwrap_err()
+                .code(),
             "invalid_user_code"
+        );
+    }
+
+    #[test]
+    fn user_code_stored_as_bare_sha256_is_invalid_user_code() {
+        let c = client_requiring_user_code();
+        let user = user_with_code_hash(crate::secret::hash("1234"));
+        assert_eq!(
+            check_user_code(&c, &user, Some("1234"), Some(&keys()))
+                .unwrap_err()
+                .code(),
+            "invalid_user_code"
+        );
+    }
+
+    #[test]
+    fn user_code_without_op_secret_is_server_error_not_accepted() {
+        let c = client_requiring_user_code();
+        let user = user_with_code_hash(keys().user_code_hash("1234"));
+        assert_eq!(
+            check_user_code(&c, &user, Some("1234"), None)
+                .unwrap_err()
+                .code(),
+            "server_error"
         );
     }
 }

@@ -113,7 +113,7 @@ async fn user_code(
             .into(),
         ));
     }
-    check_user_code(client, user, code)?;
+    check_user_code(client, user, code, ctx.keys.as_deref())?;
     accounts.clear_user_code_attempts(&user.sub).await?;
     Ok(())
 }

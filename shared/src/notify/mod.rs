@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use crate::context::Ctx;
 use crate::domain::{AuthRequest, DeliveryMode, Status};
 use crate::error::{TokenError, error_body};
+use crate::op_secret::Keys;
 use crate::ports::SignerError;
 use crate::protocol::{Standing, standing};
 use crate::secret::Secret;
@@ -43,9 +44,9 @@ pub struct NotifierSettings {
 }
 
 impl NotifierSettings {
-    /// `NOTIFY_ATTEMPTS` (default 4), `NOTIFY_FIRST_RETRY_MS` (default 1000) and
-    /// `PUSH_TOKEN_KEY` (required in AWS: at least 32 characters).
-    pub fn from_env() -> Result<Self, crate::config::ConfigError> {
+    /// `NOTIFY_ATTEMPTS` (default 4) and `NOTIFY_FIRST_RETRY_MS` (default 1000), with the
+    /// push-token key of the OP secret's `keys`.
+    pub fn from_env(keys: &Keys) -> Result<Self, crate::config::ConfigError> {
         let err = |m: &str| crate::config::ConfigError(m.into());
         let number = |name: &str, default: u64| -> Result<u64, crate::config::ConfigError> {
             match std::env::var(name) {
@@ -57,14 +58,10 @@ impl NotifierSettings {
                 Err(_) => Ok(default),
             }
         };
-        let key = std::env::var("PUSH_TOKEN_KEY")
-            .ok()
-            .filter(|k| k.len() >= 32)
-            .ok_or_else(|| err("PUSH_TOKEN_KEY must be set to at least 32 characters"))?;
         Ok(Self {
             attempts: u32::try_from(number("NOTIFY_ATTEMPTS", 4)?).unwrap_or(4),
             first_retry: Duration::from_millis(number("NOTIFY_FIRST_RETRY_MS", 1000)?),
-            push_token_key: Secret::new(key),
+            push_token_key: keys.push_token.clone(),
         })
     }
 }

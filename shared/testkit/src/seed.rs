@@ -5,6 +5,7 @@ use serde::Deserialize;
 
 use crate::enrollment::{self, IssueError};
 use ciba_shared::domain::{Client, Device, User};
+use ciba_shared::op_secret::Keys;
 use ciba_shared::secret;
 use ciba_shared::store::{Store, StoreError};
 
@@ -68,11 +69,13 @@ impl Seed {
         })
     }
 
-    pub fn users(&self) -> impl Iterator<Item = User> + '_ {
+    /// The users, their user codes hashed under the OP secret's `keys` (so the deployment that
+    /// checks them must have the same OP secret).
+    pub fn users<'a>(&'a self, keys: &'a Keys) -> impl Iterator<Item = User> + 'a {
         self.users.iter().map(|u| {
             let mut user = u.user.clone();
             if let Some(code) = &u.user_code {
-                user.user_code_hash = Some(secret::hash(code));
+                user.user_code_hash = Some(keys.user_code_hash(code));
             }
             user
         })
@@ -80,11 +83,11 @@ impl Seed {
 
     /// Writes everything into `store` at time `now`; importing twice changes nothing but the
     /// enrolment codes' expiry.
-    pub async fn import(&self, store: &dyn Store, now: i64) -> Result<(), StoreError> {
+    pub async fn import(&self, store: &dyn Store, keys: &Keys, now: i64) -> Result<(), StoreError> {
         for client in self.clients() {
             store.clients().put_client(&client).await?;
         }
-        for user in self.users() {
+        for user in self.users(keys) {
             store.accounts().put_user(&user).await?;
         }
         for device in &self.devices {
@@ -121,14 +124,15 @@ mod tests {
     use ciba_shared::store::MemoryStore;
 
     #[tokio::test]
-    async fn seed_secrets_are_hashed_on_import() {
+    async fn seed_secrets_are_hashed_on_import_user_codes_under_the_op_secret() {
         let seed = Seed::from_json(
             r#"{"clients":[{"client_id":"c1","client_secret":"s3cret"}],
                 "users":[{"sub":"u1","login_hints":["alice"],"user_code":"1234"}]}"#,
         )
         .unwrap();
         let store = MemoryStore::new();
-        seed.import(&store, 0).await.unwrap();
+        let keys = Keys::derive(&secret::Secret::new("k".repeat(40))).unwrap();
+        seed.import(&store, &keys, 0).await.unwrap();
         let client = store.clients().get_client("c1").await.unwrap().unwrap();
         assert_eq!(client.client_secret_hash, Some(secret::hash("s3cret")));
         let user = store
@@ -137,7 +141,8 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(user.user_code_hash, Some(secret::hash("1234")));
+        assert_eq!(user.user_code_hash, Some(keys.user_code_hash("1234")));
+        assert_ne!(user.user_code_hash, Some(secret::hash("1234")));
     }
 
     #[test]
