@@ -56,7 +56,7 @@ for target in "${TARGETS[@]}"; do
     log="$TARGET_DIR/logs/$target.log"
     mkdir -p "$corpus" "$artifacts" "$(dirname "$log")"
     # New inputs go to the first directory, the working corpus, never into the seeds.
-    if "$binary" -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -rss_limit_mb=2048 \
+    if "$binary" -max_total_time="$SECONDS_PER_TARGET" -timeout=30 -rss_limit_mb=2048 \
         -artifact_prefix="$artifacts/" -print_final_stats=1 "$corpus" "$seeds" >"$log" 2>&1; then
         runs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")"
         cov="$(grep -o 'cov: [0-9]*' "$log" | tail -n 1)"
