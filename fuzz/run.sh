@@ -40,7 +40,9 @@ export RUSTFLAGS
 
 # The dev profile (debug assertions and overflow checks on, so an overflow is a finding too):
 # a release build of the AWS SDK that ciba-shared links costs minutes more than it saves here.
-cargo build --locked --manifest-path "$FUZZ/Cargo.toml" --target "$TRIPLE" \
+# Not --locked: fuzz/Cargo.lock began as the workspace's, and a dependency that ciba-shared
+# gains later is added to it here rather than failing the build.
+cargo build --manifest-path "$FUZZ/Cargo.toml" --target "$TRIPLE" \
     --target-dir "$TARGET_DIR" --bins
 
 if ((SECONDS_PER_TARGET == 0)); then
@@ -62,8 +64,9 @@ for target in "${TARGETS[@]}"; do
         cov="$(grep -o 'cov: [0-9]*' "$log" | tail -n 1)"
         echo "fuzz $target: ${runs:-?} runs in ${SECONDS_PER_TARGET}s, ${cov:-cov: ?}, no crash"
     else
-        echo "fuzz $target: FAILED, input kept in fuzz/artifacts/$target/; the end of $log:"
-        tail -n 40 "$log"
+        echo "fuzz $target: FAILED, input kept in fuzz/artifacts/$target/; the panic and the end of $log:"
+        grep -m 1 -A 1 'panicked at' "$log" || true
+        tail -n 25 "$log"
         failed+=("$target")
     fi
 done

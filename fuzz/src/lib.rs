@@ -28,8 +28,8 @@ use lambda_http::http::{HeaderMap, HeaderValue};
 use serde_json::{Map, Value, json};
 
 /// The clock every target runs at; seeds carry times around it.
-pub const NOW: i64 = 1_800_000_000;
-pub const ISSUER: &str = "https://op.example.com";
+const NOW: i64 = 1_800_000_000;
+const ISSUER: &str = "https://op.example.com";
 const FAPI_CLIENT: &str = "demo-fapi";
 const ALGORITHMS: &[Algorithm] = &[Algorithm::ES256, Algorithm::PS256];
 
