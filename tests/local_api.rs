@@ -9,6 +9,11 @@ use ciba_local::options::{self, Options};
 use ciba_shared::ports::{Clock, SystemClock};
 use common::emulator;
 
+async fn has_demo_client(api: &ciba_local::LocalApi) -> bool {
+    let clients = api.ctx.store.clients();
+    clients.get_client("demo-rp").await.unwrap().is_some()
+}
+
 async fn local_api(args: &[&str]) -> ciba_local::LocalApi {
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     let options = Options::parse(&args, &|_| None).expect("valid options");
@@ -34,15 +39,8 @@ async fn a_dynamodb_table_gets_the_seed_and_local_endpoints_only_when_asked_for(
     }
     let table = format!("local-api-{}", SystemClock.now_ms());
     let plain = local_api(&["--store", "dynamodb", "--table", &table]).await;
-    let demo = plain
-        .ctx
-        .store
-        .clients()
-        .get_client("demo-rp")
-        .await
-        .unwrap();
     assert!(
-        demo.is_none(),
+        !has_demo_client(&plain).await,
         "the demo seed was imported without --seed-dynamodb"
     );
     let req = HttpRequest::new("POST", "/_local/enrollment-codes")
@@ -52,14 +50,10 @@ async fn a_dynamodb_table_gets_the_seed_and_local_endpoints_only_when_asked_for(
     assert_eq!(plain.handle(req).await.status(), 404);
 
     let seeded = local_api(&["--store", "dynamodb", "--table", &table, "--seed-dynamodb"]).await;
-    let demo = seeded
-        .ctx
-        .store
-        .clients()
-        .get_client("demo-rp")
-        .await
-        .unwrap();
-    assert!(demo.is_some(), "--seed-dynamodb imports the seed");
+    assert!(
+        has_demo_client(&seeded).await,
+        "--seed-dynamodb imports the seed"
+    );
 
     let explicit = [
         "--store",

@@ -3,12 +3,12 @@
 //! the window is open and below the limit), or, when there is no open window, one conditional
 //! put that opens the next: racing attempts are counted one by one, never twice allowed.
 
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
-
 use super::DynamoStore;
 use super::codec::{num, opt_n};
 use super::layout::{key, user_pk};
-use super::transact::{MAX_ATTEMPTS, backoff, sdk_error, update_condition_failure};
+use super::transact::{
+    MAX_ATTEMPTS, backoff, conditional_put, sdk_error, update_condition_failure,
+};
 use crate::store::{Attempt, AttemptLimit, StoreError};
 
 const SK_USER_CODE_ATTEMPTS: &str = "USERCODE";
@@ -93,18 +93,7 @@ impl DynamoStore {
             .expression_attribute_values(":now", num(now))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err)
-                if matches!(
-                    err.as_service_error(),
-                    Some(PutItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(sdk_error("begin_user_code_attempt", err)),
-        }
+        conditional_put("begin_user_code_attempt", result)
     }
 
     pub(super) async fn forget_user_code_attempts(&self, sub: &str) -> Result<(), StoreError> {

@@ -2,13 +2,12 @@
 //! (`use_jti`) or as one write of a request's transaction (`jti_put`).
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 
 use super::DynamoStore;
 use super::codec::{jti_item, num, opt_n};
 use super::layout::{SK_JTI, jti_pk};
-use super::transact::{build_error, sdk_error};
+use super::transact::{build_error, conditional_put};
 use crate::store::{JtiUse, Jtis, StoreError};
 
 /// A `jti` may be written when it was never used, or when its previous use has expired.
@@ -27,18 +26,7 @@ impl Jtis for DynamoStore {
             .expression_attribute_values(":now", num(now))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err)
-                if matches!(
-                    err.as_service_error(),
-                    Some(PutItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(sdk_error("use_jti", err)),
-        }
+        conditional_put("use_jti", result)
     }
 }
 

@@ -18,6 +18,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::error::{BuildError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
@@ -182,6 +183,26 @@ pub(super) fn update_condition_failure(err: &SdkError<UpdateItemError>) -> Optio
             Some(e.item().is_some_and(|item| !item.is_empty()))
         }
         _ => None,
+    }
+}
+
+/// The outcome of a conditional `PutItem`: `true` when it wrote, `false` when its condition
+/// failed.
+pub(super) fn conditional_put(
+    op: &str,
+    result: Result<PutItemOutput, SdkError<PutItemError>>,
+) -> Result<bool, StoreError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(err)
+            if matches!(
+                err.as_service_error(),
+                Some(PutItemError::ConditionalCheckFailedException(_))
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(err) => Err(sdk_error(op, err)),
     }
 }
 
