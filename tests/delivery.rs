@@ -63,6 +63,8 @@ impl World {
                 backchannel_client_notification_endpoint: Some((*endpoint).into()),
                 backchannel_authentication_request_signing_alg: None,
                 backchannel_user_code_parameter: false,
+                resource_server: false,
+                access_token_format: Default::default(),
             };
             store.clients().put_client(&client).await.unwrap();
             let request = AuthRequest {

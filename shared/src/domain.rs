@@ -46,6 +46,48 @@ pub struct Client {
     pub backchannel_authentication_request_signing_alg: Option<String>,
     #[serde(default)]
     pub backchannel_user_code_parameter: bool,
+    /// A resource server (an API behind the RPs): it may introspect every client's access
+    /// tokens and may not start authentication requests.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub resource_server: bool,
+    /// The form of the access tokens issued to this client.
+    #[serde(default, skip_serializing_if = "AccessTokenFormat::is_opaque")]
+    pub access_token_format: AccessTokenFormat,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// How a client's access tokens look: an opaque random string (the default), or an RFC 9068 JWT
+/// (`typ: at+jwt`) signed like ID tokens, which an API can check locally against `/jwks`.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessTokenFormat {
+    #[default]
+    Opaque,
+    Jwt,
+}
+
+impl AccessTokenFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessTokenFormat::Opaque => "opaque",
+            AccessTokenFormat::Jwt => "jwt",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "opaque" => Some(AccessTokenFormat::Opaque),
+            "jwt" => Some(AccessTokenFormat::Jwt),
+            _ => None,
+        }
+    }
+
+    fn is_opaque(&self) -> bool {
+        *self == AccessTokenFormat::Opaque
+    }
 }
 
 impl Client {

@@ -83,6 +83,11 @@ pub trait Signer: Send + Sync {
     fn kid(&self) -> &str;
     /// The public key as a JWK with `kid`, `use=sig`, `alg=ES256`.
     fn public_jwk(&self) -> &serde_json::Value;
+    /// Every key a token this OP signed may carry in its `kid`, as public JWKs: the signing key
+    /// first, then the keys it replaced, so tokens signed before a rotation still verify.
+    fn published_jwks(&self) -> Vec<serde_json::Value> {
+        vec![self.public_jwk().clone()]
+    }
     /// The 64-byte r‖s ES256 signature of `input`.
     async fn sign(&self, input: &[u8]) -> Result<[u8; 64], SignerError>;
 }

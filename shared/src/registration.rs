@@ -10,7 +10,7 @@ use url::Url;
 use crate::callback_policy::{self, RESOLVES_INTERNALLY};
 use crate::config::is_loopback;
 use crate::display;
-use crate::domain::{AuthMethod, DeliveryMode};
+use crate::domain::{AccessTokenFormat, AuthMethod, DeliveryMode};
 use crate::error::RegistrationError;
 use crate::jose;
 use crate::ports::Resolver;
@@ -47,6 +47,9 @@ pub struct Metadata {
     pub user_code: bool,
     pub jwks: Option<JwkSet>,
     pub client_name: Option<String>,
+    /// `resource_server: true`: an API that introspects access tokens and starts no requests.
+    pub resource_server: bool,
+    pub access_token_format: AccessTokenFormat,
 }
 
 /// A member of the request, `null` counting as absent.
@@ -65,6 +68,15 @@ fn string<'a>(
     }
 }
 
+/// A boolean member, absent or `null` counting as `false`.
+fn boolean(body: &Map<String, Value>, name: &str) -> Result<bool, RegistrationError> {
+    match member(body, name) {
+        None => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(invalid_metadata(format!("{name} must be a boolean"))),
+    }
+}
+
 impl Metadata {
     /// Checks every field this OP registers; metadata it does not know is ignored (RFC 7591 §2).
     /// `local_op`: the OP runs locally (`Config::runs_locally`).
@@ -74,15 +86,27 @@ impl Metadata {
                 "jwks_uri is not supported: register the client's keys by value in jwks",
             ));
         }
+        let resource_server = boolean(body, "resource_server")?;
         let delivery_mode = match string(body, "backchannel_token_delivery_mode")? {
+            Some(_) if resource_server => {
+                return Err(invalid_metadata(
+                    "a resource server starts no authentication requests: leave out backchannel_token_delivery_mode",
+                ));
+            }
             Some(mode) => DeliveryMode::parse(mode).ok_or_else(|| {
                 invalid_metadata("backchannel_token_delivery_mode must be poll, ping or push")
             })?,
+            None if resource_server => DeliveryMode::Poll,
             None => {
                 return Err(invalid_metadata(
                     "backchannel_token_delivery_mode is required",
                 ));
             }
+        };
+        let access_token_format = match string(body, "access_token_format")? {
+            None => AccessTokenFormat::Opaque,
+            Some(format) => AccessTokenFormat::parse(format)
+                .ok_or_else(|| invalid_metadata("access_token_format must be opaque or jwt"))?,
         };
         let notification_endpoint = string(body, "backchannel_client_notification_endpoint")?
             .map(|raw| notification_endpoint(raw, local_op))
@@ -134,16 +158,20 @@ impl Metadata {
                 ));
             }
         };
-        let user_code = match member(body, "backchannel_user_code_parameter") {
-            None => false,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => {
-                return Err(invalid_metadata(
-                    "backchannel_user_code_parameter must be a boolean",
-                ));
+        let user_code = boolean(body, "backchannel_user_code_parameter")?;
+        let grant_types = if resource_server {
+            match member(body, "grant_types") {
+                None => Vec::new(),
+                Some(Value::Array(a)) if a.is_empty() => Vec::new(),
+                Some(_) => {
+                    return Err(invalid_metadata(
+                        "a resource server is granted no tokens: grant_types must be empty",
+                    ));
+                }
             }
+        } else {
+            grant_types(member(body, "grant_types"))?
         };
-        let grant_types = grant_types(member(body, "grant_types"))?;
         let client_name = string(body, "client_name")?
             .map(|name| {
                 let count = name.chars().count();
@@ -169,6 +197,8 @@ impl Metadata {
             user_code,
             jwks,
             client_name,
+            resource_server,
+            access_token_format,
         })
     }
 

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 /// The JWK Set; built once per cold start.
 pub fn key_set(signer: &dyn Signer) -> Value {
-    json!({ "keys": [signer.public_jwk()] })
+    json!({ "keys": signer.published_jwks() })
 }
 
 pub fn handle(key_set: &Value) -> Response<Body> {

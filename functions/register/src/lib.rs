@@ -67,6 +67,8 @@ async fn register(ctx: &Ctx, req: &Request) -> Result<Response<Body>, Registrati
         backchannel_client_notification_endpoint: metadata.notification_endpoint,
         backchannel_authentication_request_signing_alg: metadata.signing_alg,
         backchannel_user_code_parameter: metadata.user_code,
+        resource_server: metadata.resource_server,
+        access_token_format: metadata.access_token_format,
     };
     let issued_at = ctx.clock.now();
     ctx.store.clients().put_client(&client).await?;
@@ -111,7 +113,9 @@ struct Registered<'a> {
     client_secret_expires_at: Option<i64>,
     token_endpoint_auth_method: AuthMethod,
     grant_types: &'a [String],
-    backchannel_token_delivery_mode: DeliveryMode,
+    /// None for a resource server, which starts no requests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backchannel_token_delivery_mode: Option<DeliveryMode>,
     #[serde(skip_serializing_if = "Option::is_none")]
     backchannel_client_notification_endpoint: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -121,6 +125,9 @@ struct Registered<'a> {
     jwks: Option<&'a JwkSet>,
     #[serde(skip_serializing_if = "Option::is_none")]
     client_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    resource_server: bool,
+    access_token_format: &'static str,
 }
 
 impl<'a> Registered<'a> {
@@ -137,7 +144,8 @@ impl<'a> Registered<'a> {
             client_secret_expires_at: secret.map(|_| 0),
             token_endpoint_auth_method: client.token_endpoint_auth_method,
             grant_types,
-            backchannel_token_delivery_mode: client.backchannel_token_delivery_mode,
+            backchannel_token_delivery_mode: (!client.resource_server)
+                .then_some(client.backchannel_token_delivery_mode),
             backchannel_client_notification_endpoint: client
                 .backchannel_client_notification_endpoint
                 .as_deref(),
@@ -147,6 +155,8 @@ impl<'a> Registered<'a> {
             backchannel_user_code_parameter: client.backchannel_user_code_parameter,
             jwks: client.jwks.as_ref(),
             client_name: client.client_name.as_deref(),
+            resource_server: client.resource_server,
+            access_token_format: client.access_token_format.as_str(),
         }
     }
 }

@@ -156,6 +156,8 @@ pub fn client(id: &str) -> Client {
         backchannel_client_notification_endpoint: None,
         backchannel_authentication_request_signing_alg: None,
         backchannel_user_code_parameter: false,
+        resource_server: false,
+        access_token_format: Default::default(),
     }
 }
 
