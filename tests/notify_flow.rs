@@ -38,6 +38,8 @@ async fn register(h: &Harness, id: &str, mode: DeliveryMode, endpoint: &str) {
         backchannel_client_notification_endpoint: Some(endpoint.into()),
         backchannel_authentication_request_signing_alg: None,
         backchannel_user_code_parameter: false,
+        resource_server: false,
+        access_token_format: Default::default(),
     };
     h.store.clients().put_client(&client).await.unwrap();
 }
