@@ -18,6 +18,7 @@ use ciba_local::LocalApi;
 use ciba_local::event::HttpRequest;
 use ciba_shared::config::Config;
 use ciba_shared::context::Ctx;
+use ciba_shared::domain::AccessTokenFormat;
 use ciba_shared::http::Form;
 use ciba_shared::jose;
 use ciba_shared::op_secret::Keys;
@@ -196,6 +197,9 @@ fn id_token(c: &mut Criterion) {
         auth_req_id: OsRandom.token(24),
         auth_time: T0,
         acr: Some("urn:example:acr:device".into()),
+        issued_at: T0,
+        family_expires_at: T0 + config.refresh_family_lifetime,
+        format: AccessTokenFormat::Opaque,
     };
     c.bench_function("tokens/mint", |b| {
         b.iter(|| {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use ciba_shared::domain::{AuthRequest, Decision, TokenRecord};
+use ciba_shared::domain::{AuthRequest, Decision, Family, TokenRecord};
 use ciba_shared::notify::{
     DeadLetter, Disposition, Notification, NotificationQueue, Notifier, QueueError,
 };
@@ -122,9 +122,13 @@ impl Requests for NotifyingRequests {
         &self,
         auth_req_id: &str,
         now: i64,
+        family: &Family,
         tokens: &[TokenRecord],
     ) -> Result<(), RedeemError> {
-        self.inner.requests().redeem(auth_req_id, now, tokens).await
+        self.inner
+            .requests()
+            .redeem(auth_req_id, now, family, tokens)
+            .await
     }
     async fn expire_due(
         &self,

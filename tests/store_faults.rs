@@ -15,7 +15,7 @@ mod common;
 use std::sync::Arc;
 
 use ciba_shared::domain::Device;
-use ciba_shared::domain::{Decision, DeliveryMode, Status, TokenKind, TokenRecord};
+use ciba_shared::domain::{Decision, DeliveryMode, Family, Status, TokenKind, TokenRecord};
 use ciba_shared::store::{
     Accounts, CreateError, DecideError, DynamoStore, JtiUse, PendingLimit, Requests, Tokens,
 };
@@ -91,9 +91,22 @@ fn tokens(auth_req_id: &str) -> Vec<TokenRecord> {
         scope: "openid".into(),
         auth_req_id: auth_req_id.into(),
         auth_time: NOW + 10,
+        acr: None,
+        issued_at: NOW + 20,
         expires_at: NOW + 3600,
+        rotated_at: None,
     })
     .collect()
+}
+
+fn family(auth_req_id: &str) -> Family {
+    Family {
+        id: auth_req_id.into(),
+        client_id: "c1".into(),
+        sub: "alice".into(),
+        expires_at: NOW + 86_400,
+        revoked_at: None,
+    }
 }
 
 /// A stored request `id`, approved.
@@ -115,7 +128,7 @@ async fn redemption_whose_answers_were_lost_is_redeemed() {
     approved(&t.direct, "r1").await;
     t.lose_every_sdk_answer();
 
-    let outcome = t.store.redeem("r1", NOW + 20, &tokens("r1")).await;
+    let outcome = t.store.redeem("r1", NOW + 20, &family("r1"), &tokens("r1")).await;
 
     assert!(outcome.is_ok(), "{outcome:?}");
     t.assert_faults_met(t.sdk_attempts);
@@ -186,7 +199,7 @@ async fn answer_lost_once_is_learnt_from_the_sdk_retry() {
     approved(&t.direct, "r1").await;
     t.lose_answers(1);
 
-    let outcome = t.store.redeem("r1", NOW + 20, &tokens("r1")).await;
+    let outcome = t.store.redeem("r1", NOW + 20, &family("r1"), &tokens("r1")).await;
 
     assert!(outcome.is_ok(), "{outcome:?}");
     t.assert_faults_met(1);

@@ -32,7 +32,13 @@ pub struct Config {
     pub request_object_max_age: i64,
     pub access_token_ttl: i64,
     pub refresh_token_ttl: i64,
+    /// The absolute lifetime of a token family, seconds from the grant: rotation never takes
+    /// a refresh token (or an access token) past it.
+    pub refresh_family_lifetime: i64,
     pub id_token_ttl: i64,
+    /// The `aud` of JWT access tokens: the APIs they are meant for (the issuer by default,
+    /// whose `/userinfo` accepts them).
+    pub access_token_audience: String,
     /// How far ahead a device decision's `exp` may be, seconds.
     pub decision_max_exp: i64,
     /// Clock skew tolerated on `iat` and `nbf` of incoming JWTs, seconds.
@@ -95,7 +101,9 @@ impl Config {
             request_object_max_age: 3600,
             access_token_ttl: 3600,
             refresh_token_ttl: 30 * 24 * 3600,
+            refresh_family_lifetime: 90 * 24 * 3600,
             id_token_ttl: 3600,
+            access_token_audience: validate_issuer(issuer)?,
             decision_max_exp: 300,
             clock_skew: 60,
             registration: Registration::InitialAccessToken(Vec::new()),
@@ -112,7 +120,8 @@ impl Config {
 
     /// Reads `ISSUER` (required) and the optional policy numbers `AUTH_REQ_EXPIRES_IN`,
     /// `AUTH_REQ_MAX_EXPIRES_IN`, `POLL_INTERVAL`, `REQUEST_OBJECT_MAX_EXP`,
-    /// `ACCESS_TOKEN_TTL`, `REFRESH_TOKEN_TTL`, `ID_TOKEN_TTL`, the abuse limits
+    /// `ACCESS_TOKEN_TTL`, `REFRESH_TOKEN_TTL`, `REFRESH_TOKEN_MAX_LIFETIME`, `ID_TOKEN_TTL`,
+    /// `ACCESS_TOKEN_AUDIENCE`, the abuse limits
     /// `USER_CODE_MAX_FAILURES`, `USER_CODE_LOCKOUT_SECS`, `MAX_PENDING_PER_CLIENT`,
     /// `MAX_PENDING_PER_USER`; the registration policy from
     /// `REGISTRATION=open` or `REGISTRATION_TOKEN_HASHES=h1,h2` (closed when neither is set).
@@ -139,7 +148,19 @@ impl Config {
         number("REQUEST_OBJECT_MAX_EXP", &mut config.request_object_max_exp)?;
         number("ACCESS_TOKEN_TTL", &mut config.access_token_ttl)?;
         number("REFRESH_TOKEN_TTL", &mut config.refresh_token_ttl)?;
+        number(
+            "REFRESH_TOKEN_MAX_LIFETIME",
+            &mut config.refresh_family_lifetime,
+        )?;
         number("ID_TOKEN_TTL", &mut config.id_token_ttl)?;
+        if let Some(audience) = vars.get("ACCESS_TOKEN_AUDIENCE") {
+            if audience.trim().is_empty() || audience.chars().any(char::is_control) {
+                return Err(ConfigError(
+                    "ACCESS_TOKEN_AUDIENCE must be a non-empty URI or name".into(),
+                ));
+            }
+            config.access_token_audience = audience.trim().to_owned();
+        }
         number(
             "USER_CODE_LOCKOUT_SECS",
             &mut config.user_code_attempts.window,

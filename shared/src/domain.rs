@@ -242,7 +242,8 @@ impl TokenKind {
     }
 }
 
-/// An issued access or refresh token, found by the hash of its value.
+/// An issued access or refresh token, found by the hash of its value (of its `jti`, for a JWT
+/// access token: `tokens::record_hash`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct TokenRecord {
     pub hash: String,
@@ -250,10 +251,42 @@ pub struct TokenRecord {
     pub client_id: String,
     pub sub: String,
     pub scope: String,
+    /// The request the grant came from; also the id of the token's `Family`.
     pub auth_req_id: String,
     pub auth_time: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    /// Epoch seconds.
+    pub issued_at: i64,
     /// Epoch seconds.
     pub expires_at: i64,
+    /// Epoch seconds at which a refresh token was spent by rotation. It is kept, spent, so that
+    /// presenting it again is recognised as reuse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated_at: Option<i64>,
+}
+
+/// Every token issued from one grant (one approved request): the first access and refresh
+/// tokens and all those rotated from them. Revoked as a whole, and never alive past
+/// `expires_at`, however often its refresh token rotates.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Family {
+    /// The `auth_req_id` of the grant.
+    pub id: String,
+    pub client_id: String,
+    pub sub: String,
+    /// Epoch seconds: the absolute end of every token of the family.
+    pub expires_at: i64,
+    /// Epoch seconds at which the family was revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<i64>,
+}
+
+impl Family {
+    /// Whether tokens of this family may still be used at `now`.
+    pub fn is_live(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && now < self.expires_at
+    }
 }
 
 /// A one-time enrolment code the operator issued for a user, stored only as its hash.

@@ -248,6 +248,14 @@ error_family! {
 }
 
 error_family! {
+    /// Errors of the introspection and revocation endpoints (RFC 7662 §2.3, RFC 7009 §2.2.1):
+    /// only the request itself can be wrong; any token is answered, active or not.
+    TokenManagementError {
+        InvalidRequest => ("invalid_request", BAD_REQUEST),
+    }
+}
+
+error_family! {
     /// Errors of the authentication device's endpoints.
     DeviceError {
         InvalidRequest => ("invalid_request", BAD_REQUEST),

@@ -106,6 +106,15 @@ pub fn json_response(status: StatusCode, value: &impl Serialize, no_store: bool)
         .unwrap_or_else(|_| Response::new(Body::Empty))
 }
 
+/// 200 with an empty body (RFC 7009 §2.2: the content of a revocation's answer is ignored).
+pub fn empty_ok() -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("cache-control", "no-store")
+        .body(Body::Empty)
+        .unwrap_or_else(|_| Response::new(Body::Empty))
+}
+
 /// 204 No Content.
 pub fn no_content() -> Response<Body> {
     Response::builder()

@@ -5,14 +5,13 @@
 
 use ciba_shared::client_auth;
 use ciba_shared::context::Ctx;
-use ciba_shared::domain::{AuthRequest, Client, DeliveryMode, TokenKind};
+use ciba_shared::domain::{AuthRequest, Client, DeliveryMode, Family, TokenKind};
 use ciba_shared::error::{TokenError, error_response};
 use ciba_shared::http::{Form, json_response};
 use ciba_shared::ident::Ident;
 use ciba_shared::protocol::{CIBA_GRANT, REFRESH_GRANT, Scope, Standing, standing};
-use ciba_shared::secret;
 use ciba_shared::store::{PollOutcome, RotateError, StoreError};
-use ciba_shared::tokens::{self, Grant, RedeemFailure, TokenValues};
+use ciba_shared::tokens::{self, Grant, RedeemFailure, TokenValues, presented};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 
@@ -52,6 +51,11 @@ async fn token(ctx: &Ctx, req: &Request) -> Result<Response<Body>, TokenError> {
 }
 
 async fn ciba_grant(ctx: &Ctx, client: &Client, form: &Form) -> Result<Response<Body>, TokenError> {
+    if client.resource_server {
+        return Err(TokenError::UnauthorizedClient(
+            "a resource server starts no authentication requests".into(),
+        ));
+    }
     if client.backchannel_token_delivery_mode == DeliveryMode::Push {
         return Err(TokenError::UnauthorizedClient(
             "tokens of a push-mode client are delivered to its notification endpoint".into(),
@@ -82,7 +86,7 @@ async fn ciba_grant(ctx: &Ctx, client: &Client, form: &Form) -> Result<Response<
     match standing(&request, now) {
         Standing::Redeemed => Err(unknown()),
         Standing::Refused(e) => Err(e),
-        Standing::Approved => redeem(ctx, &request, now).await,
+        Standing::Approved => redeem(ctx, client, &request, now).await,
         Standing::Pending => match ctx.store.requests().record_poll(id, now_ms).await? {
             PollOutcome::InTime => Err(TokenError::AuthorizationPending(
                 "the user has not yet decided".into(),
@@ -95,9 +99,14 @@ async fn ciba_grant(ctx: &Ctx, client: &Client, form: &Form) -> Result<Response<
     }
 }
 
-async fn redeem(ctx: &Ctx, request: &AuthRequest, now: i64) -> Result<Response<Body>, TokenError> {
+async fn redeem(
+    ctx: &Ctx,
+    client: &Client,
+    request: &AuthRequest,
+    now: i64,
+) -> Result<Response<Body>, TokenError> {
     let values = TokenValues::random(ctx.random.as_ref());
-    match tokens::redeem(ctx, request, values, now).await {
+    match tokens::redeem(ctx, request, client.access_token_format, values, now).await {
         Ok(response) => {
             tracing::info!(client_id = %request.client_id, "tokens issued");
             Ok(json_response(StatusCode::OK, &response, true))
@@ -111,9 +120,10 @@ async fn redeem(ctx: &Ctx, request: &AuthRequest, now: i64) -> Result<Response<B
 }
 
 /// `grant_type=refresh_token` (RFC 6749 §6) with rotation: the presented refresh token is spent
-/// in the same atomic write that stores its successors. A write that committed though the store
-/// answered unavailable issues its successors: the client could not try again with the spent
-/// token.
+/// in the same atomic write that stores its successors. Presenting a spent one again revokes
+/// its whole family (RFC 9700 §4.14.2): a copy is in someone's hands. A write that committed
+/// though the store answered unavailable issues its successors: the client could not try again
+/// with the spent token.
 async fn refresh_grant(
     ctx: &Ctx,
     client: &Client,
@@ -125,22 +135,25 @@ async fn refresh_grant(
     let invalid =
         || TokenError::InvalidGrant("the refresh token is invalid, expired or already used".into());
     let now = ctx.clock.now();
-    let hash = secret::hash(presented);
-    let record = ctx
-        .store
-        .tokens()
-        .get_token(&hash)
+    let found = presented::find(ctx, presented)
         .await?
-        .filter(|r| r.kind == TokenKind::Refresh && r.expires_at > now)
+        .filter(|f| f.record.kind == TokenKind::Refresh)
         .ok_or_else(invalid)?;
-    // Another client's refresh token answers exactly like an unknown one.
-    if record.client_id != client.client_id {
+    // Another client's refresh token answers exactly like an unknown one, and is left alone.
+    if found.record.client_id != client.client_id {
+        return Err(invalid());
+    }
+    let family = found.family_or_legacy(ctx.config.refresh_family_lifetime);
+    if found.record.rotated_at.is_some() {
+        return Err(reused(ctx, &family, now).await);
+    }
+    if !found.is_active(now) || !family.is_live(now) {
         return Err(invalid());
     }
     let scope = form
         .get("scope")
         .map(|requested| {
-            Scope::parse(&record.scope)
+            Scope::parse(&found.record.scope)
                 .narrow(requested)
                 .map(|scope| scope.to_string())
                 .map_err(|_| {
@@ -150,17 +163,31 @@ async fn refresh_grant(
                 })
         })
         .transpose()?;
-    let grant = Grant::of_refresh(&record, scope);
+    let grant = Grant::of_refresh(
+        &found.record,
+        &family,
+        client.access_token_format,
+        scope,
+        now,
+    );
     let values = TokenValues::random(ctx.random.as_ref());
     let minted = tokens::mint(&grant, values, &ctx.config, ctx.signer.as_ref(), now).await?;
     match ctx
         .store
         .tokens()
-        .rotate_refresh_token(&hash, &client.client_id, now, &minted.records)
+        .rotate_refresh_token(
+            &found.record.hash,
+            &client.client_id,
+            now,
+            &family,
+            &minted.records,
+        )
         .await
     {
         Ok(()) => Ok(json_response(StatusCode::OK, &minted.response, true)),
         Err(RotateError::Invalid) => Err(invalid()),
+        // Spent by a concurrent request meanwhile: two holders of one refresh token.
+        Err(RotateError::Reused) => Err(reused(ctx, &family, now).await),
         Err(RotateError::Store(e @ StoreError::Unavailable(_)))
             if tokens::stored_all_the_same(ctx, &minted).await =>
         {
@@ -168,5 +195,20 @@ async fn refresh_grant(
             Ok(json_response(StatusCode::OK, &minted.response, true))
         }
         Err(RotateError::Store(e)) => Err(e.into()),
+    }
+}
+
+/// Revokes the family of a refresh token presented after it was spent; the answer is the
+/// `invalid_grant` any spent token gets. When the revocation itself fails the store error is
+/// answered instead, so the client tries again and the revocation with it.
+async fn reused(ctx: &Ctx, family: &Family, now: i64) -> TokenError {
+    tracing::warn!(
+        client_id = %family.client_id,
+        family = %family.id,
+        "a spent refresh token was presented again: its family is revoked"
+    );
+    match ctx.store.tokens().revoke_family(family, now).await {
+        Ok(()) => TokenError::InvalidGrant("the refresh token is invalid, expired or already used".into()),
+        Err(e) => e.into(),
     }
 }

@@ -6,7 +6,7 @@ use ciba_shared::domain::{TokenKind, User};
 use ciba_shared::error::{BearerError, error_response};
 use ciba_shared::http::{Form, bearer_token, json_response, media_type};
 use ciba_shared::protocol::Scope;
-use ciba_shared::secret;
+use ciba_shared::tokens::presented;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Map, Value};
@@ -46,14 +46,12 @@ pub async fn handle(ctx: &Ctx, req: Request) -> Response<Body> {
 
 async fn userinfo(ctx: &Ctx, req: &Request) -> Result<Response<Body>, BearerError> {
     let token = access_token(req)?;
-    let record = ctx
-        .store
-        .tokens()
-        .get_token(&secret::hash(&token))
+    let record = presented::find_active(ctx, &token, ctx.clock.now())
         .await?
-        .filter(|r| r.kind == TokenKind::Access && r.expires_at > ctx.clock.now())
+        .map(|found| found.record)
+        .filter(|r| r.kind == TokenKind::Access)
         .ok_or_else(|| {
-            BearerError::InvalidToken("the access token is invalid or expired".into())
+            BearerError::InvalidToken("the access token is invalid, expired or revoked".into())
         })?;
     let user = ctx
         .store

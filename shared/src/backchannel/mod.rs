@@ -34,6 +34,12 @@ pub async fn accept(
     form: &Form,
     now: i64,
 ) -> Result<AuthRequest, AuthnError> {
+    if client.resource_server {
+        return Err(AuthnError::UnauthorizedClient(
+            "a resource server may introspect tokens but not start authentication requests"
+                .into(),
+        ));
+    }
     let (params, jti) = parameters(ctx, form, client, now)?;
     let valid = validate(params, client, &ctx.config)?;
     let user = resolve_user(

@@ -20,7 +20,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::context::Ctx;
-use crate::domain::{AuthRequest, DeliveryMode, Status};
+use crate::domain::{AccessTokenFormat, AuthRequest, Client, DeliveryMode, Status};
 use crate::error::{TokenError, error_body};
 use crate::op_secret::Keys;
 use crate::ports::SignerError;
@@ -140,7 +140,7 @@ impl Notifier {
         ) else {
             return Ok(Outcome::Failed("no notification endpoint or token".into()));
         };
-        let Some(payload) = self.payload(&request).await? else {
+        let Some(payload) = self.payload(&request, &client).await? else {
             return Ok(Outcome::Skipped("nothing to deliver"));
         };
         let outcome = self.attempt(endpoint, bearer, &payload).await;
@@ -157,7 +157,11 @@ impl Notifier {
 
     /// The body of the callback: `{"auth_req_id"}` for ping; for push the token response or the
     /// error, with `auth_req_id`.
-    async fn payload(&self, request: &AuthRequest) -> Result<Option<Value>, StoreError> {
+    async fn payload(
+        &self,
+        request: &AuthRequest,
+        client: &Client,
+    ) -> Result<Option<Value>, StoreError> {
         let id = request.auth_req_id.as_str();
         if request.delivery_mode == DeliveryMode::Ping {
             return Ok(Some(json!({"auth_req_id": id})));
@@ -166,7 +170,10 @@ impl Notifier {
         let answer = match standing(request, now) {
             Standing::Pending => return Ok(None),
             Standing::Refused(e) => Err(e),
-            Standing::Approved | Standing::Redeemed => self.push_tokens(request, now).await?,
+            Standing::Approved | Standing::Redeemed => {
+                self.push_tokens(request, client.access_token_format, now)
+                    .await?
+            }
         };
         let mut body = match answer {
             Ok(tokens) => serde_json::to_value(&tokens).unwrap_or_default(),
@@ -181,6 +188,7 @@ impl Notifier {
     async fn push_tokens(
         &self,
         request: &AuthRequest,
+        format: AccessTokenFormat,
         now: i64,
     ) -> Result<Result<TokenResponse, TokenError>, StoreError> {
         let values = || TokenValues::derived(&self.settings.push_token_key, &request.auth_req_id);
@@ -190,7 +198,7 @@ impl Notifier {
         };
         let expired = || TokenError::ExpiredToken("the authentication request has expired".into());
         if request.status == Status::Approved {
-            match tokens::redeem(&self.ctx, request, values(), now).await {
+            match tokens::redeem(&self.ctx, request, format, values(), now).await {
                 Ok(response) => return Ok(Ok(response)),
                 Err(RedeemFailure::Store(e)) => return Err(e),
                 Err(RedeemFailure::Signer(e)) => return Ok(Err(not_issued(e))),
@@ -208,7 +216,7 @@ impl Notifier {
                 }
             }
         }
-        Ok(tokens::mint_for_request(&self.ctx, request, values(), now)
+        Ok(tokens::mint_for_request(&self.ctx, request, format, values(), now)
             .await
             .map(|minted| minted.response)
             .map_err(not_issued))

@@ -12,7 +12,7 @@ use super::{
     PendingLimit, PollOutcome, RedeemError, Requests, RotateError, StoreError, Tokens,
 };
 use crate::domain::{
-    AuthRequest, Client, Decision, DeliveryMode, Device, EnrollmentCode, Status, TokenKind,
+    AuthRequest, Client, Decision, DeliveryMode, Device, EnrollmentCode, Family, Status, TokenKind,
     TokenRecord, User, normalize_hint,
 };
 use crate::protocol::SLOW_DOWN_STEP_SECS;
@@ -30,6 +30,7 @@ struct Tables {
     /// Pending ping and push requests, for the expiry sweep.
     due: std::collections::BTreeSet<(i64, String)>,
     tokens: HashMap<String, TokenRecord>,
+    families: HashMap<String, Family>,
     /// The ids of each user's requests that were pending when last counted.
     pending: HashMap<String, Vec<String>>,
     /// Each user's counted `user_code` attempts and the end of their window.
@@ -205,6 +206,7 @@ impl Requests for MemoryStore {
         &self,
         auth_req_id: &str,
         now: i64,
+        family: &Family,
         tokens: &[TokenRecord],
     ) -> Result<(), RedeemError> {
         let mut t = self.lock()?;
@@ -215,6 +217,7 @@ impl Requests for MemoryStore {
             return Err(RedeemError::NotRedeemable);
         }
         request.status = Status::Redeemed;
+        t.families.insert(family.id.clone(), family.clone());
         for token in tokens {
             t.tokens.insert(token.hash.clone(), token.clone());
         }
@@ -266,23 +269,56 @@ impl Tokens for MemoryStore {
         Ok(self.lock()?.tokens.get(hash).cloned())
     }
 
+    async fn get_family(&self, id: &str) -> Result<Option<Family>, StoreError> {
+        Ok(self.lock()?.families.get(id).cloned())
+    }
+
     async fn rotate_refresh_token(
         &self,
         hash: &str,
         client_id: &str,
         now: i64,
+        family: &Family,
         successors: &[TokenRecord],
     ) -> Result<(), RotateError> {
         let mut t = self.lock()?;
-        let valid = t.tokens.get(hash).is_some_and(|r| {
+        let Some(spent) = t.tokens.get(hash).filter(|r| {
             r.kind == TokenKind::Refresh && r.client_id == client_id && r.expires_at > now
-        });
-        if !valid {
+        }) else {
+            return Err(RotateError::Invalid);
+        };
+        if spent.rotated_at.is_some() {
+            return Err(RotateError::Reused);
+        }
+        if t.families.get(&family.id).is_some_and(|f| !f.is_live(now)) || !family.is_live(now) {
             return Err(RotateError::Invalid);
         }
-        t.tokens.remove(hash);
+        t.families
+            .entry(family.id.clone())
+            .or_insert_with(|| family.clone());
+        if let Some(spent) = t.tokens.get_mut(hash) {
+            spent.rotated_at = Some(now);
+        }
         for token in successors {
             t.tokens.insert(token.hash.clone(), token.clone());
+        }
+        Ok(())
+    }
+
+    async fn revoke_family(&self, family: &Family, now: i64) -> Result<(), StoreError> {
+        self.lock()?
+            .families
+            .entry(family.id.clone())
+            .or_insert_with(|| family.clone())
+            .revoked_at
+            .get_or_insert(now);
+        Ok(())
+    }
+
+    async fn revoke_access_token(&self, hash: &str) -> Result<(), StoreError> {
+        let mut t = self.lock()?;
+        if t.tokens.get(hash).is_some_and(|r| r.kind == TokenKind::Access) {
+            t.tokens.remove(hash);
         }
         Ok(())
     }

@@ -7,7 +7,9 @@
 
 use async_trait::async_trait;
 
-use crate::domain::{AuthRequest, Client, Decision, Device, EnrollmentCode, TokenRecord, User};
+use crate::domain::{
+    AuthRequest, Client, Decision, Device, EnrollmentCode, Family, TokenRecord, User,
+};
 
 pub mod dynamodb;
 pub mod memory;
@@ -146,8 +148,11 @@ impl From<StoreError> for EnrollError {
 
 #[derive(Debug)]
 pub enum RotateError {
-    /// Unknown, expired, already rotated, or another client's refresh token.
+    /// Unknown, expired, or another client's refresh token, or its family is revoked or over.
     Invalid,
+    /// The refresh token was rotated before: whoever presents it again holds a copy that
+    /// should no longer exist (RFC 9700 §4.14.2).
+    Reused,
     Store(StoreError),
 }
 
@@ -238,12 +243,13 @@ pub trait Requests: Send + Sync {
         jti: &JtiUse,
     ) -> Result<(), DecideError>;
 
-    /// Marks an approved, unexpired request redeemed and stores its tokens, atomically: exactly
-    /// one caller ever succeeds for a request.
+    /// Marks an approved, unexpired request redeemed and stores its tokens and their new
+    /// `family`, atomically: exactly one caller ever succeeds for a request.
     async fn redeem(
         &self,
         auth_req_id: &str,
         now: i64,
+        family: &Family,
         tokens: &[TokenRecord],
     ) -> Result<(), RedeemError>;
 
@@ -261,20 +267,33 @@ pub trait Requests: Send + Sync {
     async fn mark_notified(&self, auth_req_id: &str, now: i64) -> Result<bool, StoreError>;
 }
 
-/// Issued access and refresh tokens, by hash.
+/// Issued access and refresh tokens, by hash, and the families they belong to.
 #[async_trait]
 pub trait Tokens: Send + Sync {
     async fn get_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError>;
 
-    /// Spends the unexpired refresh token `hash` of `client_id` and stores its successors, in
-    /// one atomic write: a refresh token is used at most once.
+    async fn get_family(&self, id: &str) -> Result<Option<Family>, StoreError>;
+
+    /// Spends the unexpired, unspent refresh token `hash` of `client_id` (marks it rotated at
+    /// `now`, keeping it to recognise reuse) and stores its successors, in one atomic write
+    /// that also requires `family` to be live; a family that has no item yet (tokens issued
+    /// before families existed) gets `family` as its item. A refresh token is used at most
+    /// once: `Reused` when it was spent before.
     async fn rotate_refresh_token(
         &self,
         hash: &str,
         client_id: &str,
         now: i64,
+        family: &Family,
         successors: &[TokenRecord],
     ) -> Result<(), RotateError>;
+
+    /// Revokes `family` at `now`, with every token in it; an earlier revocation stands. A
+    /// family that has no item yet gets `family` as its item, revoked.
+    async fn revoke_family(&self, family: &Family, now: i64) -> Result<(), StoreError>;
+
+    /// Forgets the access token `hash` (revocation of that one token); nothing for any other.
+    async fn revoke_access_token(&self, hash: &str) -> Result<(), StoreError>;
 }
 
 /// Registered clients.

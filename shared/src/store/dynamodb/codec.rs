@@ -181,7 +181,14 @@ pub(super) fn token_item(t: &TokenRecord) -> Item {
     item.insert("scope".into(), s(&t.scope));
     item.insert("auth_req_id".into(), s(&t.auth_req_id));
     item.insert("auth_time".into(), num(t.auth_time));
+    if let Some(acr) = &t.acr {
+        item.insert("acr".into(), s(acr));
+    }
+    item.insert("issued_at".into(), num(t.issued_at));
     item.insert("expires_at".into(), num(t.expires_at));
+    if let Some(rotated_at) = t.rotated_at {
+        item.insert("rotated_at".into(), num(rotated_at));
+    }
     item.insert("ttl".into(), num(t.expires_at));
     item
 }
@@ -197,7 +204,11 @@ pub(super) fn token_from_item(item: &Item) -> Result<TokenRecord, StoreError> {
         scope: req_s(item, "scope")?,
         auth_req_id: req_s(item, "auth_req_id")?,
         auth_time: req_n(item, "auth_time")?,
+        acr: opt_s(item, "acr")?,
+        // Tokens stored before `issued_at` was: their grant's time stands in.
+        issued_at: opt_n(item, "issued_at")?.map_or_else(|| req_n(item, "auth_time"), Ok)?,
         expires_at: req_n(item, "expires_at")?,
+        rotated_at: opt_n(item, "rotated_at")?,
     })
 }
 

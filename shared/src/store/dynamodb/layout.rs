@@ -17,6 +17,7 @@ pub(super) const SK_JTI: &str = "JTI";
 pub(super) const SK_AUTHREQ: &str = "AUTHREQ";
 pub(super) const SK_TXN: &str = "TXN";
 pub(super) const SK_TOKEN: &str = "TOKEN";
+pub(super) const SK_FAMILY: &str = "FAMILY";
 pub(super) const SK_ENROLL: &str = "ENROLL";
 pub(super) const DEVICE_PREFIX: &str = "DEVICE#";
 
@@ -78,6 +79,10 @@ pub(super) const SK_SWEEP_CURSOR: &str = "CURSOR";
 
 pub(super) fn token_pk(hash: &str) -> String {
     format!("TOKEN#{hash}")
+}
+
+pub(super) fn family_pk(id: &str) -> String {
+    format!("FAMILY#{id}")
 }
 
 pub(super) fn jti_pk(jti: &JtiUse) -> String {

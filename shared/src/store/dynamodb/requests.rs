@@ -23,7 +23,7 @@ use super::transact::{
     CONDITION_FAILED, MAX_ATTEMPTS, Transaction, backoff, build_error, sdk_error,
     update_condition_failure,
 };
-use crate::domain::{AuthRequest, Decision, DeliveryMode, Status, TokenRecord};
+use crate::domain::{AuthRequest, Decision, DeliveryMode, Family, Status, TokenRecord};
 use crate::protocol::SLOW_DOWN_STEP_SECS;
 use crate::store::{
     CreateError, DecideError, JtiUse, PendingLimit, PollOutcome, RedeemError, Requests, StoreError,
@@ -208,6 +208,7 @@ impl Requests for DynamoStore {
         &self,
         auth_req_id: &str,
         now: i64,
+        family: &Family,
         tokens: &[TokenRecord],
     ) -> Result<(), RedeemError> {
         let update = self
@@ -222,11 +223,15 @@ impl Requests for DynamoStore {
             .expression_attribute_values(":now", num(now))
             .build()
             .map_err(build_error)?;
-        let guard = TransactWriteItem::builder().update(update).build();
-        if self.guarded_token_write("redeem", guard, tokens).await? {
-            Ok(())
-        } else {
-            Err(RedeemError::NotRedeemable)
+        let guards = vec![
+            TransactWriteItem::builder().update(update).build(),
+            TransactWriteItem::builder()
+                .put(self.new_family(family)?)
+                .build(),
+        ];
+        match self.guarded_token_write("redeem", guards, tokens).await? {
+            Ok(()) => Ok(()),
+            Err(_) => Err(RedeemError::NotRedeemable),
         }
     }
 

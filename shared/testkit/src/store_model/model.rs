@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ciba_shared::domain::{AuthRequest, Decision, DeliveryMode, Status, TokenKind, TokenRecord};
+use ciba_shared::domain::{
+    AuthRequest, Decision, DeliveryMode, Family, Status, TokenKind, TokenRecord,
+};
 use ciba_shared::protocol::SLOW_DOWN_STEP_SECS;
 use ciba_shared::store::{JtiUse, PollOutcome, SWEEP_BATCH};
 
@@ -32,6 +34,7 @@ pub enum Call {
     Redeem {
         id: String,
         now: i64,
+        family: Family,
         tokens: Vec<TokenRecord>,
     },
     /// An expiry sweep of at most `SWEEP_BATCH` requests (more than a case creates).
@@ -43,6 +46,7 @@ pub enum Call {
         hash: String,
         client_id: String,
         now: i64,
+        family: Family,
         successors: Vec<TokenRecord>,
     },
     /// Discarding a request that was never created: there is nothing to pass the store.
@@ -76,6 +80,7 @@ pub enum Outcome {
     Swept(Vec<AuthRequest>),
     Rotated,
     RotateInvalid,
+    RotateReused,
 }
 
 /// The store as its documentation describes it, and the history a case draws on.
@@ -87,6 +92,7 @@ pub struct Model {
     /// Used `jti`s by (scope, jti): until when.
     jtis: BTreeMap<(String, String), i64>,
     tokens: BTreeMap<String, TokenRecord>,
+    families: BTreeMap<String, Family>,
     /// The last successful creation of each id, with its request object `jti`.
     created: BTreeMap<String, (AuthRequest, Option<JtiUse>)>,
     /// Every refresh token ever stored, in order.
@@ -104,6 +110,10 @@ impl Model {
 
     pub fn token(&self, hash: &str) -> Option<&TokenRecord> {
         self.tokens.get(hash)
+    }
+
+    pub fn family(&self, id: &str) -> Option<&Family> {
+        self.families.get(id)
     }
 
     pub fn last_created(&self, id: &str) -> Option<&(AuthRequest, Option<JtiUse>)> {
@@ -148,14 +158,20 @@ impl Model {
                 Ok(()) => Outcome::Decided,
                 Err(refusal) => Outcome::DecideRefused(refusal),
             },
-            Call::Redeem { id, now, tokens } => self.redeem(id, *now, tokens),
+            Call::Redeem {
+                id,
+                now,
+                family,
+                tokens,
+            } => self.redeem(id, *now, family, tokens),
             Call::Sweep { now, lookback } => Outcome::Swept(self.sweep(*now, *lookback)),
             Call::Rotate {
                 hash,
                 client_id,
                 now,
+                family,
                 successors,
-            } => self.rotate(hash, client_id, *now, successors),
+            } => self.rotate(hash, client_id, *now, family, successors),
             Call::Nothing => Outcome::Nothing,
         }
     }
@@ -242,11 +258,12 @@ impl Model {
         Ok(())
     }
 
-    /// `redeem`: an approved, unexpired request, once; its tokens are stored with it.
-    fn redeem(&mut self, id: &str, now: i64, tokens: &[TokenRecord]) -> Outcome {
+    /// `redeem`: an approved, unexpired request, once; its tokens and family are stored with it.
+    fn redeem(&mut self, id: &str, now: i64, family: &Family, tokens: &[TokenRecord]) -> Outcome {
         match self.requests.get_mut(id) {
             Some(request) if request.status == Status::Approved && !request.is_expired(now) => {
                 request.status = Status::Redeemed;
+                self.families.insert(family.id.clone(), family.clone());
                 self.store_tokens(tokens);
                 Outcome::Redeemed
             }
@@ -278,22 +295,33 @@ impl Model {
         expired
     }
 
-    /// `rotate_refresh_token`: an unexpired refresh token of this client is spent once, and its
-    /// successors stored in its place.
+    /// `rotate_refresh_token`: an unexpired refresh token of this client is spent once (kept,
+    /// marked rotated) while its family is live, and its successors stored beside it; a spent
+    /// one presented again is reuse.
     fn rotate(
         &mut self,
         hash: &str,
         client_id: &str,
         now: i64,
+        family: &Family,
         successors: &[TokenRecord],
     ) -> Outcome {
-        let valid = self.tokens.get(hash).is_some_and(|t| {
+        let Some(spent) = self.tokens.get_mut(hash).filter(|t| {
             t.kind == TokenKind::Refresh && t.client_id == client_id && t.expires_at > now
-        });
-        if !valid {
+        }) else {
+            return Outcome::RotateInvalid;
+        };
+        if spent.rotated_at.is_some() {
+            return Outcome::RotateReused;
+        }
+        let stored = self.families.get(&family.id);
+        if stored.is_some_and(|f| !f.is_live(now)) || !family.is_live(now) {
             return Outcome::RotateInvalid;
         }
-        self.tokens.remove(hash);
+        spent.rotated_at = Some(now);
+        self.families
+            .entry(family.id.clone())
+            .or_insert_with(|| family.clone());
         self.store_tokens(successors);
         Outcome::Rotated
     }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use ciba_shared::domain::{AuthRequest, Decision, DeliveryMode, TokenKind, TokenRecord};
+use ciba_shared::domain::{AuthRequest, Decision, DeliveryMode, Family, TokenKind, TokenRecord};
 use ciba_shared::store::{
     CreateError, DecideError, JtiUse, PendingLimit, RedeemError, RotateError, SWEEP_BATCH, Store,
     StoreError,
@@ -26,6 +26,19 @@ const START_MS: i64 = 1_800_000_000_000;
 const SWEEP_MARGIN_SECS: i64 = 60;
 /// How long issued access tokens last.
 const ACCESS_TTL: i64 = 60;
+/// Longer than any case runs: families stay live (their end is the token code's business).
+const FAMILY_LIFETIME: i64 = 86_400;
+
+/// The family a grant of request `id` at `now` starts.
+fn family(id: &str, now: i64) -> Family {
+    Family {
+        id: id.into(),
+        client_id: "c1".into(),
+        sub: "alice".into(),
+        expires_at: now + FAMILY_LIFETIME,
+        revoked_at: None,
+    }
+}
 
 /// A case under way: the store, the model of it, the rules' memory and the clock.
 pub struct Case {
@@ -134,6 +147,7 @@ impl Case {
             Op::Redeem { req, refresh_ttl } => Call::Redeem {
                 id: id(req),
                 now,
+                family: family(&id(req), now),
                 tokens: self.tokens(&id(req), now, *refresh_ttl),
             },
             Op::Sweep => Call::Sweep {
@@ -154,10 +168,16 @@ impl Case {
                     0 => format!("rt-none-of-{}", id(req)),
                     n => ours[pick % n].hash.clone(),
                 };
+                let family = self
+                    .model
+                    .family(&id(req))
+                    .cloned()
+                    .unwrap_or_else(|| family(&id(req), now));
                 Call::Rotate {
                     hash,
                     client_id: if *other_client { "c2" } else { "c1" }.into(),
                     now,
+                    family,
                     successors: self.tokens(&id(req), now, *refresh_ttl),
                 }
             }
@@ -175,7 +195,10 @@ impl Case {
             scope: "openid".into(),
             auth_req_id: id.into(),
             auth_time: now,
+            acr: None,
+            issued_at: now,
             expires_at: now + ttl,
+            rotated_at: None,
         };
         vec![
             token("at", TokenKind::Access, ACCESS_TTL),
@@ -243,7 +266,12 @@ async fn perform(store: &dyn Store, call: &Call) -> Result<Outcome, StoreError> 
             Err(DecideError::Expired) => Outcome::DecideRefused(Refusal::Expired),
             Err(DecideError::Store(e)) => return Err(e),
         },
-        Call::Redeem { id, now, tokens } => match requests.redeem(id, *now, tokens).await {
+        Call::Redeem {
+            id,
+            now,
+            family,
+            tokens,
+        } => match requests.redeem(id, *now, family, tokens).await {
             Ok(()) => Outcome::Redeemed,
             Err(RedeemError::NotRedeemable) => Outcome::NotRedeemable,
             Err(RedeemError::Store(e)) => return Err(e),
@@ -257,14 +285,16 @@ async fn perform(store: &dyn Store, call: &Call) -> Result<Outcome, StoreError> 
             hash,
             client_id,
             now,
+            family,
             successors,
         } => match store
             .tokens()
-            .rotate_refresh_token(hash, client_id, *now, successors)
+            .rotate_refresh_token(hash, client_id, *now, family, successors)
             .await
         {
             Ok(()) => Outcome::Rotated,
             Err(RotateError::Invalid) => Outcome::RotateInvalid,
+            Err(RotateError::Reused) => Outcome::RotateReused,
             Err(RotateError::Store(e)) => return Err(e),
         },
         Call::Nothing => Outcome::Nothing,

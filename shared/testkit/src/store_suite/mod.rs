@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use ciba_shared::domain::{
-    AuthMethod, AuthRequest, Client, Decision, DeliveryMode, EnrollmentCode, Status, TokenKind,
-    TokenRecord,
+    AuthMethod, AuthRequest, Client, Decision, DeliveryMode, EnrollmentCode, Family, Status,
+    TokenKind, TokenRecord,
 };
 use ciba_shared::store::{JtiUse, PendingLimit, PollOutcome, Store};
 
@@ -79,6 +79,13 @@ macro_rules! store_suite {
             notification_is_marked_once,
             refresh_token_of_another_client_does_not_rotate,
             expired_refresh_token_does_not_rotate,
+            a_spent_refresh_token_presented_again_is_reuse,
+            concurrent_rotations_of_one_token_spend_it_once,
+            a_revoked_family_rotates_no_more,
+            revoking_a_family_twice_keeps_the_first_time,
+            revoking_a_family_without_an_item_stores_it_revoked,
+            a_refresh_token_older_than_families_rotates_and_starts_its_family,
+            an_access_token_is_revoked_alone,
             concurrent_decisions_succeed_exactly_once,
             pending_requests_beyond_the_per_client_limit_are_refused,
             pending_requests_beyond_the_per_user_limit_are_refused,
@@ -199,7 +206,21 @@ fn token(hash: &str, kind: TokenKind) -> TokenRecord {
         scope: "openid".into(),
         auth_req_id: "r1".into(),
         auth_time: NOW + 10,
+        acr: None,
+        issued_at: NOW + 20,
         expires_at: NOW + 3600,
+        rotated_at: None,
+    }
+}
+
+/// The family of request `id`'s grant, live for a day.
+fn family(id: &str) -> Family {
+    Family {
+        id: id.into(),
+        client_id: "c1".into(),
+        sub: "alice".into(),
+        expires_at: NOW + 86_400,
+        revoked_at: None,
     }
 }
 

@@ -1,15 +1,20 @@
-//! Token issuance: opaque access and refresh tokens (stored only as hashes) and the ES256 ID
-//! token (OIDC Core §2, CIBA Core §10.1.1).
+//! Token issuance: opaque or JWT access tokens and opaque refresh tokens (stored only as hashes),
+//! their family, and the ES256 ID token (OIDC Core §2, CIBA Core §10.1.1, RFC 9068).
 
 use serde::Serialize;
 
 use crate::config::Config;
 use crate::context::Ctx;
-use crate::domain::{AuthRequest, TokenKind, TokenRecord};
+use crate::domain::{AccessTokenFormat, AuthRequest, DeliveryMode, Family, TokenKind, TokenRecord};
 use crate::jose;
 use crate::ports::{Random, Signer, SignerError};
 use crate::secret::{self, Secret};
 use crate::store::{RedeemError, StoreError};
+
+pub mod presented;
+
+/// The `typ` of a JWT access token (RFC 9068 §2.1).
+pub const AT_JWT_TYP: &str = "at+jwt";
 
 /// The token response (RFC 6749 §5.1, OIDC Core §3.1.3.3).
 #[derive(Serialize, Debug)]
@@ -26,6 +31,17 @@ pub struct TokenResponse {
 pub struct Minted {
     pub response: TokenResponse,
     pub records: Vec<TokenRecord>,
+    pub family: Family,
+}
+
+/// The store key of an issued access or refresh token: the hash of its value, or for a JWT
+/// access token the hash of its `jti` (every delivery attempt of a push-mode request signs the
+/// token again, with the same `jti`), kept apart from opaque values.
+pub fn record_hash(value: &str, format: AccessTokenFormat) -> String {
+    match format {
+        AccessTokenFormat::Opaque => secret::hash(value),
+        AccessTokenFormat::Jwt => secret::hash(&format!("at+jwt:{value}")),
+    }
 }
 
 /// What tokens are issued for: an approved request, or the grant a refresh token carries.
@@ -34,36 +50,79 @@ pub struct Grant {
     pub client_id: String,
     pub sub: String,
     pub scope: String,
+    /// The request the grant came from, which names its family.
     pub auth_req_id: String,
     pub auth_time: i64,
     pub acr: Option<String>,
+    /// When the access and refresh tokens count as issued (epoch seconds).
+    pub issued_at: i64,
+    /// The family's absolute end: no token of the grant outlives it.
+    pub family_expires_at: i64,
+    pub format: AccessTokenFormat,
 }
 
 impl Grant {
-    pub fn of_request(request: &AuthRequest, now: i64) -> Self {
+    /// The grant of an approved request. A push-mode request's tokens count as issued at the
+    /// decision, so every delivery attempt carries the very tokens that were stored for it.
+    pub fn of_request(
+        request: &AuthRequest,
+        format: AccessTokenFormat,
+        config: &Config,
+        now: i64,
+    ) -> Self {
+        let auth_time = request.decided_at.unwrap_or(now);
         Self {
             client_id: request.client_id.clone(),
             sub: request.sub.clone(),
             scope: request.scope.clone(),
             auth_req_id: request.auth_req_id.clone(),
-            auth_time: request.decided_at.unwrap_or(now),
+            auth_time,
             acr: request
                 .acr_values
                 .as_deref()
                 .and_then(|a| a.split(' ').next())
                 .map(str::to_owned),
+            issued_at: if request.delivery_mode == DeliveryMode::Push {
+                auth_time
+            } else {
+                now
+            },
+            family_expires_at: auth_time.saturating_add(config.refresh_family_lifetime),
+            format,
         }
     }
 
-    /// The grant a refresh token carries, narrowed to `scope` when one is given.
-    pub fn of_refresh(record: &TokenRecord, scope: Option<String>) -> Self {
+    /// The grant a refresh token of `family` carries at `now`, narrowed to `scope` when one is
+    /// given.
+    pub fn of_refresh(
+        record: &TokenRecord,
+        family: &Family,
+        format: AccessTokenFormat,
+        scope: Option<String>,
+        now: i64,
+    ) -> Self {
         Self {
             client_id: record.client_id.clone(),
             sub: record.sub.clone(),
             scope: scope.unwrap_or_else(|| record.scope.clone()),
             auth_req_id: record.auth_req_id.clone(),
             auth_time: record.auth_time,
-            acr: None,
+            acr: record.acr.clone(),
+            issued_at: now,
+            family_expires_at: family.expires_at,
+            format,
+        }
+    }
+
+    /// The family of this grant, as first stored (or as stored for tokens older than
+    /// families).
+    pub fn family(&self) -> Family {
+        Family {
+            id: self.auth_req_id.clone(),
+            client_id: self.client_id.clone(),
+            sub: self.sub.clone(),
+            expires_at: self.family_expires_at,
+            revoked_at: None,
         }
     }
 }
@@ -106,7 +165,7 @@ impl TokenValues {
     }
 }
 
-/// Mints the tokens of `grant` at `now` (epoch seconds).
+/// Mints the tokens of `grant`; the ID token is issued at `now` (epoch seconds).
 pub async fn mint(
     grant: &Grant,
     values: TokenValues,
@@ -115,6 +174,15 @@ pub async fn mint(
     now: i64,
 ) -> Result<Minted, SignerError> {
     let TokenValues { access, refresh } = values;
+    let issued_at = grant.issued_at;
+    let access_expires_at = (issued_at + config.access_token_ttl).min(grant.family_expires_at);
+    let refresh_expires_at = (issued_at + config.refresh_token_ttl).min(grant.family_expires_at);
+    let access_token = match grant.format {
+        AccessTokenFormat::Opaque => access.expose().to_owned(),
+        AccessTokenFormat::Jwt => {
+            jwt_access_token(grant, access.expose(), access_expires_at, config, signer).await?
+        }
+    };
     let mut claims = serde_json::json!({
         "iss": config.issuer,
         "sub": grant.sub,
@@ -123,38 +191,72 @@ pub async fn mint(
         "iat": now,
         "auth_time": grant.auth_time,
         "urn:openid:params:jwt:claim:auth_req_id": grant.auth_req_id,
-        "at_hash": secret::left_half_hash(access.expose()),
+        "at_hash": secret::left_half_hash(&access_token),
         "urn:openid:params:jwt:claim:rt_hash": secret::left_half_hash(refresh.expose()),
     });
     if let Some(acr) = &grant.acr {
         claims["acr"] = acr.as_str().into();
     }
     let id_token = jose::sign_es256(signer, "JWT", &claims).await?;
-    let record = |token: &Secret, kind, ttl| TokenRecord {
-        hash: token.hash(),
+    let record = |hash: String, kind, expires_at| TokenRecord {
+        hash,
         kind,
         client_id: grant.client_id.clone(),
         sub: grant.sub.clone(),
         scope: grant.scope.clone(),
         auth_req_id: grant.auth_req_id.clone(),
         auth_time: grant.auth_time,
-        expires_at: now + ttl,
+        acr: grant.acr.clone(),
+        issued_at,
+        expires_at,
+        rotated_at: None,
     };
     let records = vec![
-        record(&access, TokenKind::Access, config.access_token_ttl),
-        record(&refresh, TokenKind::Refresh, config.refresh_token_ttl),
+        record(
+            record_hash(access.expose(), grant.format),
+            TokenKind::Access,
+            access_expires_at,
+        ),
+        record(refresh.hash(), TokenKind::Refresh, refresh_expires_at),
     ];
     Ok(Minted {
         response: TokenResponse {
-            access_token: access.expose().to_owned(),
+            access_token,
             token_type: "Bearer",
-            expires_in: config.access_token_ttl,
+            expires_in: (access_expires_at - now).max(0),
             refresh_token: refresh.expose().to_owned(),
             id_token,
             scope: grant.scope.clone(),
         },
         records,
+        family: grant.family(),
     })
+}
+
+/// An RFC 9068 access token: the grant's claims, signed like ID tokens, `jti` the random value
+/// an opaque token would have been.
+async fn jwt_access_token(
+    grant: &Grant,
+    jti: &str,
+    expires_at: i64,
+    config: &Config,
+    signer: &dyn Signer,
+) -> Result<String, SignerError> {
+    let mut claims = serde_json::json!({
+        "iss": config.issuer,
+        "sub": grant.sub,
+        "aud": config.access_token_audience,
+        "client_id": grant.client_id,
+        "scope": grant.scope,
+        "iat": grant.issued_at,
+        "exp": expires_at,
+        "auth_time": grant.auth_time,
+        "jti": jti,
+    });
+    if let Some(acr) = &grant.acr {
+        claims["acr"] = acr.as_str().into();
+    }
+    jose::sign_es256(signer, AT_JWT_TYP, &claims).await
 }
 
 /// Why an approved request's tokens were not issued.
@@ -167,14 +269,15 @@ pub enum RedeemFailure {
 }
 
 /// The tokens of an approved `request`, minted from `values` at `now`: its grant is the request's
-/// scope, user and decision time (CIBA Core §10.1.1).
+/// scope, user and decision time (CIBA Core §10.1.1), its access token in the client's `format`.
 pub async fn mint_for_request(
     ctx: &Ctx,
     request: &AuthRequest,
+    format: AccessTokenFormat,
     values: TokenValues,
     now: i64,
 ) -> Result<Minted, SignerError> {
-    let grant = Grant::of_request(request, now);
+    let grant = Grant::of_request(request, format, &ctx.config, now);
     mint(&grant, values, &ctx.config, ctx.signer.as_ref(), now).await
 }
 
@@ -185,16 +288,17 @@ pub async fn mint_for_request(
 pub async fn redeem(
     ctx: &Ctx,
     request: &AuthRequest,
+    format: AccessTokenFormat,
     values: TokenValues,
     now: i64,
 ) -> Result<TokenResponse, RedeemFailure> {
-    let minted = mint_for_request(ctx, request, values, now)
+    let minted = mint_for_request(ctx, request, format, values, now)
         .await
         .map_err(RedeemFailure::Signer)?;
     match ctx
         .store
         .requests()
-        .redeem(&request.auth_req_id, now, &minted.records)
+        .redeem(&request.auth_req_id, now, &minted.family, &minted.records)
         .await
     {
         Ok(()) => Ok(minted.response),
