@@ -6,6 +6,7 @@ use crate::local_notify::{LocalNotifier, NotifyingStore};
 use ciba_shared::callback_policy::AddressPolicy;
 use ciba_shared::config::{Config, Registration};
 use ciba_shared::context::Ctx;
+use ciba_shared::key_ring;
 use ciba_shared::notify::{HttpCallbackSender, Notifier, NotifierSettings};
 use ciba_shared::op_secret::Keys;
 use ciba_shared::ports::Random;
@@ -33,7 +34,8 @@ ciba-local: every CIBA function's handler on one local port
   --store KIND        memory (default) or dynamodb (CIBA_STORE)
   --table NAME        DynamoDB table (TABLE_NAME, default ciba-local); created when missing;
                       the endpoint comes from AWS_ENDPOINT_URL_DYNAMODB (e.g. DynamoDB Local)
-  --signing-key PATH  PKCS#8 PEM of the OP's P-256 key (SIGNING_KEY_FILE; default: generated)
+  --signing-key PATH  PKCS#8 PEM of the OP's P-256 key (SIGNING_KEY_FILE; default: generated);
+                      further PEM blocks are keys it replaced, published in /jwks only
   --registration R    open (default), closed, or token:<initial access token> (CIBA_REGISTRATION)
   --push KIND         recording (default: listed at /_local/pushes) or sns (CIBA_PUSH); sns uses
                       SNS_PLATFORM_APP_GCM / _APNS / _APNS_SANDBOX and AWS_ENDPOINT_URL_SNS,
@@ -200,7 +202,7 @@ pub async fn build(
     let signer: Arc<dyn Signer> = match &options.signing_key {
         Some(path) => {
             let pem = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
-            Arc::new(LocalSigner::from_pkcs8_pem(&pem).map_err(|e| format!("{path}: {e}"))?)
+            Arc::new(key_ring::from_pem(&format!("--signing-key {path}"), &pem).map_err(|e| e.0)?)
         }
         None => Arc::new(LocalSigner::generate()),
     };

@@ -13,11 +13,15 @@ use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeySpec, KeyUsageType, MessageType, SigningAlgorithmSpec};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use std::sync::Arc;
+
 use ciba_shared::jose;
+use ciba_shared::key_ring::KeyRing;
 use ciba_shared::kms::KmsSigner;
 use ciba_shared::ports::Signer;
 use jsonwebtoken::Algorithm;
-use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
+use jsonwebtoken::jwk::{Jwk, JwkSet, ThumbprintHash};
+use jsonwebtoken::{DecodingKey, Validation};
 use p256::ecdsa::signature::Verifier;
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use p256::ecdsa::{Signature, VerifyingKey};
@@ -118,6 +122,93 @@ fn split_jws(token: &str) -> (&str, Signature) {
     let bytes = URL_SAFE_NO_PAD.decode(signature).expect("base64url");
     assert_eq!(bytes.len(), 64, "ES256 signatures are r‖s, not DER");
     (input, Signature::from_slice(&bytes).expect("r‖s"))
+}
+
+/// The ring `KMS_KEY_ID=<key_ids>` makes at cold start, signing verifiably on this emulator (see
+/// [`signer`]).
+async fn ring(client: &aws_sdk_kms::Client, key_ids: &[&str]) -> KeyRing {
+    let (signer, retired) = KmsSigner::load_ring(client.clone(), key_ids)
+        .await
+        .expect("KmsSigner::load_ring");
+    let signer = if honours_digest(client, key_ids[0]).await {
+        signer
+    } else {
+        signer.with_raw_messages()
+    };
+    KeyRing::new(Arc::new(signer), retired)
+}
+
+/// The claims of `token` verified as an RP verifies an ID token: with `jsonwebtoken`, by the key
+/// of the JWK Set that its header's `kid` names; `None` when the set has no such key.
+fn verify_with_key_set(token: &str, key_set: &Value) -> Option<Value> {
+    let set: JwkSet = serde_json::from_value(key_set.clone()).expect("a JWK Set");
+    let kid = jsonwebtoken::decode_header(token)
+        .unwrap()
+        .kid
+        .expect("a kid");
+    let key = DecodingKey::from_jwk(set.find(&kid)?).expect("an EC JWK");
+    let mut validation = Validation::new(Algorithm::ES256);
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    let verified = jsonwebtoken::decode::<Value>(token, &key, &validation).expect("verifies");
+    Some(verified.claims)
+}
+
+#[tokio::test]
+async fn token_signed_by_the_previous_key_still_verifies_against_jwks_after_rotation() {
+    let Some(endpoint) = endpoint() else { return };
+    let client = client(&endpoint).await;
+    let old_key = create_key(&client, KeySpec::EccNistP256).await;
+    let new_key = create_key(&client, KeySpec::EccNistP256).await;
+    let claims = json!({"iss": "https://op.example.com", "sub": "alice", "aud": "client-1"});
+    let before = ring(&client, &[&old_key]).await;
+    let old_token = jose::sign_es256(&before, "JWT", &claims).await.unwrap();
+
+    // The rotation: the new key first, the old one kept in the list.
+    let after = ring(&client, &[&new_key, &old_key]).await;
+    let key_set = jwks::key_set(&after);
+    let new_token = jose::sign_es256(&after, "JWT", &claims).await.unwrap();
+
+    let kids: Vec<&Value> = key_set["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| &k["kid"])
+        .collect();
+    assert_eq!(kids, [after.kid(), before.kid()], "the signing key first");
+    assert_ne!(after.kid(), before.kid());
+    assert_eq!(
+        verify_with_key_set(&old_token, &key_set),
+        Some(claims.clone())
+    );
+    assert_eq!(
+        jose::peek_header(&new_token).unwrap().1.as_deref(),
+        Some(after.kid()),
+        "new tokens name the new key"
+    );
+    assert_eq!(verify_with_key_set(&new_token, &key_set), Some(claims));
+    // Without the old key in the list, its tokens would no longer verify.
+    let new_only = ring(&client, &[&new_key]).await;
+    assert_eq!(
+        verify_with_key_set(&old_token, &jwks::key_set(&new_only)),
+        None
+    );
+}
+
+#[tokio::test]
+async fn retired_kms_key_is_checked_like_the_signing_key() {
+    let Some(endpoint) = endpoint() else { return };
+    let client = client(&endpoint).await;
+    let signing = create_key(&client, KeySpec::EccNistP256).await;
+    let retired = create_key(&client, KeySpec::Rsa2048).await;
+
+    let err = KmsSigner::load_ring(client, &[&signing, &retired])
+        .await
+        .unwrap_err();
+
+    assert!(err.0.contains(&retired), "{}", err.0);
+    assert!(err.0.contains("RSA_2048"), "{}", err.0);
 }
 
 #[tokio::test]

@@ -107,12 +107,16 @@ class Resolver:
         declared = self.template.get("Parameters", {})
         if name in declared:
             if name in self.parameters:
-                return self.parameters[name]
-            if "Default" in declared[name]:
-                return str(declared[name]["Default"])
-            raise Failure(
-                f"template parameter {name} has no default: pass --parameter-overrides {name}=..."
-            )
+                value = self.parameters[name]
+            elif "Default" in declared[name]:
+                value = str(declared[name]["Default"])
+            else:
+                raise Failure(
+                    f"template parameter {name} has no default: pass --parameter-overrides {name}=..."
+                )
+            if declared[name].get("Type") == "CommaDelimitedList":
+                return value.split(",")
+            return value
         resource = self.template.get("Resources", {}).get(name)
         if resource is None:
             raise Failure(f"!Ref {name}: no such parameter or resource")

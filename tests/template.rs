@@ -162,3 +162,127 @@ fn every_checkov_skip_gives_its_reason() {
     }
     assert!(skips > 0, "no checkov skip found: did the syntax change?");
 }
+
+/// The `AWS::Serverless::Function` resources as (logical id, their lines).
+fn function_sections() -> Vec<(String, Vec<String>)> {
+    let mut sections: Vec<(String, Vec<String>)> = Vec::new();
+    for line in template().lines() {
+        let resource = line
+            .strip_prefix("  ")
+            .and_then(|l| l.strip_suffix(':'))
+            .filter(|l| !l.starts_with(' ') && !l.contains(' '));
+        match resource {
+            Some(id) if id.ends_with("Function") => sections.push((id.to_owned(), Vec::new())),
+            Some(_) => {
+                sections.push((String::new(), Vec::new()));
+            }
+            None => {
+                if let Some((_, lines)) = sections.last_mut() {
+                    lines.push(line.to_owned());
+                }
+            }
+        }
+    }
+    sections.retain(|(id, _)| !id.is_empty());
+    sections
+}
+
+const ACTIVE_KEY_ARN: &str =
+    "Resource: !If [SigningKeySlotB, !GetAtt SigningKeyB.Arn, !GetAtt SigningKey.Arn]";
+
+/// A retired key only verifies: `kms:Sign` is granted on the signing key alone, whichever slot
+/// holds it.
+#[test]
+fn only_the_signing_key_may_sign() {
+    let mut signers = Vec::new();
+    for (id, lines) in function_sections() {
+        for (i, line) in lines.iter().enumerate() {
+            if line.contains("kms:Sign") {
+                signers.push(id.clone());
+                assert_eq!(
+                    lines.get(i + 1).map(|l| l.trim()),
+                    Some(ACTIVE_KEY_ARN),
+                    "{id}: kms:Sign on anything but the signing key"
+                );
+            }
+        }
+    }
+    assert!(
+        signers.contains(&"TokenFunction".to_owned()),
+        "no signer found: {signers:?}"
+    );
+}
+
+/// Every function builds the key ring at cold start (`KMS_KEY_ID` is global): one that may read
+/// the signing key's public half and not the retired keys' would fail to start once a key is
+/// retired.
+#[test]
+fn every_function_reading_the_signing_key_may_read_the_retired_keys() {
+    let mut readers = 0;
+    for (id, lines) in function_sections() {
+        let trimmed: Vec<&str> = lines.iter().map(|l| l.trim()).collect();
+        let reads_active = trimmed.contains(&ACTIVE_KEY_ARN);
+        let retired = trimmed
+            .iter()
+            .position(|l| *l == "Resource: !Ref RetiredSigningKeyArns");
+        assert_eq!(
+            reads_active,
+            retired.is_some(),
+            "{id}: reads the signing key but not the retired ones, or the reverse"
+        );
+        if let Some(i) = retired {
+            readers += 1;
+            assert_eq!(
+                trimmed[i - 3..i],
+                [
+                    "- HasRetiredSigningKeys",
+                    "- Effect: Allow",
+                    "Action: [kms:GetPublicKey]"
+                ],
+                "{id}: the retired keys are granted GetPublicKey only, and only when listed"
+            );
+        }
+    }
+    assert!(
+        readers > 1,
+        "no function reads the signing key: did the syntax change?"
+    );
+}
+
+/// The signing key comes first in `KMS_KEY_ID`, the retired keys after it, and an empty
+/// `RetiredSigningKeyArns` adds no empty entry (which the functions would refuse).
+#[test]
+fn kms_key_id_lists_the_signing_key_then_the_retired_keys() {
+    let template = template();
+    let active = "!If [SigningKeySlotB, !Ref SigningKeyB, !Ref SigningKey]";
+    let expected = format!(
+        "KMS_KEY_ID: !If\n          - HasRetiredSigningKeys\n          \
+         - !Join [\",\", [{active}, !Join [\",\", !Ref RetiredSigningKeyArns]]]\n          \
+         - {active}\n"
+    );
+    assert!(template.contains(&expected), "KMS_KEY_ID is not {expected}");
+    assert!(template.contains(
+        "HasRetiredSigningKeys: !Not [!Equals [!Join [\"\", !Ref RetiredSigningKeyArns], \"\"]]"
+    ));
+}
+
+/// A key leaving the stack at a rotation must outlive it: tokens it signed verify while it is
+/// listed as retired.
+#[test]
+fn signing_keys_are_retained_when_they_leave_the_stack() {
+    let template = template();
+    for key in ["SigningKey", "SigningKeyB"] {
+        let start = template
+            .find(&format!("\n  {key}:\n"))
+            .unwrap_or_else(|| panic!("no {key}"));
+        let resource: String = template[start + 1..]
+            .lines()
+            .skip(1)
+            .take_while(|l| l.starts_with("    "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(resource.contains("Type: AWS::KMS::Key"), "{key}");
+        assert!(resource.contains("DeletionPolicy: Retain"), "{key}");
+        assert!(resource.contains("UpdateReplacePolicy: Retain"), "{key}");
+    }
+}

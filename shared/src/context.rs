@@ -4,11 +4,10 @@
 use std::sync::Arc;
 
 use crate::config::{Config, ConfigError};
+use crate::key_ring::{self, KeyRing};
 use crate::kms::KmsSigner;
 use crate::op_secret::Keys;
-use crate::ports::{
-    Clock, LocalSigner, OsRandom, Random, Resolver, Signer, SystemClock, SystemResolver,
-};
+use crate::ports::{Clock, OsRandom, Random, Resolver, Signer, SystemClock, SystemResolver};
 use crate::push::{PushSender, SnsPushSender};
 use crate::store::{DynamoStore, Store};
 
@@ -72,42 +71,46 @@ impl Ctx {
     }
 }
 
-/// The OP signing key: the KMS key `KMS_KEY_ID` (id, ARN or alias; needs `aws`, else the SDK
-/// configuration is loaded from the environment), or else a local PKCS#8 P-256 key from
-/// `SIGNING_KEY_PEM` (the PEM text) or `SIGNING_KEY_FILE` (its path) for local runs and tests.
+/// The OP signing keys: the KMS keys `KMS_KEY_ID` lists (ids, ARNs or aliases separated by
+/// commas; needs `aws`, else the SDK configuration is loaded from the environment), or else
+/// local P-256 keys from `SIGNING_KEY_PEM` (the PEM text) or `SIGNING_KEY_FILE` (its path) for
+/// local runs and tests. The first key signs; the others are the keys it replaced, published
+/// beside it (see [`KeyRing`]).
 pub async fn signer_from_env(
     aws: Option<&aws_config::SdkConfig>,
 ) -> Result<Arc<dyn Signer>, ConfigError> {
-    if let Ok(key_id) = std::env::var("KMS_KEY_ID")
-        && !key_id.trim().is_empty()
+    if let Ok(value) = std::env::var("KMS_KEY_ID")
+        && !value.trim().is_empty()
     {
-        let key_id = key_id.trim();
-        let signer = match aws {
-            Some(aws) => KmsSigner::from_key_id(aws, key_id).await,
-            None => {
-                let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-                KmsSigner::from_key_id(&aws, key_id).await
-            }
-        }
-        .map_err(|e| ConfigError(format!("KMS_KEY_ID: {}", e.0)))?;
-        return Ok(Arc::new(signer));
+        let key_ids = key_ring::key_ids("KMS_KEY_ID", &value)?;
+        let client = match aws {
+            Some(aws) => aws_sdk_kms::Client::new(aws),
+            None => aws_sdk_kms::Client::new(
+                &aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await,
+            ),
+        };
+        let (signer, retired) = KmsSigner::load_ring(client, &key_ids)
+            .await
+            .map_err(|e| ConfigError(format!("KMS_KEY_ID: {}", e.0)))?;
+        return Ok(Arc::new(KeyRing::new(Arc::new(signer), retired)));
     }
-    let pem = match (
+    let (setting, pem) = match (
         std::env::var("SIGNING_KEY_PEM"),
         std::env::var("SIGNING_KEY_FILE"),
     ) {
-        (Ok(pem), _) if !pem.is_empty() => pem,
-        (_, Ok(path)) if !path.is_empty() => std::fs::read_to_string(&path)
-            .map_err(|e| ConfigError(format!("SIGNING_KEY_FILE {path}: {e}")))?,
+        (Ok(pem), _) if !pem.is_empty() => ("SIGNING_KEY_PEM".to_owned(), pem),
+        (_, Ok(path)) if !path.is_empty() => (
+            format!("SIGNING_KEY_FILE {path}"),
+            std::fs::read_to_string(&path)
+                .map_err(|e| ConfigError(format!("SIGNING_KEY_FILE {path}: {e}")))?,
+        ),
         _ => {
             return Err(ConfigError(
                 "KMS_KEY_ID, SIGNING_KEY_PEM or SIGNING_KEY_FILE must be set".into(),
             ));
         }
     };
-    let signer = LocalSigner::from_pkcs8_pem(&pem)
-        .map_err(|_| ConfigError("the signing key is not a PKCS#8 P-256 PEM".into()))?;
-    Ok(Arc::new(signer))
+    Ok(Arc::new(key_ring::from_pem(&setting, &pem)?))
 }
 
 /// The whole `main` of an HTTP function whose handler is `async fn(&Ctx, Request) -> Response`:

@@ -42,51 +42,7 @@ impl KmsSigner {
         key_id: impl Into<String>,
     ) -> Result<Self, SignerError> {
         let key_id = key_id.into();
-        let out = client
-            .get_public_key()
-            .key_id(&key_id)
-            .send()
-            .await
-            .map_err(|e| sdk_error("GetPublicKey", &e))?;
-        // `KeySpec`, or the deprecated `CustomerMasterKeySpec` that AWS still sends beside it
-        // (and emulators such as moto send alone).
-        #[allow(deprecated)]
-        let spec = out.key_spec().map(KeySpec::as_str).or_else(|| {
-            out.customer_master_key_spec()
-                .map(aws_sdk_kms::types::CustomerMasterKeySpec::as_str)
-        });
-        if spec != Some(KeySpec::EccNistP256.as_str()) {
-            return Err(SignerError(format!(
-                "KMS key {key_id} has key spec {}, not ECC_NIST_P256",
-                spec.unwrap_or("(none)")
-            )));
-        }
-        if out.key_usage() != Some(&KeyUsageType::SignVerify) {
-            return Err(SignerError(format!(
-                "KMS key {key_id} has key usage {}, not SIGN_VERIFY",
-                out.key_usage().map_or("(none)", KeyUsageType::as_str)
-            )));
-        }
-        if !out.signing_algorithms().is_empty()
-            && !out
-                .signing_algorithms()
-                .contains(&SigningAlgorithmSpec::EcdsaSha256)
-        {
-            return Err(SignerError(format!(
-                "KMS key {key_id} does not allow ECDSA_SHA_256"
-            )));
-        }
-        let der = out.public_key().ok_or_else(|| {
-            SignerError(format!(
-                "KMS GetPublicKey for {key_id} answered no public key"
-            ))
-        })?;
-        let public = p256::PublicKey::from_public_key_der(der.as_ref()).map_err(|_| {
-            SignerError(format!(
-                "KMS key {key_id}: the public key is not a P-256 SubjectPublicKeyInfo"
-            ))
-        })?;
-        let (kid, jwk) = public_jwk_with_kid(&public);
+        let (kid, jwk) = public_jwk(&client, &key_id).await?;
         tracing::info!(key_id = %key_id, kid = %kid, "KMS signing key loaded");
         Ok(Self {
             client,
@@ -97,12 +53,30 @@ impl KmsSigner {
         })
     }
 
-    /// [`KmsSigner::new`] with a client built from `aws` (region, credentials, endpoint).
-    pub async fn from_key_id(
-        aws: &aws_config::SdkConfig,
-        key_id: impl Into<String>,
-    ) -> Result<Self, SignerError> {
-        Self::new(aws_sdk_kms::Client::new(aws), key_id).await
+    /// The signer of the first of `key_ids` and the public JWKs of the others (the keys it
+    /// replaced, published so that tokens they signed still verify), each checked as
+    /// [`KmsSigner::new`] checks the signing key. The `GetPublicKey` calls run concurrently,
+    /// so a cold start waits for one round trip however many keys are listed.
+    pub async fn load_ring(
+        client: aws_sdk_kms::Client,
+        key_ids: &[&str],
+    ) -> Result<(Self, Vec<serde_json::Value>), SignerError> {
+        let Some((active, retired)) = key_ids.split_first() else {
+            return Err(SignerError("no KMS key id".into()));
+        };
+        let retired = retired.iter().map(|key_id| {
+            let client = &client;
+            async move {
+                let (kid, jwk) = public_jwk(client, key_id).await?;
+                tracing::info!(key_id = %key_id, kid = %kid, "KMS retired key loaded (published, not signing)");
+                Ok::<_, SignerError>(jwk)
+            }
+        });
+        futures_util::future::try_join(
+            Self::new(client.clone(), *active),
+            futures_util::future::try_join_all(retired),
+        )
+        .await
     }
 
     /// Sends signing inputs of at most 4096 bytes as they are (`MessageType::RAW`, KMS hashes
@@ -151,6 +125,59 @@ impl Signer for KmsSigner {
             .ok_or_else(|| SignerError("KMS Sign answered no signature".into()))?;
         der_to_jws(der.as_ref())
     }
+}
+
+/// The kid and public JWK of the KMS key `key_id`, refused unless it is an `ECC_NIST_P256`,
+/// `SIGN_VERIFY` key that allows `ECDSA_SHA_256`.
+async fn public_jwk(
+    client: &aws_sdk_kms::Client,
+    key_id: &str,
+) -> Result<(String, serde_json::Value), SignerError> {
+    let out = client
+        .get_public_key()
+        .key_id(key_id)
+        .send()
+        .await
+        .map_err(|e| sdk_error("GetPublicKey", &e))?;
+    // `KeySpec`, or the deprecated `CustomerMasterKeySpec` that AWS still sends beside it
+    // (and emulators such as moto send alone).
+    #[allow(deprecated)]
+    let spec = out.key_spec().map(KeySpec::as_str).or_else(|| {
+        out.customer_master_key_spec()
+            .map(aws_sdk_kms::types::CustomerMasterKeySpec::as_str)
+    });
+    if spec != Some(KeySpec::EccNistP256.as_str()) {
+        return Err(SignerError(format!(
+            "KMS key {key_id} has key spec {}, not ECC_NIST_P256",
+            spec.unwrap_or("(none)")
+        )));
+    }
+    if out.key_usage() != Some(&KeyUsageType::SignVerify) {
+        return Err(SignerError(format!(
+            "KMS key {key_id} has key usage {}, not SIGN_VERIFY",
+            out.key_usage().map_or("(none)", KeyUsageType::as_str)
+        )));
+    }
+    if !out.signing_algorithms().is_empty()
+        && !out
+            .signing_algorithms()
+            .contains(&SigningAlgorithmSpec::EcdsaSha256)
+    {
+        return Err(SignerError(format!(
+            "KMS key {key_id} does not allow ECDSA_SHA_256"
+        )));
+    }
+    let der = out.public_key().ok_or_else(|| {
+        SignerError(format!(
+            "KMS GetPublicKey for {key_id} answered no public key"
+        ))
+    })?;
+    let public = p256::PublicKey::from_public_key_der(der.as_ref()).map_err(|_| {
+        SignerError(format!(
+            "KMS key {key_id}: the public key is not a P-256 SubjectPublicKeyInfo"
+        ))
+    })?;
+    Ok(public_jwk_with_kid(&public))
 }
 
 /// An ECDSA P-256 signature in DER (as KMS answers it) as the 64-byte `r‖s` of JWS ES256, with

@@ -16,6 +16,7 @@ pub mod http;
 pub mod ident;
 pub mod jose;
 pub mod jwt;
+pub mod key_ring;
 pub mod kms;
 pub mod notify;
 pub mod op_secret;
