@@ -162,3 +162,78 @@ fn every_checkov_skip_gives_its_reason() {
     }
     assert!(skips > 0, "no checkov skip found: did the syntax change?");
 }
+
+/// The IAM actions each function's policies grant, by logical id (`TokenFunction`), with the
+/// resource each statement names.
+fn granted_actions() -> std::collections::BTreeMap<String, BTreeSet<String>> {
+    let mut granted = std::collections::BTreeMap::<String, BTreeSet<String>>::new();
+    let mut function = None;
+    let mut actions: Vec<String> = Vec::new();
+    for line in template().lines() {
+        let depth = line.len() - line.trim_start().len();
+        if depth == 2 && line.trim_end().ends_with(':') {
+            let id = line.trim().trim_end_matches(':');
+            function = id.ends_with("Function").then(|| id.to_owned());
+        } else if let Some(list) = value_of(line, "Action:") {
+            actions = list
+                .trim_matches(['[', ']'])
+                .split(',')
+                .map(|a| a.trim().to_owned())
+                .collect();
+        } else if let (Some(f), Some(resource)) = (&function, value_of(line, "Resource:")) {
+            let entry = granted.entry(f.clone()).or_default();
+            for action in actions.drain(..) {
+                entry.insert(format!("{action} on {resource}"));
+            }
+        }
+    }
+    granted
+}
+
+fn grants(list: &[&str]) -> BTreeSet<String> {
+    list.iter().map(|g| (*g).to_owned()).collect()
+}
+
+/// Introspection reads tokens and authenticates its caller as `/token` does (a client
+/// assertion's `jti` is written once); it may not sign, query, update or delete anything.
+#[test]
+fn introspect_is_granted_the_reads_of_client_authentication_and_tokens_only() {
+    assert_eq!(
+        granted_actions()["IntrospectFunction"],
+        grants(&[
+            "kms:GetPublicKey on !GetAtt SigningKey.Arn",
+            "dynamodb:GetItem on !GetAtt Table.Arn",
+            "dynamodb:PutItem on !GetAtt Table.Arn",
+        ])
+    );
+}
+
+/// Revocation marks families revoked and deletes access tokens besides what introspection
+/// does; it may not sign, query or read the OP secret.
+#[test]
+fn revoke_is_granted_the_token_writes_of_revocation_only() {
+    assert_eq!(
+        granted_actions()["RevokeFunction"],
+        grants(&[
+            "kms:GetPublicKey on !GetAtt SigningKey.Arn",
+            "dynamodb:GetItem on !GetAtt Table.Arn",
+            "dynamodb:PutItem on !GetAtt Table.Arn",
+            "dynamodb:UpdateItem on !GetAtt Table.Arn",
+            "dynamodb:DeleteItem on !GetAtt Table.Arn",
+        ])
+    );
+}
+
+/// Least privilege names its actions and resources: a wildcard in a function's policy grants
+/// what no review looked at.
+#[test]
+fn no_function_is_granted_a_wildcard_action() {
+    let granted = granted_actions();
+    assert!(granted.contains_key("TokenFunction"), "{granted:?}");
+    for (function, grants) in granted {
+        for grant in grants {
+            let (action, _) = grant.split_once(" on ").unwrap();
+            assert!(!action.contains('*'), "{function}: {grant}");
+        }
+    }
+}
