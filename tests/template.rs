@@ -163,8 +163,22 @@ fn every_checkov_skip_gives_its_reason() {
     assert!(skips > 0, "no checkov skip found: did the syntax change?");
 }
 
+/// What a policy statement's `Resource` names, by kind: how the signing key is named (one key, a
+/// slot of two, the retired keys) is the key rotation's business, not a grant's.
+fn resource_kind(resource: &str) -> &str {
+    if resource.contains("SigningKey") {
+        "signing keys"
+    } else if resource.contains("Table.StreamArn") {
+        "table stream"
+    } else if resource.contains("Table.Arn") {
+        "table"
+    } else {
+        resource
+    }
+}
+
 /// The IAM actions each function's policies grant, by logical id (`TokenFunction`), with the
-/// resource each statement names.
+/// kind of resource each statement names.
 fn granted_actions() -> std::collections::BTreeMap<String, BTreeSet<String>> {
     let mut granted = std::collections::BTreeMap::<String, BTreeSet<String>>::new();
     let mut function = None;
@@ -174,6 +188,7 @@ fn granted_actions() -> std::collections::BTreeMap<String, BTreeSet<String>> {
         if depth == 2 && line.trim_end().ends_with(':') {
             let id = line.trim().trim_end_matches(':');
             function = id.ends_with("Function").then(|| id.to_owned());
+            actions.clear();
         } else if let Some(list) = value_of(line, "Action:") {
             actions = list
                 .trim_matches(['[', ']'])
@@ -183,7 +198,7 @@ fn granted_actions() -> std::collections::BTreeMap<String, BTreeSet<String>> {
         } else if let (Some(f), Some(resource)) = (&function, value_of(line, "Resource:")) {
             let entry = granted.entry(f.clone()).or_default();
             for action in actions.drain(..) {
-                entry.insert(format!("{action} on {resource}"));
+                entry.insert(format!("{action} on {}", resource_kind(resource)));
             }
         }
     }
@@ -201,9 +216,9 @@ fn introspect_is_granted_the_reads_of_client_authentication_and_tokens_only() {
     assert_eq!(
         granted_actions()["IntrospectFunction"],
         grants(&[
-            "kms:GetPublicKey on !GetAtt SigningKey.Arn",
-            "dynamodb:GetItem on !GetAtt Table.Arn",
-            "dynamodb:PutItem on !GetAtt Table.Arn",
+            "kms:GetPublicKey on signing keys",
+            "dynamodb:GetItem on table",
+            "dynamodb:PutItem on table",
         ])
     );
 }
@@ -215,11 +230,11 @@ fn revoke_is_granted_the_token_writes_of_revocation_only() {
     assert_eq!(
         granted_actions()["RevokeFunction"],
         grants(&[
-            "kms:GetPublicKey on !GetAtt SigningKey.Arn",
-            "dynamodb:GetItem on !GetAtt Table.Arn",
-            "dynamodb:PutItem on !GetAtt Table.Arn",
-            "dynamodb:UpdateItem on !GetAtt Table.Arn",
-            "dynamodb:DeleteItem on !GetAtt Table.Arn",
+            "kms:GetPublicKey on signing keys",
+            "dynamodb:GetItem on table",
+            "dynamodb:PutItem on table",
+            "dynamodb:UpdateItem on table",
+            "dynamodb:DeleteItem on table",
         ])
     );
 }
