@@ -48,6 +48,11 @@ fn problems(expected: &Value, response: &lambda_http::Response<Body>) -> Vec<Str
             out.push(format!("no {key} in {body}"));
         }
     }
+    if let Some(exact) = expected.get("body")
+        && body != *exact
+    {
+        out.push(format!("body {body}, expected {exact}"));
+    }
     for (name, value) in expected["headers"].as_object().into_iter().flatten() {
         let value = value.as_str().unwrap();
         let got = response

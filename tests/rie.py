@@ -495,6 +495,8 @@ def check(expected, result):
     for key in expected.get("has", []):
         if not isinstance(body, dict) or key not in body:
             problems.append(f"no {key} in the body")
+    if "body" in expected and body != expected["body"]:
+        problems.append(f"body {body}, expected {expected['body']}")
     for name, value in expected.get("headers", {}).items():
         got = headers.get(name) or ""
         if not (got.startswith(value[:-1]) if value.endswith("*") else got == value):

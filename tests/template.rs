@@ -285,4 +285,92 @@ fn signing_keys_are_retained_when_they_leave_the_stack() {
         assert!(resource.contains("DeletionPolicy: Retain"), "{key}");
         assert!(resource.contains("UpdateReplacePolicy: Retain"), "{key}");
     }
+/// What a policy statement's `Resource` names, by kind: how the signing key is named (one key, a
+/// slot of two, the retired keys) is the key rotation's business, not a grant's.
+fn resource_kind(resource: &str) -> &str {
+    if resource.contains("SigningKey") {
+        "signing keys"
+    } else if resource.contains("Table.StreamArn") {
+        "table stream"
+    } else if resource.contains("Table.Arn") {
+        "table"
+    } else {
+        resource
+    }
+}
+
+/// The IAM actions each function's policies grant, by logical id (`TokenFunction`), with the
+/// kind of resource each statement names.
+fn granted_actions() -> std::collections::BTreeMap<String, BTreeSet<String>> {
+    let mut granted = std::collections::BTreeMap::<String, BTreeSet<String>>::new();
+    let mut function = None;
+    let mut actions: Vec<String> = Vec::new();
+    for line in template().lines() {
+        let depth = line.len() - line.trim_start().len();
+        if depth == 2 && line.trim_end().ends_with(':') {
+            let id = line.trim().trim_end_matches(':');
+            function = id.ends_with("Function").then(|| id.to_owned());
+            actions.clear();
+        } else if let Some(list) = value_of(line, "Action:") {
+            actions = list
+                .trim_matches(['[', ']'])
+                .split(',')
+                .map(|a| a.trim().to_owned())
+                .collect();
+        } else if let (Some(f), Some(resource)) = (&function, value_of(line, "Resource:")) {
+            let entry = granted.entry(f.clone()).or_default();
+            for action in actions.drain(..) {
+                entry.insert(format!("{action} on {}", resource_kind(resource)));
+            }
+        }
+    }
+    granted
+}
+
+fn grants(list: &[&str]) -> BTreeSet<String> {
+    list.iter().map(|g| (*g).to_owned()).collect()
+}
+
+/// Introspection reads tokens and authenticates its caller as `/token` does (a client
+/// assertion's `jti` is written once); it may not sign, query, update or delete anything.
+#[test]
+fn introspect_is_granted_the_reads_of_client_authentication_and_tokens_only() {
+    assert_eq!(
+        granted_actions()["IntrospectFunction"],
+        grants(&[
+            "kms:GetPublicKey on signing keys",
+            "dynamodb:GetItem on table",
+            "dynamodb:PutItem on table",
+        ])
+    );
+}
+
+/// Revocation marks families revoked and deletes access tokens besides what introspection
+/// does; it may not sign, query or read the OP secret.
+#[test]
+fn revoke_is_granted_the_token_writes_of_revocation_only() {
+    assert_eq!(
+        granted_actions()["RevokeFunction"],
+        grants(&[
+            "kms:GetPublicKey on signing keys",
+            "dynamodb:GetItem on table",
+            "dynamodb:PutItem on table",
+            "dynamodb:UpdateItem on table",
+            "dynamodb:DeleteItem on table",
+        ])
+    );
+}
+
+/// Least privilege names its actions and resources: a wildcard in a function's policy grants
+/// what no review looked at.
+#[test]
+fn no_function_is_granted_a_wildcard_action() {
+    let granted = granted_actions();
+    assert!(granted.contains_key("TokenFunction"), "{granted:?}");
+    for (function, grants) in granted {
+        for grant in grants {
+            let (action, _) = grant.split_once(" on ").unwrap();
+            assert!(!action.contains('*'), "{function}: {grant}");
+        }
+    }
 }

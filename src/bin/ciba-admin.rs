@@ -1,7 +1,8 @@
-//! Operator tooling: imports the seed format into the configured store and issues one-time
-//! enrolment codes.
+//! Operator tooling: imports the seed format into the configured store, issues one-time
+//! enrolment codes and creates resource-server clients.
 //!
 //!   ciba-admin import --seed FILE [--table NAME] [--op-secret-arn ARN]
+//!   ciba-admin resource-server --client-id ID [--name NAME] [--table NAME]
 //!   ciba-admin enrollment-code --user SUB|HINT [--ttl SECONDS] [--table NAME]
 //!   ciba-admin enrollment-code --user SUB|HINT [--ttl SECONDS] --api http://127.0.0.1:8080
 //!   ciba-admin dead-letters --queue DLQ_URL [--redrive-to QUEUE_URL] [--limit N]
@@ -16,9 +17,13 @@ use std::process::ExitCode;
 
 use ciba_local::cli::{self, Stop};
 use ciba_local::client;
+use ciba_shared::domain::Client;
+use ciba_shared::error::WireError;
+use ciba_shared::ident::Ident;
 use ciba_shared::notify::{NotificationQueue, SqsNotificationQueue};
 use ciba_shared::op_secret::{self, Keys};
-use ciba_shared::ports::{Clock, OsRandom, SystemClock};
+use ciba_shared::ports::{Clock, OsRandom, Random, SystemClock};
+use ciba_shared::registration::Metadata;
 use ciba_shared::secret::Secret;
 use ciba_shared::store::DynamoStore;
 use ciba_testkit::enrollment;
@@ -34,6 +39,10 @@ ciba-admin: operator tooling for the CIBA OP's store
   ciba-admin enrollment-code --user SUB|HINT [--ttl SECONDS] [--table NAME | --api URL]
       issues a one-time enrolment code (valid 600 s by default) and prints it; with --api a
       running local API issues it into its own store (its in-memory store, say)
+  ciba-admin resource-server --client-id ID [--name NAME] [--table NAME]
+      creates a resource server (an API that introspects every client's access tokens at
+      /introspect and starts no authentication requests) with client_secret_basic and a new
+      secret, printed once on stdout and stored hashed; an ID already taken is refused
 
   ciba-admin dead-letters --queue DLQ_URL [--redrive-to QUEUE_URL] [--limit N]
       lists the ping and push notifications parked in the dead-letter queue (the stack output
@@ -158,9 +167,72 @@ async fn run(args: &[String]) -> Result<(), Stop> {
             println!("{}", code.expose());
             Ok(())
         }
+        "resource-server" => resource_server(&flags).await,
         "dead-letters" => dead_letters(&flags).await,
         other => Err(Stop::Usage(format!("unknown command {other}\n\n{USAGE}"))),
     }
+}
+
+/// 256 bits, as `/register` gives a client secret.
+const CLIENT_SECRET_BYTES: usize = 32;
+
+/// A resource server's client under `client_id`, with the hash of `secret`. The name and the
+/// rest of its metadata pass the rules of `/register`, so it is the client registration would
+/// have made.
+fn resource_server_client(
+    client_id: &str,
+    name: Option<&str>,
+    secret: &Secret,
+) -> Result<Client, Stop> {
+    if let Some(fault) = Ident::ClientId.fault(client_id) {
+        return Err(Stop::Usage(format!("--client-id {fault}")));
+    }
+    let mut body = serde_json::Map::new();
+    body.insert("resource_server".into(), true.into());
+    if let Some(name) = name {
+        body.insert("client_name".into(), name.into());
+    }
+    let metadata = Metadata::validate(&body, false)
+        .map_err(|e| Stop::Usage(format!("--name: {}", e.description())))?;
+    Ok(Client {
+        client_id: client_id.to_owned(),
+        client_name: metadata.client_name,
+        client_secret_hash: Some(secret.hash()),
+        token_endpoint_auth_method: metadata.token_endpoint_auth_method,
+        jwks: None,
+        backchannel_token_delivery_mode: metadata.delivery_mode,
+        backchannel_client_notification_endpoint: None,
+        backchannel_authentication_request_signing_alg: None,
+        backchannel_user_code_parameter: false,
+        resource_server: true,
+        access_token_format: metadata.access_token_format,
+    })
+}
+
+/// Creates a resource server; its secret is the only thing on stdout, so
+/// `SECRET=$(ciba-admin resource-server …)` keeps it out of the terminal's scrollback.
+async fn resource_server(flags: &cli::Flags) -> Result<(), Stop> {
+    let client_id = flags.required("client-id")?;
+    let secret = Secret::new(OsRandom.token(CLIENT_SECRET_BYTES));
+    let client =
+        resource_server_client(&client_id, flags.get("name").map(String::as_str), &secret)?;
+    let store = dynamo(flags).await?;
+    let created = ciba_shared::store::Clients::create_client(&store, &client)
+        .await
+        .map_err(|e| Stop::Failed(e.to_string()))?;
+    if !created {
+        return Err(Stop::Failed(format!(
+            "client {client_id} already exists in {}; nothing was changed (choose another --client-id)",
+            store.table()
+        )));
+    }
+    eprintln!(
+        "resource server {client_id} created in {} (client_secret_basic); its client secret, \
+         shown this once and stored only as a hash:",
+        store.table()
+    );
+    println!("{}", secret.expose());
+    Ok(())
 }
 
 /// Lists, and with `--redrive-to` redrives, the parked notifications.
@@ -238,6 +310,59 @@ mod tests {
             Err(Stop::Usage(m)) => assert!(m.starts_with("--seed is required"), "{m}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn resource_server_without_a_client_id_is_a_mistake_named_before_anything_is_touched() {
+        match run_with(&["resource-server", "--table", "t"]).await {
+            Err(Stop::Usage(m)) => assert!(m.starts_with("--client-id is required"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Client authentication refuses such ids (`Ident::ClientId`), so the client could never
+    /// be used; no table is opened for it.
+    #[tokio::test]
+    async fn resource_server_with_a_client_id_no_client_could_authenticate_with_is_a_mistake() {
+        let long = "c".repeat(256);
+        for id in ["", "tab\tid", "caf\u{e9}", &long] {
+            match run_with(&["resource-server", "--client-id", id, "--table", "t"]).await {
+                Err(Stop::Usage(m)) => assert!(m.starts_with("--client-id must"), "{id:?}: {m}"),
+                other => panic!("{id:?}: {other:?}"),
+            }
+        }
+    }
+
+    /// The name follows `/register`'s rule, so a resource server cannot carry a name that
+    /// displays as something else (a right-to-left override here).
+    #[tokio::test]
+    async fn resource_server_with_a_name_registration_would_refuse_is_a_mistake() {
+        let args = [
+            "resource-server",
+            "--client-id",
+            "api",
+            "--name",
+            "Pay\u{202e}IPA",
+            "--table",
+            "t",
+        ];
+        match run_with(&args).await {
+            Err(Stop::Usage(m)) => assert!(m.starts_with("--name: client_name must"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_resource_server_client_is_what_registration_makes_of_resource_server_true() {
+        let secret = Secret::new("s".repeat(43));
+        let client = resource_server_client("api", Some("Payments API"), &secret).unwrap();
+        assert!(client.resource_server);
+        assert_eq!(client.client_secret_hash, Some(secret.hash()));
+        assert_eq!(
+            client.token_endpoint_auth_method,
+            ciba_shared::domain::AuthMethod::ClientSecretBasic
+        );
+        assert_eq!(client.client_name.as_deref(), Some("Payments API"));
     }
 
     /// User codes are hashed under the OP secret, so an import without it would store hashes

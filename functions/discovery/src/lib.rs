@@ -7,6 +7,15 @@ use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
 use serde_json::{Value, json};
 
+/// `/introspect` and `/revoke` authenticate clients exactly as `/token` does (one
+/// `client_auth`), so their metadata is one list each, never three that could drift apart.
+const CLIENT_AUTH_METHODS: [&str; 3] = [
+    "client_secret_basic",
+    "client_secret_post",
+    "private_key_jwt",
+];
+const CLIENT_ASSERTION_ALGS: [&str; 2] = ["ES256", "PS256"];
+
 /// The metadata document; it depends on configuration only, so it is built once per cold start.
 pub fn metadata(config: &Config) -> Value {
     json!({
@@ -20,8 +29,14 @@ pub fn metadata(config: &Config) -> Value {
         "backchannel_authentication_request_signing_alg_values_supported": ["ES256", "PS256"],
         "backchannel_user_code_parameter_supported": true,
         "grant_types_supported": [CIBA_GRANT, REFRESH_GRANT],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
-        "token_endpoint_auth_signing_alg_values_supported": ["ES256", "PS256"],
+        "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "token_endpoint_auth_signing_alg_values_supported": CLIENT_ASSERTION_ALGS,
+        "introspection_endpoint": config.endpoint("/introspect"),
+        "introspection_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "introspection_endpoint_auth_signing_alg_values_supported": CLIENT_ASSERTION_ALGS,
+        "revocation_endpoint": config.endpoint("/revoke"),
+        "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "revocation_endpoint_auth_signing_alg_values_supported": CLIENT_ASSERTION_ALGS,
         "id_token_signing_alg_values_supported": ["ES256"],
         "subject_types_supported": ["public"],
         "response_types_supported": [],
@@ -65,5 +80,31 @@ mod tests {
             json!(["poll", "ping", "push"])
         );
         assert_eq!(m["id_token_signing_alg_values_supported"], json!(["ES256"]));
+    }
+
+    /// RFC 8414 §2: a resource server finds introspection and revocation in the metadata, and
+    /// authenticates there with any method `/token` accepts (they share `client_auth`).
+    #[test]
+    fn introspection_and_revocation_are_advertised_with_the_token_endpoints_auth_methods() {
+        let m = metadata(&Config::new("https://op.example.com").unwrap());
+        assert_eq!(
+            m["introspection_endpoint"],
+            "https://op.example.com/introspect"
+        );
+        assert_eq!(m["revocation_endpoint"], "https://op.example.com/revoke");
+        let methods = json!([
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt"
+        ]);
+        assert_eq!(m["token_endpoint_auth_methods_supported"], methods);
+        for endpoint in ["introspection_endpoint", "revocation_endpoint"] {
+            assert_eq!(m[format!("{endpoint}_auth_methods_supported")], methods);
+            assert_eq!(
+                m[format!("{endpoint}_auth_signing_alg_values_supported")],
+                m["token_endpoint_auth_signing_alg_values_supported"],
+                "{endpoint}: private_key_jwt is listed, so RFC 8414 requires its algorithms"
+            );
+        }
     }
 }

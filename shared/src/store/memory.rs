@@ -336,6 +336,17 @@ impl Clients for MemoryStore {
     async fn get_client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
         Ok(self.lock()?.clients.get(client_id).cloned())
     }
+
+    async fn create_client(&self, client: &Client) -> Result<bool, StoreError> {
+        use std::collections::hash_map::Entry;
+        match self.lock()?.clients.entry(client.client_id.clone()) {
+            Entry::Occupied(_) => Ok(false),
+            Entry::Vacant(slot) => {
+                slot.insert(client.clone());
+                Ok(true)
+            }
+        }
+    }
 }
 
 #[async_trait]

@@ -301,6 +301,11 @@ pub trait Tokens: Send + Sync {
 pub trait Clients: Send + Sync {
     async fn put_client(&self, client: &Client) -> Result<(), StoreError>;
 
+    /// Stores a client under an id an operator chose, only if no client has it: `false`, and
+    /// nothing written, when it is taken. Overwriting would replace another client's secret
+    /// and metadata, and with them what that client may do.
+    async fn create_client(&self, client: &Client) -> Result<bool, StoreError>;
+
     async fn get_client(&self, client_id: &str) -> Result<Option<Client>, StoreError>;
 }
 

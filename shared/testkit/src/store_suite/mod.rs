@@ -43,6 +43,7 @@ macro_rules! store_suite {
     ($make:expr) => {
         $crate::store_suite!(@cases $make;
             client_round_trips,
+            create_client_never_overwrites_a_taken_client_id,
             unknown_client_is_none,
             user_is_found_by_each_login_hint_ignoring_case,
             unknown_hint_finds_nobody,
