@@ -164,21 +164,23 @@ impl Case {
                 if ours.is_empty() {
                     ours = self.model.refresh_tokens_of(None);
                 }
-                let hash = match ours.len() {
-                    0 => format!("rt-none-of-{}", id(req)),
-                    n => ours[pick % n].hash.clone(),
+                // A refresh token belongs to the family of its own grant, whichever request the
+                // step is about: the token code never rotates it under another.
+                let (hash, grant) = match ours.len() {
+                    0 => (format!("rt-none-of-{}", id(req)), id(req)),
+                    n => (ours[pick % n].hash.clone(), ours[pick % n].auth_req_id.clone()),
                 };
                 let family = self
                     .model
-                    .family(&id(req))
+                    .family(&grant)
                     .cloned()
-                    .unwrap_or_else(|| family(&id(req), now));
+                    .unwrap_or_else(|| family(&grant, now));
                 Call::Rotate {
                     hash,
                     client_id: if *other_client { "c2" } else { "c1" }.into(),
                     now,
                     family,
-                    successors: self.tokens(&id(req), now, *refresh_ttl),
+                    successors: self.tokens(&grant, now, *refresh_ttl),
                 }
             }
         }
