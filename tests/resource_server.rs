@@ -69,12 +69,14 @@ async fn introspection(h: &Harness, id: &str, secret: &str, token: &str) -> Valu
 }
 
 fn assert_inactive(answer: &Value) {
-    assert_eq!(answer, &json!({"active": false}), "inactive is active:false alone");
+    assert_eq!(
+        answer,
+        &json!({"active": false}),
+        "inactive is active:false alone"
+    );
 }
 
-async fn the_walk_through_introspect_as_the_api_revoke_the_refresh_token_both_inactive(
-    h: Harness,
-) {
+async fn the_walk_through_introspect_as_the_api_revoke_the_refresh_token_both_inactive(h: Harness) {
     let t = tokens(&h).await;
     let access = value(&t, "access_token");
     let refresh = value(&t, "refresh_token");
@@ -105,7 +107,10 @@ async fn the_walk_through_introspect_as_the_api_revoke_the_refresh_token_both_in
 
 async fn refresh_with(h: &Harness, refresh: &str) -> Reply {
     let req = HttpRequest::new("POST", "/token")
-        .header("authorization", &Harness::basic("demo-rp", "demo-rp-secret"))
+        .header(
+            "authorization",
+            &Harness::basic("demo-rp", "demo-rp-secret"),
+        )
         .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh)]);
     h.send(req).await
 }
@@ -113,7 +118,13 @@ async fn refresh_with(h: &Harness, refresh: &str) -> Reply {
 async fn introspection_answers_every_inactive_state_with_active_false_alone(h: Harness) {
     let t = tokens(&h).await;
     let access = value(&t, "access_token").to_owned();
-    for garbage in ["unknown", "a.b.c", &"x".repeat(5000), "🙂", "eyJhbGciOiJub25lIn0.e30."] {
+    for garbage in [
+        "unknown",
+        "a.b.c",
+        &"x".repeat(5000),
+        "🙂",
+        "eyJhbGciOiJub25lIn0.e30.",
+    ] {
         assert_inactive(&introspection(&h, "demo-rp", "demo-rp-secret", garbage).await);
     }
     // Rotated: the spent refresh token and its access token's successor stay apart.
@@ -144,11 +155,17 @@ async fn introspection_needs_client_authentication_and_a_token(h: Harness) {
         .await
         .expect_error(401, "invalid_client");
     let req = HttpRequest::new("POST", "/introspect")
-        .header("authorization", &Harness::basic("demo-api", "demo-api-secret"))
+        .header(
+            "authorization",
+            &Harness::basic("demo-api", "demo-api-secret"),
+        )
         .form(&[("token_type_hint", "access_token")]);
     h.send(req).await.expect_error(400, "invalid_request");
     let req = HttpRequest::new("POST", "/revoke")
-        .header("authorization", &Harness::basic("demo-rp", "demo-rp-secret"))
+        .header(
+            "authorization",
+            &Harness::basic("demo-rp", "demo-rp-secret"),
+        )
         .form(&[("token", "")]);
     h.send(req).await.expect_error(400, "invalid_request");
 }
@@ -173,16 +190,32 @@ async fn a_client_sees_its_own_tokens_and_not_another_clients(h: Harness) {
 
 async fn a_resource_server_cannot_start_ciba_requests_or_see_refresh_tokens(h: Harness) {
     let req = HttpRequest::new("POST", "/bc-authorize")
-        .header("authorization", &Harness::basic("demo-api", "demo-api-secret"))
+        .header(
+            "authorization",
+            &Harness::basic("demo-api", "demo-api-secret"),
+        )
         .form(&[("scope", "openid"), ("login_hint", "alice")]);
     h.send(req).await.expect_error(400, "unauthorized_client");
     assert!(h.pushes.sent_to("user-alice").is_empty());
     let t = tokens(&h).await;
     assert_inactive(
-        &introspection(&h, "demo-api", "demo-api-secret", value(&t, "refresh_token")).await,
+        &introspection(
+            &h,
+            "demo-api",
+            "demo-api-secret",
+            value(&t, "refresh_token"),
+        )
+        .await,
     );
     // Nor revoke what it can see.
-    let r = revoke_as(&h, "demo-api", "demo-api-secret", value(&t, "access_token"), "").await;
+    let r = revoke_as(
+        &h,
+        "demo-api",
+        "demo-api-secret",
+        value(&t, "access_token"),
+        "",
+    )
+    .await;
     assert_eq!(r.status, 200);
     assert_eq!(h.userinfo(value(&t, "access_token")).await.status, 200);
 }
@@ -196,8 +229,15 @@ async fn revoking_an_access_token_revokes_it_alone(h: Harness) {
     assert_inactive(&introspection(&h, "demo-api", "demo-api-secret", access).await);
     h.userinfo(access).await.expect_error(401, "invalid_token");
     let next = refresh_with(&h, value(&t, "refresh_token")).await;
-    assert_eq!(next.status, 200, "the refresh token lives on: {:?}", next.body);
-    assert_eq!(h.userinfo(value(&next.body, "access_token")).await.status, 200);
+    assert_eq!(
+        next.status, 200,
+        "the refresh token lives on: {:?}",
+        next.body
+    );
+    assert_eq!(
+        h.userinfo(value(&next.body, "access_token")).await.status,
+        200
+    );
 }
 
 async fn revoking_another_clients_or_an_unknown_token_changes_nothing(h: Harness) {
@@ -239,9 +279,14 @@ async fn a_reused_refresh_token_revokes_the_family_it_belongs_to(h: Harness) {
         assert_inactive(&introspection(&h, "demo-rp", "demo-rp-secret", token).await);
     }
     // Another grant of the same user and client is its own family.
-    assert_eq!(h.userinfo(value(&other_grant, "access_token")).await.status, 200);
     assert_eq!(
-        refresh_with(&h, value(&other_grant, "refresh_token")).await.status,
+        h.userinfo(value(&other_grant, "access_token")).await.status,
+        200
+    );
+    assert_eq!(
+        refresh_with(&h, value(&other_grant, "refresh_token"))
+            .await
+            .status,
         200
     );
 }
@@ -250,7 +295,9 @@ async fn jwt_claims(h: &Harness, token: &str) -> Value {
     let jwks: JwkSet = serde_json::from_value(h.jwks().await).unwrap();
     let header = jsonwebtoken::decode_header(token).unwrap();
     assert_eq!(header.typ.as_deref(), Some("at+jwt"));
-    let jwk = jwks.find(header.kid.as_deref().unwrap()).expect("its kid is in /jwks");
+    let jwk = jwks
+        .find(header.kid.as_deref().unwrap())
+        .expect("its kid is in /jwks");
     let mut validation = Validation::new(Algorithm::ES256);
     validation.set_issuer(&[ISSUER]);
     validation.set_audience(&[ISSUER]);
@@ -276,7 +323,10 @@ async fn a_jwt_access_token_verifies_against_jwks_and_works_until_revoked(h: Har
     // A refreshed one is a JWT too.
     let next = {
         let req = HttpRequest::new("POST", "/token")
-            .header("authorization", &Harness::basic("demo-jwt", "demo-jwt-secret"))
+            .header(
+                "authorization",
+                &Harness::basic("demo-jwt", "demo-jwt-secret"),
+            )
             .form(&[
                 ("grant_type", "refresh_token"),
                 ("refresh_token", value(&t, "refresh_token")),
@@ -284,7 +334,10 @@ async fn a_jwt_access_token_verifies_against_jwks_and_works_until_revoked(h: Har
         h.send(req).await
     };
     assert_eq!(next.status, 200, "{:?}", next.body);
-    assert_eq!(jwt_claims(&h, value(&next.body, "access_token")).await["sub"], "user-alice");
+    assert_eq!(
+        jwt_claims(&h, value(&next.body, "access_token")).await["sub"],
+        "user-alice"
+    );
     // Revoked: still a well-signed JWT, and inactive all the same.
     let r = revoke_as(&h, "demo-jwt", "demo-jwt-secret", access, "access_token").await;
     assert_eq!(r.status, 200);

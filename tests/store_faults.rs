@@ -128,7 +128,10 @@ async fn redemption_whose_answers_were_lost_is_redeemed() {
     approved(&t.direct, "r1").await;
     t.lose_every_sdk_answer();
 
-    let outcome = t.store.redeem("r1", NOW + 20, &family("r1"), &tokens("r1")).await;
+    let outcome = t
+        .store
+        .redeem("r1", NOW + 20, &family("r1"), &tokens("r1"))
+        .await;
 
     assert!(outcome.is_ok(), "{outcome:?}");
     t.assert_faults_met(t.sdk_attempts);
@@ -199,7 +202,10 @@ async fn answer_lost_once_is_learnt_from_the_sdk_retry() {
     approved(&t.direct, "r1").await;
     t.lose_answers(1);
 
-    let outcome = t.store.redeem("r1", NOW + 20, &family("r1"), &tokens("r1")).await;
+    let outcome = t
+        .store
+        .redeem("r1", NOW + 20, &family("r1"), &tokens("r1"))
+        .await;
 
     assert!(outcome.is_ok(), "{outcome:?}");
     t.assert_faults_met(1);

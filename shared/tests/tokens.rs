@@ -89,9 +89,15 @@ async fn a_jwt_access_token_is_an_rfc_9068_token_a_library_verifies_with_the_pub
     r.acr_values = Some("urn:acr:high".into());
     let now = r.created_at + 9;
     let grant = Grant::of_request(&r, AccessTokenFormat::Jwt, &config, now);
-    let minted = mint(&grant, TokenValues::random(&OsRandom), &config, &signer, now)
-        .await
-        .unwrap();
+    let minted = mint(
+        &grant,
+        TokenValues::random(&OsRandom),
+        &config,
+        &signer,
+        now,
+    )
+    .await
+    .unwrap();
     let token = &minted.response.access_token;
     let header = jsonwebtoken::decode_header(token).unwrap();
     assert_eq!(header.typ.as_deref(), Some(AT_JWT_TYP));
@@ -116,8 +122,15 @@ async fn a_jwt_access_token_is_an_rfc_9068_token_a_library_verifies_with_the_pub
     assert_eq!(claims["acr"], "urn:acr:high");
     let jti = claims["jti"].as_str().unwrap();
     assert_eq!(minted.records[0].kind, TokenKind::Access);
-    assert_eq!(minted.records[0].hash, record_hash(jti, AccessTokenFormat::Jwt));
-    assert_ne!(minted.records[0].hash, secret::hash(jti), "apart from opaque values");
+    assert_eq!(
+        minted.records[0].hash,
+        record_hash(jti, AccessTokenFormat::Jwt)
+    );
+    assert_ne!(
+        minted.records[0].hash,
+        secret::hash(jti),
+        "apart from opaque values"
+    );
     assert_eq!(minted.records[0].expires_at, now + config.access_token_ttl);
 }
 
@@ -141,7 +154,12 @@ async fn no_token_outlives_its_family() {
     )
     .await
     .unwrap();
-    assert!(minted.records.iter().all(|t| t.expires_at == r.created_at + 100));
+    assert!(
+        minted
+            .records
+            .iter()
+            .all(|t| t.expires_at == r.created_at + 100)
+    );
     assert_eq!(minted.response.expires_in, 10);
     assert_eq!(minted.family.expires_at, r.created_at + 100);
 }

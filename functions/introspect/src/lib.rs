@@ -110,6 +110,10 @@ mod tests {
         assert_eq!(a["iat"], 11);
         assert_eq!(a["auth_time"], 10);
         assert_eq!(a["acr"], "urn:acr:high");
-        assert!(active(&record("rp", TokenKind::Access), "x").get("acr").is_none());
+        assert!(
+            active(&record("rp", TokenKind::Access), "x")
+                .get("acr")
+                .is_none()
+        );
     }
 }

@@ -208,7 +208,9 @@ async fn reused(ctx: &Ctx, family: &Family, now: i64) -> TokenError {
         "a spent refresh token was presented again: its family is revoked"
     );
     match ctx.store.tokens().revoke_family(family, now).await {
-        Ok(()) => TokenError::InvalidGrant("the refresh token is invalid, expired or already used".into()),
+        Ok(()) => {
+            TokenError::InvalidGrant("the refresh token is invalid, expired or already used".into())
+        }
         Err(e) => e.into(),
     }
 }

@@ -36,8 +36,7 @@ pub async fn accept(
 ) -> Result<AuthRequest, AuthnError> {
     if client.resource_server {
         return Err(AuthnError::UnauthorizedClient(
-            "a resource server may introspect tokens but not start authentication requests"
-                .into(),
+            "a resource server may introspect tokens but not start authentication requests".into(),
         ));
     }
     let (params, jti) = parameters(ctx, form, client, now)?;

@@ -216,10 +216,12 @@ impl Notifier {
                 }
             }
         }
-        Ok(tokens::mint_for_request(&self.ctx, request, format, values(), now)
-            .await
-            .map(|minted| minted.response)
-            .map_err(not_issued))
+        Ok(
+            tokens::mint_for_request(&self.ctx, request, format, values(), now)
+                .await
+                .map(|minted| minted.response)
+                .map_err(not_issued),
+        )
     }
 
     async fn attempt(&self, endpoint: &str, bearer: &str, payload: &Value) -> Outcome {

@@ -317,7 +317,10 @@ impl Tokens for MemoryStore {
 
     async fn revoke_access_token(&self, hash: &str) -> Result<(), StoreError> {
         let mut t = self.lock()?;
-        if t.tokens.get(hash).is_some_and(|r| r.kind == TokenKind::Access) {
+        if t.tokens
+            .get(hash)
+            .is_some_and(|r| r.kind == TokenKind::Access)
+        {
             t.tokens.remove(hash);
         }
         Ok(())

@@ -7,9 +7,9 @@
 //! stored record is what is answered, so a revoked JWT is inactive whatever its `exp` says.
 
 use jsonwebtoken::Algorithm;
+use jsonwebtoken::jwk::{Jwk, JwkSet};
 use lambda_http::Request;
 use lambda_http::http::Method;
-use jsonwebtoken::jwk::{Jwk, JwkSet};
 
 use super::{AT_JWT_TYP, record_hash};
 use crate::client_auth;

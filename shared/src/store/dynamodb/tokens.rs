@@ -151,9 +151,8 @@ impl Tokens for DynamoStore {
             Ok(_) => Ok(()),
             // Not an access token (or gone): nothing to forget.
             Err(e)
-                if e.as_service_error().is_some_and(|e| {
-                    e.is_conditional_check_failed_exception()
-                }) =>
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
             {
                 Ok(())
             }

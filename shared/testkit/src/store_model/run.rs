@@ -168,7 +168,10 @@ impl Case {
                 // step is about: the token code never rotates it under another.
                 let (hash, grant) = match ours.len() {
                     0 => (format!("rt-none-of-{}", id(req)), id(req)),
-                    n => (ours[pick % n].hash.clone(), ours[pick % n].auth_req_id.clone()),
+                    n => (
+                        ours[pick % n].hash.clone(),
+                        ours[pick % n].auth_req_id.clone(),
+                    ),
                 };
                 let family = self
                     .model

@@ -109,7 +109,10 @@ pub async fn concurrent_decisions_succeed_exactly_once(store: Arc<dyn Store>) {
 
 pub async fn pending_request_cannot_be_redeemed(store: Arc<dyn Store>) {
     created(&store, "r1").await;
-    let outcome = store.requests().redeem("r1", NOW + 1, &family("r1"), &[]).await;
+    let outcome = store
+        .requests()
+        .redeem("r1", NOW + 1, &family("r1"), &[])
+        .await;
     assert!(
         matches!(outcome, Err(RedeemError::NotRedeemable)),
         "{outcome:?}"
@@ -123,7 +126,10 @@ pub async fn denied_request_cannot_be_redeemed(store: Arc<dyn Store>) {
         .decide("r1", Decision::Deny, NOW + 1, &jti("dev", "d1"))
         .await
         .unwrap();
-    let outcome = store.requests().redeem("r1", NOW + 2, &family("r1"), &[]).await;
+    let outcome = store
+        .requests()
+        .redeem("r1", NOW + 2, &family("r1"), &[])
+        .await;
     assert!(
         matches!(outcome, Err(RedeemError::NotRedeemable)),
         "{outcome:?}"
@@ -134,7 +140,12 @@ pub async fn expired_request_cannot_be_redeemed(store: Arc<dyn Store>) {
     approved(&store, "r1").await;
     let outcome = store
         .requests()
-        .redeem("r1", NOW + 600, &family("r1"), &[token("h", TokenKind::Access)])
+        .redeem(
+            "r1",
+            NOW + 600,
+            &family("r1"),
+            &[token("h", TokenKind::Access)],
+        )
         .await;
     assert!(
         matches!(outcome, Err(RedeemError::NotRedeemable)),
@@ -164,7 +175,12 @@ pub async fn approved_request_is_redeemed_once_and_tokens_are_stored(store: Arc<
     );
     let again = store
         .requests()
-        .redeem("r1", NOW + 21, &family("r1"), &[token("other", TokenKind::Access)])
+        .redeem(
+            "r1",
+            NOW + 21,
+            &family("r1"),
+            &[token("other", TokenKind::Access)],
+        )
         .await;
     assert!(
         matches!(again, Err(RedeemError::NotRedeemable)),
@@ -181,7 +197,11 @@ pub async fn concurrent_redemptions_succeed_exactly_once(store: Arc<dyn Store>) 
         let store = store.clone();
         tokio::spawn(async move {
             let t = token(&format!("at-{i}"), TokenKind::Access);
-            store.requests().redeem("r1", NOW + 20, &family("r1"), &[t]).await.is_ok()
+            store
+                .requests()
+                .redeem("r1", NOW + 20, &family("r1"), &[t])
+                .await
+                .is_ok()
         })
     });
     let mut wins = 0;

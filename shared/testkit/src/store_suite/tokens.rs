@@ -14,7 +14,10 @@ async fn with_refresh_token(store: &Arc<dyn Store>) {
             "r1",
             NOW + 20,
             &family("r1"),
-            &[token("at-1", TokenKind::Access), token("rt-1", TokenKind::Refresh)],
+            &[
+                token("at-1", TokenKind::Access),
+                token("rt-1", TokenKind::Refresh),
+            ],
         )
         .await
         .unwrap();
@@ -40,7 +43,10 @@ async fn rotate(
 
 pub async fn refresh_token_rotates_once(store: Arc<dyn Store>) {
     with_refresh_token(&store).await;
-    assert_eq!(store.tokens().get_family("r1").await.unwrap(), Some(family("r1")));
+    assert_eq!(
+        store.tokens().get_family("r1").await.unwrap(),
+        Some(family("r1"))
+    );
     let next = [
         token("at-2", TokenKind::Access),
         token("rt-2", TokenKind::Refresh),
@@ -51,7 +57,11 @@ pub async fn refresh_token_rotates_once(store: Arc<dyn Store>) {
         .await
         .unwrap();
     let spent = store.tokens().get_token("rt-1").await.unwrap().unwrap();
-    assert_eq!(spent.rotated_at, Some(NOW + 30), "kept, spent, to recognise reuse");
+    assert_eq!(
+        spent.rotated_at,
+        Some(NOW + 30),
+        "kept, spent, to recognise reuse"
+    );
     assert_eq!(
         store.tokens().get_token("rt-2").await.unwrap(),
         Some(next[1].clone())
@@ -157,12 +167,20 @@ pub async fn a_refresh_token_older_than_families_rotates_and_starts_its_family(
     // Tokens issued before families were stored: the redemption wrote no family of its own.
     store
         .requests()
-        .redeem("r1", NOW + 20, &family("r0"), &[token("rt-1", TokenKind::Refresh)])
+        .redeem(
+            "r1",
+            NOW + 20,
+            &family("r0"),
+            &[token("rt-1", TokenKind::Refresh)],
+        )
         .await
         .unwrap();
     assert_eq!(store.tokens().get_family("r1").await.unwrap(), None);
     rotate(&store, "rt-1", NOW + 30, "rt-2").await.unwrap();
-    assert_eq!(store.tokens().get_family("r1").await.unwrap(), Some(family("r1")));
+    assert_eq!(
+        store.tokens().get_family("r1").await.unwrap(),
+        Some(family("r1"))
+    );
 }
 
 pub async fn an_access_token_is_revoked_alone(store: Arc<dyn Store>) {
