@@ -551,4 +551,40 @@ mod tests {
         assert_eq!(rsa_bits(&URL_SAFE_NO_PAD.encode([0x80; 256])), 2048);
         assert_eq!(rsa_bits("not base64!"), 0);
     }
+
+    #[test]
+    fn a_resource_server_registers_without_ciba_metadata_and_with_no_grants() {
+        let m = validate(json!({"resource_server": true}), false).unwrap();
+        assert!(m.resource_server);
+        assert!(m.grant_types.is_empty());
+        for refused in [
+            json!({"resource_server": true, "backchannel_token_delivery_mode": "poll"}),
+            json!({"resource_server": true, "grant_types": [CIBA_GRANT]}),
+            json!({"resource_server": "yes"}),
+        ] {
+            let e = validate(refused.clone(), false).unwrap_err();
+            assert_eq!(e.code(), "invalid_client_metadata", "{refused}");
+        }
+    }
+
+    #[test]
+    fn access_token_format_is_opaque_unless_jwt_is_asked_for() {
+        let poll = |extra: Value| {
+            let mut body = json!({"backchannel_token_delivery_mode": "poll"});
+            body.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            validate(body, false)
+        };
+        let format = |extra| poll(extra).map(|m| m.access_token_format);
+        assert_eq!(format(json!({})).unwrap(), AccessTokenFormat::Opaque);
+        assert_eq!(
+            format(json!({"access_token_format": "jwt"})).unwrap(),
+            AccessTokenFormat::Jwt
+        );
+        for bad in [json!("JWT"), json!("paseto"), json!(1)] {
+            let e = poll(json!({"access_token_format": bad})).unwrap_err();
+            assert_eq!(e.code(), "invalid_client_metadata");
+        }
+    }
 }
