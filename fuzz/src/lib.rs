@@ -6,22 +6,25 @@
 //! `demo-fapi` (`tests/keys/demo-fapi-rp.pem`), so a seed made from a real request reaches the
 //! rules behind the signature check.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ciba_shared::backchannel::{params, request_object};
 use ciba_shared::client_auth;
 use ciba_shared::config::Config;
-use ciba_shared::domain::Client;
+use ciba_shared::context::Ctx;
+use ciba_shared::domain::{Client, Device};
 use ciba_shared::http::Form;
 use ciba_shared::jose::{self, Claims};
 use ciba_shared::jwt::Expect;
-use ciba_shared::ports::{LocalSigner, Signer};
+use ciba_shared::ports::{LocalSigner, OsRandom, Signer, SystemClock, SystemResolver};
+use ciba_shared::push::{Platform, PushError, PushMessage, PushSender};
 use ciba_shared::registration::Metadata;
 use ciba_shared::secret;
 use ciba_shared::store::dynamodb::stream;
 use ciba_shared::store::{Clients, MemoryStore};
+use ciba_shared::tokens::{AT_JWT_TYP, presented};
 use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::JwkSet;
 use lambda_http::http::{HeaderMap, HeaderValue};
@@ -257,4 +260,60 @@ fn tokens() -> &'static [String; 2] {
             format!("{header}.{payload}.{signature}"),
         ]
     })
+}
+
+/// A token presented back at `/userinfo`, `/introspect` or `/revoke`: as it comes (opaque or
+/// compact JWS), and as the claims of a JWT access token the OP itself signed, so the claims
+/// (`iss`, `jti` of any type and length) are read past the signature check.
+pub fn presented_token(data: &[u8]) {
+    let f = fixtures();
+    let op = op();
+    if let Ok(token) = std::str::from_utf8(data) {
+        let _ = f.runtime.block_on(presented::find(&op.ctx, token));
+    }
+    let header = json!({"alg": "ES256", "typ": AT_JWT_TYP, "kid": op.ctx.signer.kid()});
+    let mut jwt = URL_SAFE_NO_PAD.encode(header.to_string());
+    jwt.push('.');
+    URL_SAFE_NO_PAD.encode_string(data, &mut jwt);
+    let Ok(signature) = f.runtime.block_on(op.ctx.signer.sign(jwt.as_bytes())) else {
+        return;
+    };
+    jwt.push('.');
+    URL_SAFE_NO_PAD.encode_string(signature, &mut jwt);
+    let _ = f.runtime.block_on(presented::find(&op.ctx, &jwt));
+}
+
+/// An OP over an empty in-memory store, signing with a key of its own.
+struct Op {
+    ctx: Ctx,
+}
+
+fn op() -> &'static Op {
+    static OP: OnceLock<Op> = OnceLock::new();
+    OP.get_or_init(|| Op {
+        ctx: Ctx {
+            config: Arc::new(Config::new(ISSUER).expect("the fuzz issuer is valid")),
+            store: Arc::new(MemoryStore::new()),
+            clock: Arc::new(SystemClock),
+            random: Arc::new(OsRandom),
+            signer: Arc::new(LocalSigner::generate()),
+            push: Arc::new(NoPush),
+            resolver: Arc::new(SystemResolver),
+            keys: None,
+        },
+    })
+}
+
+/// Presented tokens never push.
+struct NoPush;
+
+#[async_trait::async_trait]
+impl PushSender for NoPush {
+    async fn register(&self, _: Platform, _: &str) -> Result<String, PushError> {
+        Err(PushError::PlatformNotConfigured)
+    }
+
+    async fn send(&self, _: &Device, _: &PushMessage) -> Result<(), PushError> {
+        Err(PushError::PlatformNotConfigured)
+    }
 }
