@@ -6,7 +6,8 @@
 mod common;
 
 use ciba_local::event::HttpRequest;
-use common::{Harness, ISSUER, Reply};
+use ciba_shared::ports::{OsRandom, Random};
+use common::{Harness, ISSUER, Reply, key};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
@@ -22,6 +23,7 @@ on_both_stores!(
     a_reused_refresh_token_revokes_the_family_it_belongs_to,
     a_jwt_access_token_verifies_against_jwks_and_works_until_revoked,
     a_forged_or_altered_jwt_access_token_is_inactive,
+    a_private_key_jwt_client_introspects_and_revokes_with_the_endpoint_as_audience,
 );
 
 async fn tokens_as(h: &Harness, id: &str, secret: &str) -> Value {
@@ -369,4 +371,59 @@ async fn a_forged_or_altered_jwt_access_token_is_inactive(h: Harness) {
     // Its jti presented as an opaque token.
     let jti = claims["jti"].as_str().unwrap();
     assert_inactive(&introspection(&h, "demo-api", "demo-api-secret", jti).await);
+}
+
+/// A client assertion of demo-fapi addressed to `aud`.
+fn assertion_for(h: &Harness, aud: &str) -> String {
+    let now = h.now();
+    ciba_shared::jose::sign_with_key(
+        &key("demo-fapi-rp"),
+        &json!({"alg": "ES256", "typ": "JWT"}),
+        &json!({
+            "iss": "demo-fapi", "sub": "demo-fapi", "aud": aud,
+            "iat": now, "exp": now + 60, "jti": OsRandom.token(12)
+        }),
+    )
+}
+
+async fn as_fapi(h: &Harness, path: &str, aud: &str, token: &str) -> Reply {
+    let assertion = assertion_for(h, aud);
+    let req = HttpRequest::new("POST", path).form(&[
+        ("token", token),
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ),
+        ("client_assertion", &assertion),
+    ]);
+    h.send(req).await
+}
+
+async fn a_private_key_jwt_client_introspects_and_revokes_with_the_endpoint_as_audience(
+    h: Harness,
+) {
+    let started = h
+        .bc_authorize_signed(&h.sign_request(&h.request_claims()))
+        .await;
+    assert_eq!(started.status, 200, "{:?}", started.body);
+    assert_eq!(h.alice_decides("approve").await.status, 204);
+    let t = h
+        .poll_signed(started.body["auth_req_id"].as_str().unwrap())
+        .await;
+    assert_eq!(t.status, 200, "{:?}", t.body);
+    let access = value(&t.body, "access_token");
+    for aud in [ISSUER.to_owned(), format!("{ISSUER}/introspect")] {
+        let r = as_fapi(&h, "/introspect", &aud, access).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert_eq!(r.body["active"], true);
+        assert_eq!(r.body["client_id"], "demo-fapi");
+        assert_eq!(r.body["acr"], "urn:example:acr:device", "the request's acr");
+    }
+    as_fapi(&h, "/introspect", "https://elsewhere.example", access)
+        .await
+        .expect_error(401, "invalid_client");
+    let refresh = value(&t.body, "refresh_token");
+    let r = as_fapi(&h, "/revoke", &format!("{ISSUER}/revoke"), refresh).await;
+    assert_eq!(r.status, 200);
+    assert_inactive(&as_fapi(&h, "/introspect", ISSUER, access).await.body);
 }

@@ -195,8 +195,9 @@ impl Config {
     /// the endpoint it was sent to (RFC 7523 §3).
     pub fn accepts_audience(&self, aud: &str) -> bool {
         aud == self.issuer
-            || aud == self.endpoint("/token")
-            || aud == self.endpoint("/bc-authorize")
+            || ["/token", "/bc-authorize", "/introspect", "/revoke"]
+                .iter()
+                .any(|path| aud == self.endpoint(path))
     }
 
     /// Whether this OP runs on the developer's machine: its issuer is plain http on a loopback
