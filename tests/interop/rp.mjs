@@ -33,6 +33,12 @@ const run = promisify(execFile);
 
 const ok = (step) => console.log(`ok   ${step}`);
 
+// openid-client polls until the request expires (10 minutes): a flow that hangs stops here instead.
+setTimeout(() => {
+  console.error('interop: not done after 90 s (see the last "ok" line for where it stopped)');
+  process.exit(1);
+}, 90_000).unref();
+
 /** openid-client's configuration for a seeded client authenticating with client_secret_basic;
  * ID tokens in token responses are also checked against /jwks (non-repudiation checks). */
 const discover = (clientId, secret) =>
