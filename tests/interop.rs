@@ -1,0 +1,123 @@
+//! Interoperability with a real relying-party stack: `tests/interop/rp.mjs` runs the bank's RP on
+//! `openid-client` and `jose` (pinned in `tests/interop/package-lock.json`) against the running
+//! local API: discovery, CIBA approved by the device simulator, the ID token as openid-client
+//! validates it, introspection as the resource server, revocation of a refresh token's family,
+//! refresh-token reuse, and RFC 9068 JWT access tokens verified against `/jwks`.
+//!
+//! Needs node 20+ and `npm ci --prefix tests/interop` (tests/run does it). Without the packages
+//! the test skips, unless `CIBA_REQUIRE_INTEROP=1` (as inside tests/run), where it fails.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The packages rp.mjs imports; `None` (the test skips) when they are not installed, unless
+/// `CIBA_REQUIRE_INTEROP=1`, where that is a failure.
+fn interop_packages() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
+    let modules = dir.join("node_modules");
+    if ["openid-client", "jose"]
+        .iter()
+        .all(|package| modules.join(package).join("package.json").is_file())
+    {
+        return Some(dir);
+    }
+    if std::env::var("CIBA_REQUIRE_INTEROP").is_ok_and(|v| v == "1") {
+        panic!(
+            "CIBA_REQUIRE_INTEROP=1 but {} lacks openid-client or jose: run \
+             `npm ci --prefix tests/interop` (tests/run does)",
+            modules.display()
+        );
+    }
+    eprintln!("skipping: tests/interop/node_modules missing (npm ci --prefix tests/interop)");
+    None
+}
+
+/// The local API binary on a free loopback port, in-memory store, seeded from tests/seed.json;
+/// stopped when dropped, so a failing assertion does not leave it running.
+struct LocalApi {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl LocalApi {
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("interop-op-{port}.log"));
+        let output = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ciba-local"))
+            .args(["--port", &port.to_string()])
+            .args(["--issuer", &format!("http://127.0.0.1:{port}")])
+            .args(["--store", "memory", "--seed", "tests/seed.json"])
+            .args(["--push", "recording"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(output.try_clone().unwrap())
+            .stderr(output)
+            .spawn()
+            .expect("ciba-local starts");
+        let mut api = LocalApi { child, port, log };
+        let listening = (0..200).any(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(
+            listening,
+            "ciba-local did not listen on 127.0.0.1:{port} within 10 s; its output:\n{}",
+            api.output()
+        );
+        assert!(
+            api.child.try_wait().unwrap().is_none(),
+            "ciba-local exited; its output:\n{}",
+            api.output()
+        );
+        api
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for LocalApi {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+        std::fs::remove_file(&self.log).ok();
+    }
+}
+
+#[test]
+fn openid_client_and_jose_get_introspect_revoke_and_refresh_tokens_as_the_banks_rp() {
+    let Some(interop) = interop_packages() else {
+        return;
+    };
+    let api = LocalApi::start();
+    let run = Command::new("node")
+        .arg(interop.join("rp.mjs"))
+        .arg(api.url())
+        .arg(env!("CARGO_BIN_EXE_ciba-device"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("node runs (node 20+ on PATH)");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        run.status.success() && stdout.contains("interop: every step passed"),
+        "the RP on openid-client and jose failed ({}):\n--- its steps\n{stdout}\n--- its error\n\
+         {stderr}\n--- the local API's output\n{}",
+        run.status,
+        api.output()
+    );
+    println!("{stdout}");
+}
