@@ -200,6 +200,7 @@ fn id_token(c: &mut Criterion) {
         issued_at: T0,
         family_expires_at: T0 + config.refresh_family_lifetime,
         format: AccessTokenFormat::Opaque,
+        jkt: None,
     };
     c.bench_function("tokens/mint", |b| {
         b.iter(|| {

@@ -95,6 +95,7 @@ fn tokens(auth_req_id: &str) -> Vec<TokenRecord> {
         issued_at: NOW + 20,
         expires_at: NOW + 3600,
         rotated_at: None,
+        jkt: None,
     })
     .collect()
 }

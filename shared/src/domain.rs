@@ -264,6 +264,10 @@ pub struct TokenRecord {
     /// presenting it again is recognised as reuse.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotated_at: Option<i64>,
+    /// The thumbprint of the DPoP key the token is bound to (`cnf.jkt`, RFC 9449): it is only
+    /// good with a proof signed by that key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jkt: Option<String>,
 }
 
 /// Every token issued from one grant (one approved request): the first access and refresh

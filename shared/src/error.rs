@@ -239,6 +239,8 @@ error_family! {
         SlowDown => ("slow_down", BAD_REQUEST),
         /// The request expired before it was redeemed.
         ExpiredToken => ("expired_token", BAD_REQUEST),
+        /// The DPoP proof is missing where required, malformed, or fails a rule (RFC 9449 §5).
+        InvalidDpopProof => ("invalid_dpop_proof", BAD_REQUEST),
         /// The user denied the request.
         AccessDenied => ("access_denied", BAD_REQUEST),
         /// Push delivery only: the approved request's tokens could not be issued (CIBA Core
@@ -299,13 +301,29 @@ pub enum BearerError {
     Missing,
     InvalidRequest(Text),
     InvalidToken(Text),
+    /// A DPoP-bound token presented without a valid proof of its key, or as a Bearer token: 401
+    /// with a `DPoP` challenge (RFC 9449 §7.1).
+    DpopToken(Text),
+    /// The `DPoP` scheme with a missing or failing proof.
+    InvalidDpopProof(Text),
     Internal(Internal),
+}
+
+/// The `DPoP` challenge (RFC 9449 §7.1): the algorithms a proof may use, and the error.
+fn dpop_challenge(error: &str, description: &str) -> String {
+    format!(
+        r#"DPoP algs="{}", error="{error}", error_description="{description}""#,
+        crate::dpop::ALGORITHMS.join(" ")
+    )
 }
 
 impl WireError for BearerError {
     fn code(&self) -> &'static str {
         match self {
-            BearerError::Missing | BearerError::InvalidToken(_) => "invalid_token",
+            BearerError::Missing | BearerError::InvalidToken(_) | BearerError::DpopToken(_) => {
+                "invalid_token"
+            }
+            BearerError::InvalidDpopProof(_) => "invalid_dpop_proof",
             BearerError::InvalidRequest(_) => "invalid_request",
             BearerError::Internal(i) => i.code(),
         }
@@ -313,7 +331,10 @@ impl WireError for BearerError {
 
     fn status(&self) -> StatusCode {
         match self {
-            BearerError::Missing | BearerError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            BearerError::Missing
+            | BearerError::InvalidToken(_)
+            | BearerError::DpopToken(_)
+            | BearerError::InvalidDpopProof(_) => StatusCode::UNAUTHORIZED,
             BearerError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             BearerError::Internal(i) => i.status(),
         }
@@ -322,7 +343,10 @@ impl WireError for BearerError {
     fn description(&self) -> &str {
         match self {
             BearerError::Missing => "a Bearer access token is required",
-            BearerError::InvalidRequest(d) | BearerError::InvalidToken(d) => d,
+            BearerError::InvalidRequest(d)
+            | BearerError::InvalidToken(d)
+            | BearerError::DpopToken(d)
+            | BearerError::InvalidDpopProof(d) => d,
             BearerError::Internal(i) => i.description(),
         }
     }
@@ -336,6 +360,8 @@ impl WireError for BearerError {
             BearerError::InvalidRequest(_) => {
                 Some(r#"Bearer realm="ciba", error="invalid_request""#.into())
             }
+            BearerError::DpopToken(d) => Some(dpop_challenge("invalid_token", d)),
+            BearerError::InvalidDpopProof(d) => Some(dpop_challenge("invalid_dpop_proof", d)),
             BearerError::Internal(_) => None,
         }
     }

@@ -9,10 +9,19 @@ use serde::Serialize;
 /// The `Authorization: Bearer` token (RFC 6750 §2.1), if one was sent; the scheme is matched
 /// case-insensitively and an empty token counts as none.
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    authorization(headers, "bearer")
+}
+
+/// The `Authorization: DPoP` token (RFC 9449 §7.1), if one was sent.
+pub fn dpop_token(headers: &HeaderMap) -> Option<&str> {
+    authorization(headers, "dpop")
+}
+
+fn authorization<'a>(headers: &'a HeaderMap, wanted: &str) -> Option<&'a str> {
     let value = headers.get("authorization")?.to_str().ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
     let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+    (scheme.eq_ignore_ascii_case(wanted) && !token.is_empty()).then_some(token)
 }
 
 /// The body bytes of a request, whatever form API Gateway delivered them in.

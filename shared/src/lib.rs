@@ -11,6 +11,7 @@ pub mod context;
 pub mod decision;
 pub mod display;
 pub mod domain;
+pub mod dpop;
 pub mod error;
 pub mod http;
 pub mod ident;

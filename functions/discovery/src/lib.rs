@@ -38,6 +38,7 @@ pub fn metadata(config: &Config) -> Value {
         "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
         "revocation_endpoint_auth_signing_alg_values_supported": CLIENT_ASSERTION_ALGS,
         "id_token_signing_alg_values_supported": ["ES256"],
+        "dpop_signing_alg_values_supported": ciba_shared::dpop::ALGORITHMS,
         "subject_types_supported": ["public"],
         "response_types_supported": [],
         "scopes_supported": SUPPORTED_SCOPES,
@@ -92,6 +93,10 @@ mod tests {
             "https://op.example.com/introspect"
         );
         assert_eq!(m["revocation_endpoint"], "https://op.example.com/revoke");
+        assert_eq!(
+            m["dpop_signing_alg_values_supported"],
+            json!(["ES256", "PS256"])
+        );
         let methods = json!([
             "client_secret_basic",
             "client_secret_post",

@@ -50,12 +50,15 @@ fn active(record: &TokenRecord, issuer: &str) -> Value {
         "sub": record.sub,
         "exp": record.expires_at,
         "iat": record.issued_at,
-        "token_type": token_type(record.kind),
+        "token_type": token_type(record),
         "auth_time": record.auth_time,
         "iss": issuer,
     });
     if let Some(acr) = &record.acr {
         answer["acr"] = acr.as_str().into();
+    }
+    if let Some(jkt) = &record.jkt {
+        answer["cnf"] = json!({ "jkt": jkt });
     }
     answer
 }
@@ -78,6 +81,7 @@ mod tests {
             issued_at: 11,
             expires_at: 20,
             rotated_at: None,
+            jkt: None,
         }
     }
 

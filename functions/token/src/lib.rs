@@ -6,6 +6,7 @@
 use ciba_shared::client_auth;
 use ciba_shared::context::Ctx;
 use ciba_shared::domain::{AuthRequest, Client, DeliveryMode, Family, TokenKind};
+use ciba_shared::dpop::{self, DpopError, Proof, Target};
 use ciba_shared::error::{TokenError, error_response};
 use ciba_shared::http::{Form, json_response};
 use ciba_shared::ident::Ident;
@@ -42,15 +43,49 @@ async fn token(ctx: &Ctx, req: &Request) -> Result<Response<Body>, TokenError> {
     )
     .await?;
     match grant_type {
-        CIBA_GRANT => ciba_grant(ctx, &client, &form).await,
-        REFRESH_GRANT => refresh_grant(ctx, &client, &form).await,
+        CIBA_GRANT => {
+            let proof = dpop_proof(ctx, req).await?;
+            ciba_grant(ctx, &client, &form, proof).await
+        }
+        REFRESH_GRANT => {
+            let proof = dpop_proof(ctx, req).await?;
+            refresh_grant(ctx, &client, &form, proof).await
+        }
         other => Err(TokenError::UnsupportedGrantType(
             format!("grant_type {other} is not supported").into(),
         )),
     }
 }
 
-async fn ciba_grant(ctx: &Ctx, client: &Client, form: &Form) -> Result<Response<Body>, TokenError> {
+/// The request's DPoP proof (RFC 9449 §5), checked, if it has one: tokens issued now are bound
+/// to its key. Every request brings a fresh proof, so its `jti` is spent whatever the answer
+/// (`authorization_pending` included).
+async fn dpop_proof(ctx: &Ctx, req: &Request) -> Result<Option<Proof>, TokenError> {
+    let target = Target {
+        method: "POST",
+        path: "/token",
+        access_token: None,
+    };
+    dpop::verify(
+        req.headers(),
+        &target,
+        ctx.store.as_ref(),
+        &ctx.config,
+        ctx.clock.now(),
+    )
+    .await
+    .map_err(|e| match e {
+        DpopError::Invalid(what) => TokenError::InvalidDpopProof(what.into()),
+        DpopError::Store(e) => e.into(),
+    })
+}
+
+async fn ciba_grant(
+    ctx: &Ctx,
+    client: &Client,
+    form: &Form,
+    proof: Option<Proof>,
+) -> Result<Response<Body>, TokenError> {
     if client.resource_server {
         return Err(TokenError::UnauthorizedClient(
             "a resource server starts no authentication requests".into(),
@@ -86,7 +121,7 @@ async fn ciba_grant(ctx: &Ctx, client: &Client, form: &Form) -> Result<Response<
     match standing(&request, now) {
         Standing::Redeemed => Err(unknown()),
         Standing::Refused(e) => Err(e),
-        Standing::Approved => redeem(ctx, client, &request, now).await,
+        Standing::Approved => redeem(ctx, client, &request, proof, now).await,
         Standing::Pending => match ctx.store.requests().record_poll(id, now_ms).await? {
             PollOutcome::InTime => Err(TokenError::AuthorizationPending(
                 "the user has not yet decided".into(),
@@ -103,10 +138,12 @@ async fn redeem(
     ctx: &Ctx,
     client: &Client,
     request: &AuthRequest,
+    proof: Option<Proof>,
     now: i64,
 ) -> Result<Response<Body>, TokenError> {
     let values = TokenValues::random(ctx.random.as_ref());
-    match tokens::redeem(ctx, request, client.access_token_format, values, now).await {
+    let jkt = proof.map(|p| p.jkt);
+    match tokens::redeem(ctx, request, client.access_token_format, jkt, values, now).await {
         Ok(response) => {
             tracing::info!(client_id = %request.client_id, "tokens issued");
             Ok(json_response(StatusCode::OK, &response, true))
@@ -128,6 +165,7 @@ async fn refresh_grant(
     ctx: &Ctx,
     client: &Client,
     form: &Form,
+    proof: Option<Proof>,
 ) -> Result<Response<Body>, TokenError> {
     let presented = form
         .get("refresh_token")
@@ -150,6 +188,23 @@ async fn refresh_grant(
     if !found.is_active(now) || !family.is_live(now) {
         return Err(invalid());
     }
+    // A grant bound to a DPoP key stays bound to it: its refresh token is good only with a proof
+    // of that key, so a stolen one cannot be turned into bearer tokens.
+    if let Some(bound) = &found.record.jkt {
+        match &proof {
+            None => {
+                return Err(TokenError::InvalidDpopProof(
+                    "this refresh token is bound to a DPoP key: send a DPoP proof".into(),
+                ));
+            }
+            Some(p) if &p.jkt != bound => {
+                return Err(TokenError::InvalidGrant(
+                    "the refresh token is bound to another DPoP key".into(),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
     let scope = form
         .get("scope")
         .map(|requested| {
@@ -163,13 +218,16 @@ async fn refresh_grant(
                 })
         })
         .transpose()?;
-    let grant = Grant::of_refresh(
-        &found.record,
-        &family,
-        client.access_token_format,
-        scope,
-        now,
-    );
+    let grant = Grant {
+        jkt: proof.map(|p| p.jkt),
+        ..Grant::of_refresh(
+            &found.record,
+            &family,
+            client.access_token_format,
+            scope,
+            now,
+        )
+    };
     let values = TokenValues::random(ctx.random.as_ref());
     let minted = tokens::mint(&grant, values, &ctx.config, ctx.signer.as_ref(), now).await?;
     match ctx

@@ -2,9 +2,10 @@
 //! RFC 6750 §2).
 
 use ciba_shared::context::Ctx;
-use ciba_shared::domain::{TokenKind, User};
+use ciba_shared::domain::{TokenKind, TokenRecord, User};
+use ciba_shared::dpop::{self, DpopError, Target};
 use ciba_shared::error::{BearerError, error_response};
-use ciba_shared::http::{Form, bearer_token, json_response, media_type};
+use ciba_shared::http::{Form, bearer_token, dpop_token, json_response, media_type};
 use ciba_shared::protocol::Scope;
 use ciba_shared::tokens::presented;
 use lambda_http::http::{Method, StatusCode};
@@ -45,7 +46,10 @@ pub async fn handle(ctx: &Ctx, req: Request) -> Response<Body> {
 }
 
 async fn userinfo(ctx: &Ctx, req: &Request) -> Result<Response<Body>, BearerError> {
-    let token = access_token(req)?;
+    let (token, scheme_dpop) = match dpop_token(req.headers()) {
+        Some(token) => (token.to_owned(), true),
+        None => (access_token(req)?, false),
+    };
     let record = presented::find_active(ctx, &token, ctx.clock.now())
         .await?
         .map(|found| found.record)
@@ -53,6 +57,7 @@ async fn userinfo(ctx: &Ctx, req: &Request) -> Result<Response<Body>, BearerErro
         .ok_or_else(|| {
             BearerError::InvalidToken("the access token is invalid, expired or revoked".into())
         })?;
+    check_binding(ctx, req, &token, &record, scheme_dpop).await?;
     let user = ctx
         .store
         .accounts()
@@ -66,6 +71,56 @@ async fn userinfo(ctx: &Ctx, req: &Request) -> Result<Response<Body>, BearerErro
         &claims(&user, &record.scope),
         true,
     ))
+}
+
+/// A DPoP-bound token is good only under the `DPoP` scheme with a proof of its key over this
+/// request and this token (RFC 9449 §7); a Bearer token only as a Bearer token.
+async fn check_binding(
+    ctx: &Ctx,
+    req: &Request,
+    token: &str,
+    record: &TokenRecord,
+    scheme_dpop: bool,
+) -> Result<(), BearerError> {
+    let Some(bound) = &record.jkt else {
+        return if scheme_dpop {
+            Err(BearerError::DpopToken(
+                "the access token is not bound to a DPoP key".into(),
+            ))
+        } else {
+            Ok(())
+        };
+    };
+    if !scheme_dpop {
+        return Err(BearerError::DpopToken(
+            "the access token is bound to a DPoP key: present it with the DPoP scheme and a proof"
+                .into(),
+        ));
+    }
+    let target = Target {
+        method: req.method().as_str(),
+        path: "/userinfo",
+        access_token: Some(token),
+    };
+    let proof = dpop::verify(
+        req.headers(),
+        &target,
+        ctx.store.as_ref(),
+        &ctx.config,
+        ctx.clock.now(),
+    )
+    .await
+    .map_err(|e| match e {
+        DpopError::Invalid(what) => BearerError::InvalidDpopProof(what.into()),
+        DpopError::Store(e) => e.into(),
+    })?
+    .ok_or_else(|| BearerError::InvalidDpopProof("a DPoP proof is required".into()))?;
+    if &proof.jkt != bound {
+        return Err(BearerError::DpopToken(
+            "the DPoP proof is signed by another key than the token is bound to".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The token from the `Authorization` header, or from a POST form's `access_token`; never both.

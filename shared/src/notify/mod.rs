@@ -198,7 +198,7 @@ impl Notifier {
         };
         let expired = || TokenError::ExpiredToken("the authentication request has expired".into());
         if request.status == Status::Approved {
-            match tokens::redeem(&self.ctx, request, format, values(), now).await {
+            match tokens::redeem(&self.ctx, request, format, None, values(), now).await {
                 Ok(response) => return Ok(Ok(response)),
                 Err(RedeemFailure::Store(e)) => return Err(e),
                 Err(RedeemFailure::Signer(e)) => return Ok(Err(not_issued(e))),
@@ -217,7 +217,7 @@ impl Notifier {
             }
         }
         Ok(
-            tokens::mint_for_request(&self.ctx, request, format, values(), now)
+            tokens::mint_for_request(&self.ctx, request, format, None, values(), now)
                 .await
                 .map(|minted| minted.response)
                 .map_err(not_issued),

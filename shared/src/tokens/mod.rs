@@ -59,6 +59,8 @@ pub struct Grant {
     /// The family's absolute end: no token of the grant outlives it.
     pub family_expires_at: i64,
     pub format: AccessTokenFormat,
+    /// The DPoP key the tokens are bound to (RFC 9449), if the client proved one.
+    pub jkt: Option<String>,
 }
 
 impl Grant {
@@ -89,6 +91,7 @@ impl Grant {
             },
             family_expires_at: auth_time.saturating_add(config.refresh_family_lifetime),
             format,
+            jkt: None,
         }
     }
 
@@ -111,6 +114,7 @@ impl Grant {
             issued_at: now,
             family_expires_at: family.expires_at,
             format,
+            jkt: None,
         }
     }
 
@@ -210,6 +214,7 @@ pub async fn mint(
         issued_at,
         expires_at,
         rotated_at: None,
+        jkt: grant.jkt.clone(),
     };
     let records = vec![
         record(
@@ -222,7 +227,11 @@ pub async fn mint(
     Ok(Minted {
         response: TokenResponse {
             access_token,
-            token_type: "Bearer",
+            token_type: if grant.jkt.is_some() {
+                "DPoP"
+            } else {
+                "Bearer"
+            },
             expires_in: (access_expires_at - now).max(0),
             refresh_token: refresh.expose().to_owned(),
             id_token,
@@ -256,6 +265,9 @@ async fn jwt_access_token(
     if let Some(acr) = &grant.acr {
         claims["acr"] = acr.as_str().into();
     }
+    if let Some(jkt) = &grant.jkt {
+        claims["cnf"] = serde_json::json!({ "jkt": jkt });
+    }
     jose::sign_es256(signer, AT_JWT_TYP, &claims).await
 }
 
@@ -269,15 +281,20 @@ pub enum RedeemFailure {
 }
 
 /// The tokens of an approved `request`, minted from `values` at `now`: its grant is the request's
-/// scope, user and decision time (CIBA Core §10.1.1), its access token in the client's `format`.
+/// scope, user and decision time (CIBA Core §10.1.1), its access token in the client's `format`
+/// and bound to the DPoP key `jkt` when the client proved one.
 pub async fn mint_for_request(
     ctx: &Ctx,
     request: &AuthRequest,
     format: AccessTokenFormat,
+    jkt: Option<String>,
     values: TokenValues,
     now: i64,
 ) -> Result<Minted, SignerError> {
-    let grant = Grant::of_request(request, format, &ctx.config, now);
+    let grant = Grant {
+        jkt,
+        ..Grant::of_request(request, format, &ctx.config, now)
+    };
     mint(&grant, values, &ctx.config, ctx.signer.as_ref(), now).await
 }
 
@@ -289,10 +306,11 @@ pub async fn redeem(
     ctx: &Ctx,
     request: &AuthRequest,
     format: AccessTokenFormat,
+    jkt: Option<String>,
     values: TokenValues,
     now: i64,
 ) -> Result<TokenResponse, RedeemFailure> {
-    let minted = mint_for_request(ctx, request, format, values, now)
+    let minted = mint_for_request(ctx, request, format, jkt, values, now)
         .await
         .map_err(RedeemFailure::Signer)?;
     match ctx

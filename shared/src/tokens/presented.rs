@@ -142,11 +142,13 @@ fn verified_jti(ctx: &Ctx, value: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The `token_type` introspection answers for a token of `kind` (RFC 7662 §2.2): access tokens
-/// are Bearer tokens; a refresh token is named by its hint value (RFC 7009 §2.1).
-pub fn token_type(kind: TokenKind) -> &'static str {
-    match kind {
-        TokenKind::Access => "Bearer",
-        TokenKind::Refresh => "refresh_token",
+/// The `token_type` introspection answers for `record` (RFC 7662 §2.2): an access token is a
+/// Bearer token, or a DPoP token when bound to a DPoP key; a refresh token is named by its hint
+/// value (RFC 7009 §2.1).
+pub fn token_type(record: &TokenRecord) -> &'static str {
+    match (record.kind, &record.jkt) {
+        (TokenKind::Access, None) => "Bearer",
+        (TokenKind::Access, Some(_)) => "DPoP",
+        (TokenKind::Refresh, _) => "refresh_token",
     }
 }

@@ -189,6 +189,9 @@ pub(super) fn token_item(t: &TokenRecord) -> Item {
     if let Some(rotated_at) = t.rotated_at {
         item.insert("rotated_at".into(), num(rotated_at));
     }
+    if let Some(jkt) = &t.jkt {
+        item.insert("jkt".into(), s(jkt));
+    }
     item.insert("ttl".into(), num(t.expires_at));
     item
 }
@@ -209,6 +212,7 @@ pub(super) fn token_from_item(item: &Item) -> Result<TokenRecord, StoreError> {
         issued_at: opt_n(item, "issued_at")?.map_or_else(|| req_n(item, "auth_time"), Ok)?,
         expires_at: req_n(item, "expires_at")?,
         rotated_at: opt_n(item, "rotated_at")?,
+        jkt: opt_s(item, "jkt")?,
     })
 }
 

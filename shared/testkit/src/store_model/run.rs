@@ -204,6 +204,7 @@ impl Case {
             issued_at: now,
             expires_at: now + ttl,
             rotated_at: None,
+            jkt: None,
         };
         vec![
             token("at", TokenKind::Access, ACCESS_TTL),

@@ -211,6 +211,7 @@ fn token(hash: &str, kind: TokenKind) -> TokenRecord {
         issued_at: NOW + 20,
         expires_at: NOW + 3600,
         rotated_at: None,
+        jkt: None,
     }
 }
 
