@@ -72,7 +72,7 @@ async function pushedTxn(bindingMessage) {
 
 /** CIBA for alice as `config`'s client, approved on alice-phone with the device simulator: the
  * token endpoint response, its ID token validated by openid-client. */
-async function cibaLogin(config, scope, label) {
+async function cibaLogin(config, scope, label, options = {}) {
   const bindingMessage = `Interop ${label} ${randomBytes(4).toString('hex')}`;
   const started = await client.initiateBackchannelAuthentication(config, {
     scope,
@@ -83,7 +83,7 @@ async function cibaLogin(config, scope, label) {
   ok(`${label}: /bc-authorize for login_hint=alice answered auth_req_id, expires_in ${started.expires_in}, interval ${started.interval}`);
 
   // Polling starts now, as an RP does; the first poll goes out after `interval`.
-  const polled = client.pollBackchannelAuthenticationGrant(config, started);
+  const polled = client.pollBackchannelAuthenticationGrant(config, started, undefined, options);
   const txn = await pushedTxn(bindingMessage);
   const { stdout } = await run(device, [
     'approve', '--user', 'alice', '--device-id', 'alice-phone', '--key', aliceKey,
@@ -93,7 +93,7 @@ async function cibaLogin(config, scope, label) {
   ok(`${label}: the push reached alice-phone and ciba-device approved txn ${txn}`);
 
   const tokens = await polled;
-  assert.equal(tokens.token_type.toLowerCase(), 'bearer');
+  assert.equal(tokens.token_type.toLowerCase(), options.DPoP ? 'dpop' : 'bearer');
   assert.ok(tokens.access_token && tokens.refresh_token && tokens.id_token, 'access, refresh and ID tokens');
   const claims = tokens.claims();
   assert.equal(claims.iss, config.serverMetadata().issuer, 'ID token iss');
@@ -197,5 +197,25 @@ assert.equal(jwtSeen.client_id, 'demo-jwt');
 await client.tokenRevocation(wallet, jwtTokens.access_token, { token_type_hint: 'access_token' });
 await inactive(api, jwtTokens.access_token, 'access_token', 'the revoked JWT access token');
 ok('the JWT access token: active at introspection, then revoked by demo-jwt and {"active": false}');
+
+// DPoP (RFC 9449): openid-client signs a proof for every request with its own key pair.
+const dpopKeys = await client.randomDPoPKeyPair('ES256');
+const dpop = client.getDPoPHandle(rp, dpopKeys);
+const bound = await cibaLogin(rp, 'openid email', 'DPoP', { DPoP: dpop });
+const jkt = await jose.calculateJwkThumbprint(await jose.exportJWK(dpopKeys.publicKey));
+const boundSeen = await client.tokenIntrospection(api, bound.access_token);
+assert.equal(boundSeen.active, true, 'the DPoP-bound access token is active');
+assert.equal(boundSeen.token_type, 'DPoP');
+assert.deepEqual(boundSeen.cnf, { jkt }, 'introspection names the key the token is bound to');
+const boundInfo = await client.fetchUserInfo(rp, bound.access_token, 'user-alice', { DPoP: dpop });
+assert.equal(boundInfo.sub, 'user-alice');
+await assert.rejects(
+  client.fetchUserInfo(rp, bound.access_token, 'user-alice'),
+  (e) => e.status === 401,
+  'the DPoP-bound token as a plain Bearer token is refused',
+);
+const boundRefreshed = await client.refreshTokenGrant(rp, bound.refresh_token, undefined, { DPoP: dpop });
+assert.equal(boundRefreshed.token_type.toLowerCase(), 'dpop');
+ok(`DPoP: tokens bound to jkt ${jkt}, /userinfo with proofs, refused as Bearer, refreshed with a proof`);
 
 console.log('interop: every step passed');
