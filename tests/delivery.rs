@@ -65,6 +65,7 @@ impl World {
                 backchannel_user_code_parameter: false,
                 resource_server: false,
                 access_token_format: Default::default(),
+                fapi: false,
             };
             store.clients().put_client(&client).await.unwrap();
             let request = AuthRequest {

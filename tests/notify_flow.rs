@@ -40,6 +40,7 @@ async fn register(h: &Harness, id: &str, mode: DeliveryMode, endpoint: &str) {
         backchannel_user_code_parameter: false,
         resource_server: false,
         access_token_format: Default::default(),
+        fapi: false,
     };
     h.store.clients().put_client(&client).await.unwrap();
 }

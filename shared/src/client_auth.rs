@@ -163,6 +163,15 @@ pub async fn authenticate(
             verify_assertion(&assertion, &client, store, config, now).await?;
         }
     }
+    // Checked once the client proved who it is, so that a failed attempt tells nothing of it.
+    if crate::fapi::applies(&client, config)
+        && !crate::fapi::AUTH_METHODS.contains(&client.token_endpoint_auth_method)
+    {
+        return Err(invalid(
+            "a FAPI client authenticates with private_key_jwt",
+            basic,
+        ));
+    }
     Ok(client)
 }
 

@@ -51,6 +51,9 @@ pub struct Config {
     /// How many `user_code` attempts one user may make (`USER_CODE_MAX_FAILURES` within
     /// `USER_CODE_LOCKOUT_SECS`).
     pub user_code_attempts: AttemptLimit,
+    /// Every client is held to the FAPI-CIBA profile (`FAPI_BY_DEFAULT=true`), not only those
+    /// registered with `fapi: true`.
+    pub fapi_by_default: bool,
 }
 
 /// The dynamic registration policy (RFC 7591 §3: the endpoint "MAY be protected" by an initial
@@ -115,6 +118,7 @@ impl Config {
                 max: 5,
                 window: 900,
             },
+            fapi_by_default: false,
         })
     }
 
@@ -179,6 +183,15 @@ impl Config {
         )?;
         count("MAX_PENDING_PER_USER", &mut config.pending_limit.per_user)?;
         config.registration = registration(vars)?;
+        config.fapi_by_default = match vars.get("FAPI_BY_DEFAULT").map(String::as_str) {
+            None | Some("" | "false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "FAPI_BY_DEFAULT must be true or false, got {other:?}"
+                )));
+            }
+        };
         if config.expires_in > config.max_expires_in {
             return Err(ConfigError(
                 "AUTH_REQ_EXPIRES_IN must not exceed AUTH_REQ_MAX_EXPIRES_IN".into(),

@@ -53,6 +53,9 @@ pub struct Client {
     /// The form of the access tokens issued to this client.
     #[serde(default, skip_serializing_if = "AccessTokenFormat::is_opaque")]
     pub access_token_format: AccessTokenFormat,
+    /// Held to the FAPI-CIBA client profile (`fapi`), whatever the OP's default.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub fapi: bool,
 }
 
 fn is_false(b: &bool) -> bool {

@@ -13,6 +13,7 @@ pub mod display;
 pub mod domain;
 pub mod dpop;
 pub mod error;
+pub mod fapi;
 pub mod http;
 pub mod ident;
 pub mod jose;

@@ -50,6 +50,8 @@ pub struct Metadata {
     /// `resource_server: true`: an API that introspects access tokens and starts no requests.
     pub resource_server: bool,
     pub access_token_format: AccessTokenFormat,
+    /// `fapi: true`: the FAPI-CIBA client profile (`fapi::check_registration`).
+    pub fapi: bool,
 }
 
 /// A member of the request, `null` counting as absent.
@@ -199,6 +201,7 @@ impl Metadata {
             client_name,
             resource_server,
             access_token_format,
+            fapi: boolean(body, "fapi")?,
         })
     }
 

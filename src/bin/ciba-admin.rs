@@ -206,6 +206,7 @@ fn resource_server_client(
         backchannel_user_code_parameter: false,
         resource_server: true,
         access_token_format: metadata.access_token_format,
+        fapi: metadata.fapi,
     })
 }
 

@@ -8,6 +8,7 @@
 use ciba_shared::context::Ctx;
 use ciba_shared::domain::{AuthMethod, Client, DeliveryMode};
 use ciba_shared::error::{RegistrationError, error_response};
+use ciba_shared::fapi;
 use ciba_shared::http::{bearer_token, body_bytes, json_response, media_type};
 use ciba_shared::registration::{Metadata, uses_secret};
 use ciba_shared::secret::Secret;
@@ -49,7 +50,11 @@ async fn register(ctx: &Ctx, req: &Request) -> Result<Response<Body>, Registrati
     }
     let body = parse(req)?;
     let local_op = ctx.config.runs_locally();
-    let metadata = Metadata::validate(&body, local_op)?;
+    let mut metadata = Metadata::validate(&body, local_op)?;
+    if metadata.fapi || ctx.config.fapi_by_default {
+        fapi::check_registration(&metadata)?;
+        metadata.fapi = true;
+    }
     metadata
         .check_endpoint_addresses(ctx.resolver.as_ref(), local_op)
         .await?;
@@ -69,6 +74,7 @@ async fn register(ctx: &Ctx, req: &Request) -> Result<Response<Body>, Registrati
         backchannel_user_code_parameter: metadata.user_code,
         resource_server: metadata.resource_server,
         access_token_format: metadata.access_token_format,
+        fapi: metadata.fapi,
     };
     let issued_at = ctx.clock.now();
     ctx.store.clients().put_client(&client).await?;

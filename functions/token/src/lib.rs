@@ -8,6 +8,7 @@ use ciba_shared::context::Ctx;
 use ciba_shared::domain::{AuthRequest, Client, DeliveryMode, Family, TokenKind};
 use ciba_shared::dpop::{self, DpopError, Proof, Target};
 use ciba_shared::error::{TokenError, error_response};
+use ciba_shared::fapi;
 use ciba_shared::http::{Form, json_response};
 use ciba_shared::ident::Ident;
 use ciba_shared::protocol::{CIBA_GRANT, REFRESH_GRANT, Scope, Standing, standing};
@@ -44,11 +45,11 @@ async fn token(ctx: &Ctx, req: &Request) -> Result<Response<Body>, TokenError> {
     .await?;
     match grant_type {
         CIBA_GRANT => {
-            let proof = dpop_proof(ctx, req).await?;
+            let proof = sender_constraint(ctx, req, &client).await?;
             ciba_grant(ctx, &client, &form, proof).await
         }
         REFRESH_GRANT => {
-            let proof = dpop_proof(ctx, req).await?;
+            let proof = sender_constraint(ctx, req, &client).await?;
             refresh_grant(ctx, &client, &form, proof).await
         }
         other => Err(TokenError::UnsupportedGrantType(
@@ -78,6 +79,22 @@ async fn dpop_proof(ctx: &Ctx, req: &Request) -> Result<Option<Proof>, TokenErro
         DpopError::Invalid(what) => TokenError::InvalidDpopProof(what.into()),
         DpopError::Store(e) => e.into(),
     })
+}
+
+/// The DPoP proof of a token request; a FAPI client must send one, so that its access tokens are
+/// sender-constrained (FAPI 1.0 Advanced §5.2.2).
+async fn sender_constraint(
+    ctx: &Ctx,
+    req: &Request,
+    client: &Client,
+) -> Result<Option<Proof>, TokenError> {
+    let proof = dpop_proof(ctx, req).await?;
+    if proof.is_none() && fapi::applies(client, &ctx.config) {
+        return Err(TokenError::InvalidRequest(
+            "a FAPI client's access tokens are sender-constrained: send a DPoP proof".into(),
+        ));
+    }
+    Ok(proof)
 }
 
 async fn ciba_grant(

@@ -12,8 +12,9 @@ pub use params::{AUTHN_PARAMS, AuthnParams, Hint, ValidParams, validate};
 
 use crate::client_auth::CLIENT_AUTH_PARAMS;
 use crate::context::Ctx;
-use crate::domain::{AuthRequest, Client, Device, Status, User};
+use crate::domain::{AuthRequest, Client, DeliveryMode, Device, Status, User};
 use crate::error::{AuthnError, Internal};
+use crate::fapi;
 use crate::http::Form;
 use crate::push::{PushError, PushMessage};
 use crate::store::{Attempt, CreateError, Crowded, JtiUse, StoreError};
@@ -39,8 +40,19 @@ pub async fn accept(
             "a resource server may introspect tokens but not start authentication requests".into(),
         ));
     }
+    let fapi = fapi::applies(client, &ctx.config);
+    if fapi && client.backchannel_token_delivery_mode == DeliveryMode::Push {
+        return Err(AuthnError::UnauthorizedClient(
+            "FAPI-CIBA does not allow push mode".into(),
+        ));
+    }
     let (params, jti) = parameters(ctx, form, client, now)?;
     let valid = validate(params, client, &ctx.config)?;
+    if fapi && valid.binding_message.is_none() {
+        return Err(AuthnError::InvalidBindingMessage(
+            "a FAPI client must send a binding_message".into(),
+        ));
+    }
     let user = resolve_user(
         &valid.hint,
         client,
@@ -82,7 +94,8 @@ fn parameters(
         }
         None if client
             .backchannel_authentication_request_signing_alg
-            .is_some() =>
+            .is_some()
+            || fapi::applies(client, &ctx.config) =>
         {
             Err(invalid("this client must send a signed request object"))
         }

@@ -166,6 +166,7 @@ pub fn client(id: &str) -> Client {
         backchannel_user_code_parameter: false,
         resource_server: false,
         access_token_format: Default::default(),
+        fapi: false,
     }
 }
 
