@@ -237,7 +237,15 @@ async fn an_op_that_is_fapi_by_default_holds_every_client_to_the_profile(h: Harn
     h.send(req)
         .await
         .expect_error(400, "invalid_client_metadata");
-    // The FAPI client itself is unaffected.
+    // The FAPI client itself is unaffected; a resource server is outside the profile.
     let id = approved_request(&h).await;
-    assert_eq!(poll(&h, &id, Some(&dpop_proof(&h))).await.status, 200);
+    let t = poll(&h, &id, Some(&dpop_proof(&h))).await;
+    assert_eq!(t.status, 200);
+    let req = HttpRequest::new("POST", "/introspect")
+        .header(
+            "authorization",
+            &Harness::basic("demo-api", "demo-api-secret"),
+        )
+        .form(&[("token", t.body["access_token"].as_str().unwrap())]);
+    assert_eq!(h.send(req).await.body["active"], true);
 }

@@ -9,6 +9,9 @@
 //! - Its tokens come by poll or ping: push mode is refused (FAPI-CIBA §5.2.2.1).
 //! - Its access tokens are sender-constrained: a token request without a DPoP proof fails.
 //! - Its RSA keys have at least 2048 bits (registration checks that for every client).
+//!
+//! A resource server is outside the profile, whatever the OP's default: it obtains no tokens
+//! and starts no requests, and `ciba-admin resource-server` gives it a client secret.
 
 use crate::config::Config;
 use crate::domain::{AuthMethod, Client, DeliveryMode};
@@ -20,12 +23,16 @@ pub const AUTH_METHODS: &[AuthMethod] = &[AuthMethod::PrivateKeyJwt];
 
 /// Whether `client` is held to the profile.
 pub fn applies(client: &Client, config: &Config) -> bool {
-    client.fapi || config.fapi_by_default
+    !client.resource_server && (client.fapi || config.fapi_by_default)
 }
 
-/// A registration under the profile (`fapi: true`, or the OP's default): the metadata must
-/// allow nothing the profile forbids. A resource server starts no requests: only the
-/// authentication rule applies to it.
+/// Whether a registration falls under the profile: `fapi: true`, or the OP's default, unless it
+/// registers a resource server.
+pub fn applies_to_registration(metadata: &Metadata, config: &Config) -> bool {
+    !metadata.resource_server && (metadata.fapi || config.fapi_by_default)
+}
+
+/// A registration under the profile: the metadata must allow nothing the profile forbids.
 pub fn check_registration(metadata: &Metadata) -> Result<(), RegistrationError> {
     let refuse = |why: &str| {
         Err(RegistrationError::InvalidClientMetadata(
@@ -34,9 +41,6 @@ pub fn check_registration(metadata: &Metadata) -> Result<(), RegistrationError> 
     };
     if !AUTH_METHODS.contains(&metadata.token_endpoint_auth_method) {
         return refuse("a FAPI client authenticates with private_key_jwt");
-    }
-    if metadata.resource_server {
-        return Ok(());
     }
     if metadata.signing_alg.is_none() {
         return refuse(

@@ -51,7 +51,7 @@ async fn register(ctx: &Ctx, req: &Request) -> Result<Response<Body>, Registrati
     let body = parse(req)?;
     let local_op = ctx.config.runs_locally();
     let mut metadata = Metadata::validate(&body, local_op)?;
-    if metadata.fapi || ctx.config.fapi_by_default {
+    if fapi::applies_to_registration(&metadata, &ctx.config) {
         fapi::check_registration(&metadata)?;
         metadata.fapi = true;
     }
