@@ -16,9 +16,10 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
+use crate::context::Ctx;
 use crate::ident::Ident;
 use crate::jose;
-use crate::store::{JtiUse, Store, StoreError};
+use crate::store::{JtiUse, StoreError};
 
 /// The algorithms a proof may be signed with (`dpop_signing_alg_values_supported`).
 pub const ALGORITHMS: &[&str] = &["ES256", "PS256"];
@@ -59,12 +60,11 @@ pub struct Target<'a> {
 /// The proof in `headers` for `target`, checked, its `jti` spent; `None` when there is no `DPoP`
 /// header.
 pub async fn verify(
+    ctx: &Ctx,
     headers: &HeaderMap,
     target: &Target<'_>,
-    store: &dyn Store,
-    config: &Config,
-    now: i64,
 ) -> Result<Option<Proof>, DpopError> {
+    let (config, now) = (ctx.config.as_ref(), ctx.clock.now());
     let mut values = headers.get_all("dpop").iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -87,7 +87,8 @@ pub async fn verify(
         return Err(invalid(format!("the DPoP proof's jti {fault}")));
     }
     let iat = jose::numeric_date(&claims, "iat").unwrap_or(now);
-    let first_use = store
+    let first_use = ctx
+        .store
         .jtis()
         .use_jti(
             &JtiUse {

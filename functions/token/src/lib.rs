@@ -67,18 +67,12 @@ async fn dpop_proof(ctx: &Ctx, req: &Request) -> Result<Option<Proof>, TokenErro
         path: "/token",
         access_token: None,
     };
-    dpop::verify(
-        req.headers(),
-        &target,
-        ctx.store.as_ref(),
-        &ctx.config,
-        ctx.clock.now(),
-    )
-    .await
-    .map_err(|e| match e {
-        DpopError::Invalid(what) => TokenError::InvalidDpopProof(what.into()),
-        DpopError::Store(e) => e.into(),
-    })
+    dpop::verify(ctx, req.headers(), &target)
+        .await
+        .map_err(|e| match e {
+            DpopError::Invalid(what) => TokenError::InvalidDpopProof(what.into()),
+            DpopError::Store(e) => e.into(),
+        })
 }
 
 /// The DPoP proof of a token request; a FAPI client must send one, so that its access tokens are

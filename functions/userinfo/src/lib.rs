@@ -102,19 +102,13 @@ async fn check_binding(
         path: "/userinfo",
         access_token: Some(token),
     };
-    let proof = dpop::verify(
-        req.headers(),
-        &target,
-        ctx.store.as_ref(),
-        &ctx.config,
-        ctx.clock.now(),
-    )
-    .await
-    .map_err(|e| match e {
-        DpopError::Invalid(what) => BearerError::InvalidDpopProof(what.into()),
-        DpopError::Store(e) => e.into(),
-    })?
-    .ok_or_else(|| BearerError::InvalidDpopProof("a DPoP proof is required".into()))?;
+    let proof = dpop::verify(ctx, req.headers(), &target)
+        .await
+        .map_err(|e| match e {
+            DpopError::Invalid(what) => BearerError::InvalidDpopProof(what.into()),
+            DpopError::Store(e) => e.into(),
+        })?
+        .ok_or_else(|| BearerError::InvalidDpopProof("a DPoP proof is required".into()))?;
     if &proof.jkt != bound {
         return Err(BearerError::DpopToken(
             "the DPoP proof is signed by another key than the token is bound to".into(),
