@@ -54,6 +54,10 @@ pub struct Config {
     /// Every client is held to the FAPI-CIBA profile (`FAPI_BY_DEFAULT=true`), not only those
     /// registered with `fapi: true`.
     pub fapi_by_default: bool,
+    /// Where the endpoints that take a client certificate are reached (`MTLS_BASE_URL`): API
+    /// Gateway's custom domain with mutual TLS in AWS, the local API's TLS port locally. Discovery
+    /// publishes it as `mtls_endpoint_aliases` (RFC 8705 §5); `None` when there is none.
+    pub mtls_base_url: Option<String>,
 }
 
 /// The dynamic registration policy (RFC 7591 §3: the endpoint "MAY be protected" by an initial
@@ -119,6 +123,7 @@ impl Config {
                 window: 900,
             },
             fapi_by_default: false,
+            mtls_base_url: None,
         })
     }
 
@@ -192,6 +197,9 @@ impl Config {
                 )));
             }
         };
+        if let Some(base) = vars.get("MTLS_BASE_URL").filter(|b| !b.trim().is_empty()) {
+            config.mtls_base_url = Some(validate_mtls_base_url(base)?);
+        }
         if config.expires_in > config.max_expires_in {
             return Err(ConfigError(
                 "AUTH_REQ_EXPIRES_IN must not exceed AUTH_REQ_MAX_EXPIRES_IN".into(),
@@ -207,10 +215,17 @@ impl Config {
     /// What an incoming JWT's `aud` may name for this OP: the issuer and, for client assertions,
     /// the endpoint it was sent to (RFC 7523 §3).
     pub fn accepts_audience(&self, aud: &str) -> bool {
+        const PATHS: [&str; 4] = ["/token", "/bc-authorize", "/introspect", "/revoke"];
         aud == self.issuer
-            || ["/token", "/bc-authorize", "/introspect", "/revoke"]
+            || PATHS.iter().any(|path| aud == self.endpoint(path))
+            || PATHS
                 .iter()
-                .any(|path| aud == self.endpoint(path))
+                .any(|path| self.mtls_endpoint(path).is_some_and(|alias| aud == alias))
+    }
+
+    /// The mutual-TLS alias of an endpoint (RFC 8705 §5), when the OP has one.
+    pub fn mtls_endpoint(&self, path: &str) -> Option<String> {
+        self.mtls_base_url.as_ref().map(|base| format!("{base}{path}"))
     }
 
     /// Whether this OP runs on the developer's machine: its issuer is plain http on a loopback
@@ -223,6 +238,19 @@ impl Config {
 /// Whether `url` names this machine by a loopback name or address.
 pub fn is_loopback(url: &url::Url) -> bool {
     matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
+}
+
+/// `MTLS_BASE_URL`: an https origin (a path prefix allowed, e.g. a stage), no query, no trailing
+/// slash kept; plain http only on a loopback host.
+fn validate_mtls_base_url(raw: &str) -> Result<String, ConfigError> {
+    let bad = || ConfigError(format!("MTLS_BASE_URL must be an https URL, got {raw:?}"));
+    let url = url::Url::parse(raw.trim()).map_err(|_| bad())?;
+    let secure = url.scheme() == "https" || (url.scheme() == "http" && is_loopback(&url));
+    if !secure || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty()
+    {
+        return Err(bad());
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
 /// `REGISTRATION=open`, or `REGISTRATION_TOKEN_HASHES`: comma-separated `secret::hash`es of the
@@ -285,6 +313,24 @@ fn validate_issuer(raw: &str) -> Result<String, ConfigError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn mtls_base_url_is_an_https_origin_whose_endpoints_are_audiences_too() {
+        let vars = |base: &str| {
+            HashMap::from([
+                ("ISSUER".to_owned(), "https://op.example".to_owned()),
+                ("MTLS_BASE_URL".to_owned(), base.to_owned()),
+            ])
+        };
+        let config = Config::from_vars(&vars("https://mtls.op.example/")).unwrap();
+        assert_eq!(config.mtls_base_url.as_deref(), Some("https://mtls.op.example"));
+        assert!(config.accepts_audience("https://mtls.op.example/token"));
+        assert!(!config.accepts_audience("https://mtls.op.example/userinfo"));
+        for bad in ["http://mtls.op.example", "https://mtls.op.example/?a=b", "mtls"] {
+            assert!(Config::from_vars(&vars(bad)).is_err(), "{bad}");
+        }
+        assert!(Config::from_vars(&vars("")).unwrap().mtls_base_url.is_none());
+    }
+
     use super::*;
 
     #[test]
