@@ -178,7 +178,12 @@ fn client_auth(c: &mut Criterion) {
     let form = Form::parse(b"grant_type=urn%3Aopenid%3Aparams%3Agrant-type%3Aciba").expect("form");
     let ctx = &bench.api.ctx;
     let authenticate = || {
-        ciba_shared::client_auth::authenticate(&headers, &form, ctx.store.as_ref(), &ctx.config, T0)
+        let credentials = ciba_shared::client_auth::Credentials {
+            headers: &headers,
+            form: &form,
+            cert: None,
+        };
+        ciba_shared::client_auth::authenticate(credentials, ctx.store.as_ref(), &ctx.config, T0)
     };
     rt.block_on(authenticate()).expect("demo-rp authenticates");
     c.bench_function("client_auth/basic", |b| {
@@ -200,7 +205,7 @@ fn id_token(c: &mut Criterion) {
         issued_at: T0,
         family_expires_at: T0 + config.refresh_family_lifetime,
         format: AccessTokenFormat::Opaque,
-        jkt: None,
+        binding: Default::default(),
     };
     c.bench_function("tokens/mint", |b| {
         b.iter(|| {

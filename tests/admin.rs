@@ -73,7 +73,12 @@ async fn resource_server_prints_a_secret_that_authenticates_the_stored_resource_
     );
     let config = Config::new("https://op.example.com").unwrap();
     let form = Form::parse(b"token=t").unwrap();
-    let client = client_auth::authenticate(&headers, &form, table.store.as_ref(), &config, 0)
+    let credentials = client_auth::Credentials {
+        headers: &headers,
+        form: &form,
+        cert: None,
+    };
+    let client = client_auth::authenticate(credentials, table.store.as_ref(), &config, 0)
         .await
         .expect("the printed secret authenticates the resource server");
     assert_eq!(client.client_id, "payments-api");

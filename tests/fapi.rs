@@ -6,14 +6,12 @@ mod common;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use std::sync::Arc;
 
-use ciba_local::LocalApi;
 use ciba_local::event::HttpRequest;
-use ciba_shared::config::{Config, Registration};
+use ciba_shared::config::Registration;
 use ciba_shared::jose;
 use ciba_shared::ports::{OsRandom, Random, public_jwk_with_kid};
-use common::{CIBA_GRANT, Harness, ISSUER, Reply, key};
+use common::{CIBA_GRANT, Harness, ISSUER, Reply, key, reconfigured};
 use serde_json::{Value, json};
 
 on_both_stores!(
@@ -23,16 +21,6 @@ on_both_stores!(
     registration_refuses_what_the_fapi_profile_forbids,
     an_op_that_is_fapi_by_default_holds_every_client_to_the_profile,
 );
-
-/// `h` with its configuration changed by `change` (same store, clock and pushes).
-fn reconfigured(h: Harness, change: impl FnOnce(&mut Config)) -> Harness {
-    let mut config = (*h.api.ctx.config).clone();
-    change(&mut config);
-    let mut ctx = h.api.ctx.clone();
-    ctx.config = Arc::new(config);
-    let api = Arc::new(LocalApi::new(ctx, h.pushes.clone()));
-    Harness { api, ..h }
-}
 
 const CLIENT: &str = "demo-fapi-ciba";
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";

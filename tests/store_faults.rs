@@ -96,6 +96,7 @@ fn tokens(auth_req_id: &str) -> Vec<TokenRecord> {
         expires_at: NOW + 3600,
         rotated_at: None,
         jkt: None,
+        x5t: None,
     })
     .collect()
 }

@@ -1,6 +1,7 @@
 //! Client authentication at the token and backchannel authentication endpoints:
-//! `client_secret_basic`, `client_secret_post` (RFC 6749 §2.3.1) and `private_key_jwt`
-//! (OIDC Core §9, RFC 7523). A client must use the method it registered.
+//! `client_secret_basic`, `client_secret_post` (RFC 6749 §2.3.1), `private_key_jwt`
+//! (OIDC Core §9, RFC 7523), and by the request's client certificate `tls_client_auth` and
+//! `self_signed_tls_client_auth` (RFC 8705 §2). A client must use the method it registered.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -14,6 +15,7 @@ use crate::http::Form;
 use crate::ident::Ident;
 use crate::jose::Claims;
 use crate::jwt::Expect;
+use crate::mtls::{self, ClientCert};
 use crate::secret;
 use crate::store::Store;
 
@@ -30,9 +32,22 @@ pub const CLIENT_AUTH_PARAMS: &[&str] = &[
 /// The credentials a request presents, before any lookup.
 #[derive(Debug)]
 enum Presented {
-    Basic { id: String, secret: String },
-    Post { id: String, secret: String },
-    Assertion { id: String, assertion: String },
+    Basic {
+        id: String,
+        secret: String,
+    },
+    Post {
+        id: String,
+        secret: String,
+    },
+    Assertion {
+        id: String,
+        assertion: String,
+    },
+    /// Only a `client_id`, over mutual TLS: the certificate is the credential (RFC 8705 §2).
+    Certificate {
+        id: String,
+    },
 }
 
 fn invalid(description: &'static str, basic: bool) -> ClientAuthError {
@@ -71,7 +86,11 @@ fn basic_credentials(headers: &HeaderMap) -> Option<Result<(String, String), Cli
     Some(parsed)
 }
 
-fn presented(headers: &HeaderMap, form: &Form) -> Result<Presented, ClientAuthError> {
+fn presented(
+    headers: &HeaderMap,
+    form: &Form,
+    cert: Option<&ClientCert>,
+) -> Result<Presented, ClientAuthError> {
     let basic = basic_credentials(headers).transpose()?;
     let post = form.get("client_secret");
     let assertion = form.get("client_assertion");
@@ -111,7 +130,10 @@ fn presented(headers: &HeaderMap, form: &Form) -> Result<Presented, ClientAuthEr
             assertion: assertion.into(),
         });
     }
-    Err(invalid("client authentication is required", false))
+    match form_id {
+        Some(id) if cert.is_some() => Ok(Presented::Certificate { id: id.into() }),
+        _ => Err(invalid("client authentication is required", false)),
+    }
 }
 
 /// The `iss` of an assertion, read before verification only to find the client's keys.
@@ -124,19 +146,31 @@ fn unverified_issuer(assertion: &str) -> Option<String> {
     claims.get("iss")?.as_str().map(str::to_owned)
 }
 
+/// What a request authenticates its client with: its headers and form, and the client
+/// certificate of its TLS connection when it came over mutual TLS (`mtls::from_request`).
+pub struct Credentials<'a> {
+    pub headers: &'a HeaderMap,
+    pub form: &'a Form,
+    pub cert: Option<&'a ClientCert>,
+}
+
 /// Authenticates the client of a request, answering the registered client.
 pub async fn authenticate(
-    headers: &HeaderMap,
-    form: &Form,
+    credentials: Credentials<'_>,
     store: &dyn Store,
     config: &Config,
     now: i64,
 ) -> Result<Client, ClientAuthError> {
-    let presented = presented(headers, form)?;
-    let (id, method, basic) = match &presented {
-        Presented::Basic { id, .. } => (id, AuthMethod::ClientSecretBasic, true),
-        Presented::Post { id, .. } => (id, AuthMethod::ClientSecretPost, false),
-        Presented::Assertion { id, .. } => (id, AuthMethod::PrivateKeyJwt, false),
+    let Credentials {
+        headers,
+        form,
+        cert,
+    } = credentials;
+    let presented = presented(headers, form, cert)?;
+    let (id, basic) = match &presented {
+        Presented::Basic { id, .. } => (id, true),
+        Presented::Post { id, .. } | Presented::Assertion { id, .. } => (id, false),
+        Presented::Certificate { id } => (id, false),
     };
     if !Ident::ClientId.accepts(id) {
         return Err(invalid("client authentication failed", basic));
@@ -146,7 +180,17 @@ pub async fn authenticate(
         .get_client(id)
         .await?
         .ok_or_else(|| invalid("client authentication failed", basic))?;
-    if client.token_endpoint_auth_method != method {
+    let registered = client.token_endpoint_auth_method;
+    let method_fits = match &presented {
+        Presented::Basic { .. } => registered == AuthMethod::ClientSecretBasic,
+        Presented::Post { .. } => registered == AuthMethod::ClientSecretPost,
+        Presented::Assertion { .. } => registered == AuthMethod::PrivateKeyJwt,
+        Presented::Certificate { .. } => matches!(
+            registered,
+            AuthMethod::TlsClientAuth | AuthMethod::SelfSignedTlsClientAuth
+        ),
+    };
+    if !method_fits {
         return Err(invalid("client authentication failed", basic));
     }
     match presented {
@@ -162,15 +206,28 @@ pub async fn authenticate(
         Presented::Assertion { assertion, .. } => {
             verify_assertion(&assertion, &client, store, config, now).await?;
         }
+        Presented::Certificate { .. } => {
+            let recognised = cert.is_some_and(|cert| {
+                cert.is_valid_at(now)
+                    && match registered {
+                        AuthMethod::TlsClientAuth => mtls::registered_identity(&client)
+                            .is_some_and(|identity| identity.matches(cert)),
+                        _ => client
+                            .jwks
+                            .as_ref()
+                            .is_some_and(|keys| mtls::matches_registered_keys(cert, keys)),
+                    }
+            });
+            if !recognised {
+                return Err(invalid("client authentication failed", false));
+            }
+        }
     }
     // Checked once the client proved who it is, so that a failed attempt tells nothing of it.
     if crate::fapi::applies(&client, config)
         && !crate::fapi::AUTH_METHODS.contains(&client.token_endpoint_auth_method)
     {
-        return Err(invalid(
-            "a FAPI client authenticates with private_key_jwt",
-            basic,
-        ));
+        return Err(invalid(crate::fapi::AUTH_METHODS_RULE, basic));
     }
     Ok(client)
 }

@@ -12,6 +12,10 @@ pub enum AuthMethod {
     ClientSecretBasic,
     ClientSecretPost,
     PrivateKeyJwt,
+    /// RFC 8705 §2.1: a certificate from a trusted CA, identified by its subject DN or a SAN.
+    TlsClientAuth,
+    /// RFC 8705 §2.2: a self-signed certificate registered in the client's `jwks`.
+    SelfSignedTlsClientAuth,
 }
 
 impl AuthMethod {
@@ -20,6 +24,8 @@ impl AuthMethod {
             AuthMethod::ClientSecretBasic => "client_secret_basic",
             AuthMethod::ClientSecretPost => "client_secret_post",
             AuthMethod::PrivateKeyJwt => "private_key_jwt",
+            AuthMethod::TlsClientAuth => "tls_client_auth",
+            AuthMethod::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
         }
     }
 }
@@ -56,6 +62,30 @@ pub struct Client {
     /// Held to the FAPI-CIBA client profile (`fapi`), whatever the OP's default.
     #[serde(default, skip_serializing_if = "is_false")]
     pub fapi: bool,
+    /// Mutual TLS metadata (RFC 8705), under its registered names.
+    #[serde(flatten)]
+    pub tls: TlsClientMetadata,
+}
+
+/// A client's mutual TLS metadata (RFC 8705 §2.1.2, §3.4).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct TlsClientMetadata {
+    /// How a `tls_client_auth` client's certificate is recognised: exactly one of these five
+    /// (`mtls::registered_identity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_client_auth_subject_dn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_client_auth_san_dns: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_client_auth_san_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_client_auth_san_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_client_auth_san_email: Option<String>,
+    /// Access and refresh tokens are bound to the client certificate of the token request
+    /// (RFC 8705 §3).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub tls_client_certificate_bound_access_tokens: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -271,6 +301,10 @@ pub struct TokenRecord {
     /// good with a proof signed by that key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jkt: Option<String>,
+    /// The `x5t#S256` of the client certificate the token is bound to (RFC 8705 §3): it is only
+    /// good over mutual TLS with that certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x5t: Option<String>,
 }
 
 /// Every token issued from one grant (one approved request): the first access and refresh

@@ -2,12 +2,13 @@
 //! registered with `fapi: true`, or every client of an OP configured `FAPI_BY_DEFAULT=true`, is
 //! held to.
 //!
-//! - It authenticates with `private_key_jwt` (FAPI also allows mutual TLS, which this OP does
-//!   not offer yet).
+//! - It authenticates with `private_key_jwt`, `tls_client_auth` or
+//!   `self_signed_tls_client_auth`.
 //! - Every authentication request is a request object signed with ES256 or PS256, and carries a
 //!   `binding_message`.
 //! - Its tokens come by poll or ping: push mode is refused (FAPI-CIBA §5.2.2.1).
-//! - Its access tokens are sender-constrained: a token request without a DPoP proof fails.
+//! - Its access tokens are sender-constrained: a token request that binds them neither to a
+//!   DPoP key nor to the client certificate fails.
 //! - Its RSA keys have at least 2048 bits (registration checks that for every client).
 //!
 //! A resource server is outside the profile, whatever the OP's default: it obtains no tokens
@@ -19,7 +20,14 @@ use crate::error::RegistrationError;
 use crate::registration::Metadata;
 
 /// The client authentication methods the profile allows.
-pub const AUTH_METHODS: &[AuthMethod] = &[AuthMethod::PrivateKeyJwt];
+pub const AUTH_METHODS: &[AuthMethod] = &[
+    AuthMethod::PrivateKeyJwt,
+    AuthMethod::TlsClientAuth,
+    AuthMethod::SelfSignedTlsClientAuth,
+];
+
+/// The rule `AUTH_METHODS` states, as the errors say it.
+pub const AUTH_METHODS_RULE: &str = "a FAPI client authenticates with private_key_jwt, tls_client_auth or self_signed_tls_client_auth";
 
 /// Whether `client` is held to the profile.
 pub fn applies(client: &Client, config: &Config) -> bool {
@@ -40,7 +48,7 @@ pub fn check_registration(metadata: &Metadata) -> Result<(), RegistrationError> 
         ))
     };
     if !AUTH_METHODS.contains(&metadata.token_endpoint_auth_method) {
-        return refuse("a FAPI client authenticates with private_key_jwt");
+        return refuse(AUTH_METHODS_RULE);
     }
     if metadata.signing_alg.is_none() {
         return refuse(

@@ -20,6 +20,7 @@ pub mod jose;
 pub mod jwt;
 pub mod key_ring;
 pub mod kms;
+pub mod mtls;
 pub mod notify;
 pub mod op_secret;
 pub mod ports;

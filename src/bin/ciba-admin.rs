@@ -207,6 +207,7 @@ fn resource_server_client(
         resource_server: true,
         access_token_format: metadata.access_token_format,
         fapi: metadata.fapi,
+        tls: metadata.tls,
     })
 }
 

@@ -344,6 +344,16 @@ impl Harness {
     }
 }
 
+/// `h` with its configuration changed by `change` (same store, clock and pushes).
+pub fn reconfigured(h: Harness, change: impl FnOnce(&mut Config)) -> Harness {
+    let mut config = (*h.api.ctx.config).clone();
+    change(&mut config);
+    let mut ctx = h.api.ctx.clone();
+    ctx.config = Arc::new(config);
+    let api = Arc::new(LocalApi::new(ctx, h.pushes.clone()));
+    Harness { api, ..h }
+}
+
 pub async fn send(api: &LocalApi, req: HttpRequest, clock: &FixedClock) -> Reply {
     let lambda = req
         .to_lambda("test", ciba_shared::ports::Clock::now_ms(clock))

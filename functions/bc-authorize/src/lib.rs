@@ -8,6 +8,7 @@ use ciba_shared::client_auth;
 use ciba_shared::context::Ctx;
 use ciba_shared::error::{AuthnError, error_response};
 use ciba_shared::http::{Form, json_response};
+use ciba_shared::mtls;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
@@ -35,9 +36,14 @@ async fn authorize(ctx: &Ctx, req: &Request) -> Result<Response<Body>, AuthnErro
     let form =
         Form::from_request(req).map_err(|e| AuthnError::InvalidRequest(e.describe().into()))?;
     let now = ctx.clock.now();
+    let cert = mtls::from_request(req);
+    let credentials = client_auth::Credentials {
+        headers: req.headers(),
+        form: &form,
+        cert: cert.as_ref(),
+    };
     let client =
-        client_auth::authenticate(req.headers(), &form, ctx.store.as_ref(), &ctx.config, now)
-            .await?;
+        client_auth::authenticate(credentials, ctx.store.as_ref(), &ctx.config, now).await?;
     let request = backchannel::accept(ctx, &client, &form, now).await?;
     tracing::info!(client_id = %client.client_id, "authentication request accepted");
 

@@ -8,6 +8,7 @@ use ciba_shared::context::Ctx;
 use ciba_shared::domain::{Client, TokenKind, TokenRecord};
 use ciba_shared::error::{TokenManagementError, error_response};
 use ciba_shared::http::json_response;
+use ciba_shared::tokens::Binding;
 use ciba_shared::tokens::presented::{self, token_type};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
@@ -57,8 +58,8 @@ fn active(record: &TokenRecord, issuer: &str) -> Value {
     if let Some(acr) = &record.acr {
         answer["acr"] = acr.as_str().into();
     }
-    if let Some(jkt) = &record.jkt {
-        answer["cnf"] = json!({ "jkt": jkt });
+    if let Some(cnf) = Binding::confirmation(record.jkt.as_deref(), record.x5t.as_deref()) {
+        answer["cnf"] = cnf;
     }
     answer
 }
@@ -82,6 +83,7 @@ mod tests {
             expires_at: 20,
             rotated_at: None,
             jkt: None,
+            x5t: None,
         }
     }
 

@@ -6,7 +6,7 @@
 //! client id (and secret) → store the client → 201 with what was registered, the secret once.
 
 use ciba_shared::context::Ctx;
-use ciba_shared::domain::{AuthMethod, Client, DeliveryMode};
+use ciba_shared::domain::{AuthMethod, Client, DeliveryMode, TlsClientMetadata};
 use ciba_shared::error::{RegistrationError, error_response};
 use ciba_shared::fapi;
 use ciba_shared::http::{bearer_token, body_bytes, json_response, media_type};
@@ -75,6 +75,7 @@ async fn register(ctx: &Ctx, req: &Request) -> Result<Response<Body>, Registrati
         resource_server: metadata.resource_server,
         access_token_format: metadata.access_token_format,
         fapi: metadata.fapi,
+        tls: metadata.tls,
     };
     let issued_at = ctx.clock.now();
     ctx.store.clients().put_client(&client).await?;
@@ -134,6 +135,8 @@ struct Registered<'a> {
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     resource_server: bool,
     access_token_format: &'static str,
+    #[serde(flatten)]
+    tls: &'a TlsClientMetadata,
 }
 
 impl<'a> Registered<'a> {
@@ -163,6 +166,7 @@ impl<'a> Registered<'a> {
             client_name: client.client_name.as_deref(),
             resource_server: client.resource_server,
             access_token_format: client.access_token_format.as_str(),
+            tls: &client.tls,
         }
     }
 }

@@ -11,9 +11,10 @@ use ciba_shared::error::{TokenError, error_response};
 use ciba_shared::fapi;
 use ciba_shared::http::{Form, json_response};
 use ciba_shared::ident::Ident;
+use ciba_shared::mtls::{self, ClientCert};
 use ciba_shared::protocol::{CIBA_GRANT, REFRESH_GRANT, Scope, Standing, standing};
 use ciba_shared::store::{PollOutcome, RotateError, StoreError};
-use ciba_shared::tokens::{self, Grant, RedeemFailure, TokenValues, presented};
+use ciba_shared::tokens::{self, Binding, Grant, RedeemFailure, TokenValues, presented};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 
@@ -35,9 +36,14 @@ async fn token(ctx: &Ctx, req: &Request) -> Result<Response<Body>, TokenError> {
     let grant_type = form
         .get("grant_type")
         .ok_or_else(|| TokenError::InvalidRequest("grant_type is required".into()))?;
+    let cert = mtls::from_request(req);
+    let credentials = client_auth::Credentials {
+        headers: req.headers(),
+        form: &form,
+        cert: cert.as_ref(),
+    };
     let client = client_auth::authenticate(
-        req.headers(),
-        &form,
+        credentials,
         ctx.store.as_ref(),
         &ctx.config,
         ctx.clock.now(),
@@ -45,12 +51,12 @@ async fn token(ctx: &Ctx, req: &Request) -> Result<Response<Body>, TokenError> {
     .await?;
     match grant_type {
         CIBA_GRANT => {
-            let proof = sender_constraint(ctx, req, &client).await?;
-            ciba_grant(ctx, &client, &form, proof).await
+            let binding = sender_constraint(ctx, req, &client, cert.as_ref()).await?;
+            ciba_grant(ctx, &client, &form, binding).await
         }
         REFRESH_GRANT => {
-            let proof = sender_constraint(ctx, req, &client).await?;
-            refresh_grant(ctx, &client, &form, proof).await
+            let binding = sender_constraint(ctx, req, &client, cert.as_ref()).await?;
+            refresh_grant(ctx, &client, &form, binding).await
         }
         other => Err(TokenError::UnsupportedGrantType(
             format!("grant_type {other} is not supported").into(),
@@ -75,27 +81,48 @@ async fn dpop_proof(ctx: &Ctx, req: &Request) -> Result<Option<Proof>, TokenErro
         })
 }
 
-/// The DPoP proof of a token request; a FAPI client must send one, so that its access tokens are
-/// sender-constrained (FAPI 1.0 Advanced §5.2.2).
+/// What the tokens a request obtains are bound to: the key of its DPoP proof, and, for a client
+/// registered with `tls_client_certificate_bound_access_tokens`, the certificate it came with
+/// (RFC 8705 §3), which it must then have. A FAPI client's tokens must be bound one way or the
+/// other (FAPI 1.0 Advanced §5.2.2).
 async fn sender_constraint(
     ctx: &Ctx,
     req: &Request,
     client: &Client,
-) -> Result<Option<Proof>, TokenError> {
+    cert: Option<&ClientCert>,
+) -> Result<Binding, TokenError> {
     let proof = dpop_proof(ctx, req).await?;
-    if proof.is_none() && fapi::applies(client, &ctx.config) {
+    let x5t = if client.tls.tls_client_certificate_bound_access_tokens {
+        let cert = cert.ok_or_else(|| {
+            TokenError::InvalidRequest(
+                "this client's tokens are bound to its certificate: send the request over \
+                 mutual TLS (the mtls_endpoint_aliases)"
+                    .into(),
+            )
+        })?;
+        Some(cert.thumbprint())
+    } else {
+        None
+    };
+    let binding = Binding {
+        jkt: proof.map(|p| p.jkt),
+        x5t,
+    };
+    if !binding.is_bound() && fapi::applies(client, &ctx.config) {
         return Err(TokenError::InvalidRequest(
-            "a FAPI client's access tokens are sender-constrained: send a DPoP proof".into(),
+            "a FAPI client's access tokens are sender-constrained: send a DPoP proof, or \
+             register tls_client_certificate_bound_access_tokens and use mutual TLS"
+                .into(),
         ));
     }
-    Ok(proof)
+    Ok(binding)
 }
 
 async fn ciba_grant(
     ctx: &Ctx,
     client: &Client,
     form: &Form,
-    proof: Option<Proof>,
+    binding: Binding,
 ) -> Result<Response<Body>, TokenError> {
     if client.resource_server {
         return Err(TokenError::UnauthorizedClient(
@@ -132,7 +159,7 @@ async fn ciba_grant(
     match standing(&request, now) {
         Standing::Redeemed => Err(unknown()),
         Standing::Refused(e) => Err(e),
-        Standing::Approved => redeem(ctx, client, &request, proof, now).await,
+        Standing::Approved => redeem(ctx, client, &request, binding, now).await,
         Standing::Pending => match ctx.store.requests().record_poll(id, now_ms).await? {
             PollOutcome::InTime => Err(TokenError::AuthorizationPending(
                 "the user has not yet decided".into(),
@@ -149,12 +176,20 @@ async fn redeem(
     ctx: &Ctx,
     client: &Client,
     request: &AuthRequest,
-    proof: Option<Proof>,
+    binding: Binding,
     now: i64,
 ) -> Result<Response<Body>, TokenError> {
     let values = TokenValues::random(ctx.random.as_ref());
-    let jkt = proof.map(|p| p.jkt);
-    match tokens::redeem(ctx, request, client.access_token_format, jkt, values, now).await {
+    match tokens::redeem(
+        ctx,
+        request,
+        client.access_token_format,
+        binding,
+        values,
+        now,
+    )
+    .await
+    {
         Ok(response) => {
             tracing::info!(client_id = %request.client_id, "tokens issued");
             Ok(json_response(StatusCode::OK, &response, true))
@@ -176,7 +211,7 @@ async fn refresh_grant(
     ctx: &Ctx,
     client: &Client,
     form: &Form,
-    proof: Option<Proof>,
+    binding: Binding,
 ) -> Result<Response<Body>, TokenError> {
     let presented = form
         .get("refresh_token")
@@ -199,22 +234,30 @@ async fn refresh_grant(
     if !found.is_active(now) || !family.is_live(now) {
         return Err(invalid());
     }
-    // A grant bound to a DPoP key stays bound to it: its refresh token is good only with a proof
-    // of that key, so a stolen one cannot be turned into bearer tokens.
+    // A grant bound to a DPoP key or a certificate stays bound to it: its refresh token is good
+    // only with a proof of that key, over a connection with that certificate, so a stolen one
+    // cannot be turned into bearer tokens.
     if let Some(bound) = &found.record.jkt {
-        match &proof {
+        match &binding.jkt {
             None => {
                 return Err(TokenError::InvalidDpopProof(
                     "this refresh token is bound to a DPoP key: send a DPoP proof".into(),
                 ));
             }
-            Some(p) if &p.jkt != bound => {
+            Some(jkt) if jkt != bound => {
                 return Err(TokenError::InvalidGrant(
                     "the refresh token is bound to another DPoP key".into(),
                 ));
             }
             Some(_) => {}
         }
+    }
+    if let Some(bound) = &found.record.x5t
+        && binding.x5t.as_ref() != Some(bound)
+    {
+        return Err(TokenError::InvalidGrant(
+            "the refresh token is bound to another client certificate".into(),
+        ));
     }
     let scope = form
         .get("scope")
@@ -230,7 +273,7 @@ async fn refresh_grant(
         })
         .transpose()?;
     let grant = Grant {
-        jkt: proof.map(|p| p.jkt),
+        binding,
         ..Grant::of_refresh(
             &found.record,
             &family,

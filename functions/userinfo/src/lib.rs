@@ -6,6 +6,7 @@ use ciba_shared::domain::{TokenKind, TokenRecord, User};
 use ciba_shared::dpop::{self, DpopError, Target};
 use ciba_shared::error::{BearerError, error_response};
 use ciba_shared::http::{Form, bearer_token, dpop_token, json_response, media_type};
+use ciba_shared::mtls;
 use ciba_shared::protocol::Scope;
 use ciba_shared::tokens::presented;
 use lambda_http::http::{Method, StatusCode};
@@ -58,6 +59,7 @@ async fn userinfo(ctx: &Ctx, req: &Request) -> Result<Response<Body>, BearerErro
             BearerError::InvalidToken("the access token is invalid, expired or revoked".into())
         })?;
     check_binding(ctx, req, &token, &record, scheme_dpop).await?;
+    check_certificate(req, &record)?;
     let user = ctx
         .store
         .accounts()
@@ -115,6 +117,21 @@ async fn check_binding(
         ));
     }
     Ok(())
+}
+
+/// A certificate-bound token is good only over mutual TLS with its certificate (RFC 8705 §3).
+fn check_certificate(req: &Request, record: &TokenRecord) -> Result<(), BearerError> {
+    let Some(bound) = &record.x5t else {
+        return Ok(());
+    };
+    if mtls::from_request(req).is_some_and(|cert| &cert.thumbprint() == bound) {
+        return Ok(());
+    }
+    Err(BearerError::InvalidToken(
+        "the access token is bound to a client certificate: present it over mutual TLS with \
+         that certificate"
+            .into(),
+    ))
 }
 
 /// The token from the `Authorization` header, or from a POST form's `access_token`; never both.

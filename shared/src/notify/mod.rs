@@ -27,7 +27,7 @@ use crate::ports::SignerError;
 use crate::protocol::{Standing, standing};
 use crate::secret::Secret;
 use crate::store::StoreError;
-use crate::tokens::{self, RedeemFailure, TokenResponse, TokenValues};
+use crate::tokens::{self, Binding, RedeemFailure, TokenResponse, TokenValues};
 
 pub use callback::{CallbackError, CallbackSender, HttpCallbackSender};
 pub use queue::{DeadLetter, Notification, NotificationQueue, QueueError, SqsNotificationQueue};
@@ -198,7 +198,16 @@ impl Notifier {
         };
         let expired = || TokenError::ExpiredToken("the authentication request has expired".into());
         if request.status == Status::Approved {
-            match tokens::redeem(&self.ctx, request, format, None, values(), now).await {
+            match tokens::redeem(
+                &self.ctx,
+                request,
+                format,
+                Binding::default(),
+                values(),
+                now,
+            )
+            .await
+            {
                 Ok(response) => return Ok(Ok(response)),
                 Err(RedeemFailure::Store(e)) => return Err(e),
                 Err(RedeemFailure::Signer(e)) => return Ok(Err(not_issued(e))),
@@ -216,12 +225,17 @@ impl Notifier {
                 }
             }
         }
-        Ok(
-            tokens::mint_for_request(&self.ctx, request, format, None, values(), now)
-                .await
-                .map(|minted| minted.response)
-                .map_err(not_issued),
+        Ok(tokens::mint_for_request(
+            &self.ctx,
+            request,
+            format,
+            Binding::default(),
+            values(),
+            now,
         )
+        .await
+        .map(|minted| minted.response)
+        .map_err(not_issued))
     }
 
     async fn attempt(&self, endpoint: &str, bearer: &str, payload: &Value) -> Outcome {

@@ -59,8 +59,35 @@ pub struct Grant {
     /// The family's absolute end: no token of the grant outlives it.
     pub family_expires_at: i64,
     pub format: AccessTokenFormat,
-    /// The DPoP key the tokens are bound to (RFC 9449), if the client proved one.
+    /// What the tokens are bound to, if anything.
+    pub binding: Binding,
+}
+
+/// What the tokens of a grant are bound to (their sender constraint): the DPoP key the token
+/// request proved (RFC 9449, `cnf.jkt`), the client certificate it came with (RFC 8705,
+/// `cnf.x5t#S256`), either or both. A bound token is good only with its key or certificate.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Binding {
     pub jkt: Option<String>,
+    pub x5t: Option<String>,
+}
+
+impl Binding {
+    pub fn is_bound(&self) -> bool {
+        self.jkt.is_some() || self.x5t.is_some()
+    }
+
+    /// The `cnf` claim (RFC 7800) of a token so bound, `None` for a bearer token.
+    pub fn confirmation(jkt: Option<&str>, x5t: Option<&str>) -> Option<serde_json::Value> {
+        let mut cnf = serde_json::Map::new();
+        if let Some(jkt) = jkt {
+            cnf.insert("jkt".into(), jkt.into());
+        }
+        if let Some(x5t) = x5t {
+            cnf.insert("x5t#S256".into(), x5t.into());
+        }
+        (!cnf.is_empty()).then_some(serde_json::Value::Object(cnf))
+    }
 }
 
 impl Grant {
@@ -91,7 +118,7 @@ impl Grant {
             },
             family_expires_at: auth_time.saturating_add(config.refresh_family_lifetime),
             format,
-            jkt: None,
+            binding: Binding::default(),
         }
     }
 
@@ -114,7 +141,7 @@ impl Grant {
             issued_at: now,
             family_expires_at: family.expires_at,
             format,
-            jkt: None,
+            binding: Binding::default(),
         }
     }
 
@@ -214,7 +241,8 @@ pub async fn mint(
         issued_at,
         expires_at,
         rotated_at: None,
-        jkt: grant.jkt.clone(),
+        jkt: grant.binding.jkt.clone(),
+        x5t: grant.binding.x5t.clone(),
     };
     let records = vec![
         record(
@@ -227,7 +255,7 @@ pub async fn mint(
     Ok(Minted {
         response: TokenResponse {
             access_token,
-            token_type: if grant.jkt.is_some() {
+            token_type: if grant.binding.jkt.is_some() {
                 "DPoP"
             } else {
                 "Bearer"
@@ -265,8 +293,9 @@ async fn jwt_access_token(
     if let Some(acr) = &grant.acr {
         claims["acr"] = acr.as_str().into();
     }
-    if let Some(jkt) = &grant.jkt {
-        claims["cnf"] = serde_json::json!({ "jkt": jkt });
+    let binding = &grant.binding;
+    if let Some(cnf) = Binding::confirmation(binding.jkt.as_deref(), binding.x5t.as_deref()) {
+        claims["cnf"] = cnf;
     }
     jose::sign_es256(signer, AT_JWT_TYP, &claims).await
 }
@@ -282,17 +311,17 @@ pub enum RedeemFailure {
 
 /// The tokens of an approved `request`, minted from `values` at `now`: its grant is the request's
 /// scope, user and decision time (CIBA Core §10.1.1), its access token in the client's `format`
-/// and bound to the DPoP key `jkt` when the client proved one.
+/// and bound as `binding` says.
 pub async fn mint_for_request(
     ctx: &Ctx,
     request: &AuthRequest,
     format: AccessTokenFormat,
-    jkt: Option<String>,
+    binding: Binding,
     values: TokenValues,
     now: i64,
 ) -> Result<Minted, SignerError> {
     let grant = Grant {
-        jkt,
+        binding,
         ..Grant::of_request(request, format, &ctx.config, now)
     };
     mint(&grant, values, &ctx.config, ctx.signer.as_ref(), now).await
@@ -306,11 +335,11 @@ pub async fn redeem(
     ctx: &Ctx,
     request: &AuthRequest,
     format: AccessTokenFormat,
-    jkt: Option<String>,
+    binding: Binding,
     values: TokenValues,
     now: i64,
 ) -> Result<TokenResponse, RedeemFailure> {
-    let minted = mint_for_request(ctx, request, format, jkt, values, now)
+    let minted = mint_for_request(ctx, request, format, binding, values, now)
         .await
         .map_err(RedeemFailure::Signer)?;
     match ctx

@@ -18,6 +18,7 @@ use crate::domain::{AccessTokenFormat, Client, Family, TokenKind, TokenRecord};
 use crate::error::TokenManagementError;
 use crate::http::Form;
 use crate::jose;
+use crate::mtls;
 use crate::store::StoreError;
 
 /// Longer than any token this OP issues: not looked up at all.
@@ -66,9 +67,14 @@ pub async fn read_request(
     }
     let form = Form::from_request(req)
         .map_err(|e| TokenManagementError::InvalidRequest(e.describe().into()))?;
+    let cert = mtls::from_request(req);
+    let credentials = client_auth::Credentials {
+        headers: req.headers(),
+        form: &form,
+        cert: cert.as_ref(),
+    };
     let client = client_auth::authenticate(
-        req.headers(),
-        &form,
+        credentials,
         ctx.store.as_ref(),
         &ctx.config,
         ctx.clock.now(),

@@ -192,6 +192,9 @@ pub(super) fn token_item(t: &TokenRecord) -> Item {
     if let Some(jkt) = &t.jkt {
         item.insert("jkt".into(), s(jkt));
     }
+    if let Some(x5t) = &t.x5t {
+        item.insert("x5t".into(), s(x5t));
+    }
     item.insert("ttl".into(), num(t.expires_at));
     item
 }
@@ -213,6 +216,7 @@ pub(super) fn token_from_item(item: &Item) -> Result<TokenRecord, StoreError> {
         expires_at: req_n(item, "expires_at")?,
         rotated_at: opt_n(item, "rotated_at")?,
         jkt: opt_s(item, "jkt")?,
+        x5t: opt_s(item, "x5t")?,
     })
 }
 

@@ -19,7 +19,7 @@
 //! | pending request, per user | `PENDING#<sub>` | `REQ#<expires_at, 12 digits>#<auth_req_id>` | `client_id`, `ttl` = `expires_at` |
 //! | pending requests' version | `PENDING#<sub>` | `HEAD` | `v`, `ttl` = the last request's `expires_at` + 86400 |
 //! | `user_code` attempts | `USER#<sub>` | `USERCODE` | `n`, `until` (the window's end), `ttl` = `until` |
-//! | token | `TOKEN#<hash>` | `TOKEN` | `hash`, `kind`, `client_id`, `sub`, `scope`, `auth_req_id`, `auth_time`, `acr`?, `issued_at`, `expires_at`, `rotated_at`? (a spent refresh token), `jkt`? (DPoP-bound), `ttl` = `expires_at` |
+//! | token | `TOKEN#<hash>` | `TOKEN` | `hash`, `kind`, `client_id`, `sub`, `scope`, `auth_req_id`, `auth_time`, `acr`?, `issued_at`, `expires_at`, `rotated_at`? (a spent refresh token), `jkt`? (DPoP-bound), `x5t`? (certificate-bound), `ttl` = `expires_at` |
 //! | token family | `FAMILY#<auth_req_id>` | `FAMILY` | `id`, `client_id`, `sub`, `expires_at`, `revoked_at`?, `ttl` = `expires_at` |
 //!
 //! In a `jti` key, `%` and `#` inside the scope are written `%25` and `%23`, so the first `#`

@@ -205,6 +205,7 @@ impl Case {
             expires_at: now + ttl,
             rotated_at: None,
             jkt: None,
+            x5t: None,
         };
         vec![
             token("at", TokenKind::Access, ACCESS_TTL),

@@ -167,6 +167,7 @@ pub fn client(id: &str) -> Client {
         resource_server: false,
         access_token_format: Default::default(),
         fapi: false,
+        tls: Default::default(),
     }
 }
 
@@ -213,6 +214,7 @@ fn token(hash: &str, kind: TokenKind) -> TokenRecord {
         expires_at: NOW + 3600,
         rotated_at: None,
         jkt: None,
+        x5t: None,
     }
 }
 

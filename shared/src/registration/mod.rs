@@ -7,10 +7,12 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, PublicKeyUse
 use serde_json::{Map, Value};
 use url::Url;
 
+mod tls;
+
 use crate::callback_policy::{self, RESOLVES_INTERNALLY};
 use crate::config::is_loopback;
 use crate::display;
-use crate::domain::{AccessTokenFormat, AuthMethod, DeliveryMode};
+use crate::domain::{AccessTokenFormat, AuthMethod, DeliveryMode, TlsClientMetadata};
 use crate::error::RegistrationError;
 use crate::jose;
 use crate::ports::Resolver;
@@ -52,6 +54,8 @@ pub struct Metadata {
     pub access_token_format: AccessTokenFormat,
     /// `fapi: true`: the FAPI-CIBA client profile (`fapi::check_registration`).
     pub fapi: bool,
+    /// The client certificate's identity and binding (RFC 8705).
+    pub tls: TlsClientMetadata,
 }
 
 /// A member of the request, `null` counting as absent.
@@ -122,13 +126,23 @@ impl Metadata {
             None | Some("client_secret_basic") => AuthMethod::ClientSecretBasic,
             Some("client_secret_post") => AuthMethod::ClientSecretPost,
             Some("private_key_jwt") => AuthMethod::PrivateKeyJwt,
+            Some("tls_client_auth") => AuthMethod::TlsClientAuth,
+            Some("self_signed_tls_client_auth") => AuthMethod::SelfSignedTlsClientAuth,
             Some(_) => {
                 return Err(invalid_metadata(
-                    "token_endpoint_auth_method must be client_secret_basic, client_secret_post or private_key_jwt",
+                    "token_endpoint_auth_method must be client_secret_basic, client_secret_post, \
+                     private_key_jwt, tls_client_auth or self_signed_tls_client_auth",
                 ));
             }
         };
         let jwks = member(body, "jwks").map(jwks).transpose()?;
+        let tls = tls::metadata(
+            body,
+            token_endpoint_auth_method,
+            jwks.as_ref(),
+            delivery_mode,
+            resource_server,
+        )?;
         if token_endpoint_auth_method == AuthMethod::PrivateKeyJwt {
             let keys = jwks.as_ref().ok_or_else(|| {
                 invalid_metadata("private_key_jwt requires the client's public keys in jwks")
@@ -202,6 +216,7 @@ impl Metadata {
             resource_server,
             access_token_format,
             fapi: boolean(body, "fapi")?,
+            tls,
         })
     }
 
