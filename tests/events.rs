@@ -168,3 +168,58 @@ async fn expiry_sweeper_event_runs_a_sweep() {
         expectations()["expiry-sweeper"]["result"]
     );
 }
+
+/// The mutual TLS events carry the client certificate where API Gateway puts it for payload 2.0
+/// (`requestContext.authentication.clientCert`), and `lambda_http` hands it to the handler: the
+/// PEM as the demo PKI wrote it, and the subject, issuer, serial and validity as API Gateway
+/// formats them.
+#[test]
+fn mtls_events_carry_the_client_certificate_where_api_gateway_puts_it() {
+    use lambda_http::RequestExt;
+    use lambda_http::request::RequestContext;
+    let pki = |name: &str| {
+        std::fs::read_to_string(format!(
+            "{}/tests/keys/pki/{name}.crt",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    for (event, cert, subject) in [
+        (
+            "introspect-mtls",
+            "demo-mtls-rp",
+            "CN=demo-mtls-rp,O=Demo Bank,C=GB",
+        ),
+        (
+            "introspect-mtls-wrong-cert",
+            "demo-mtls-self",
+            "CN=demo-mtls-self,O=Demo Shop,C=GB",
+        ),
+    ] {
+        let request = lambda_http::request::from_str(&events()[event]).unwrap();
+        let RequestContext::ApiGatewayV2(context) = request.request_context() else {
+            panic!("events/{event}.json is not an HTTP API payload 2.0 event");
+        };
+        let client_cert = context
+            .authentication
+            .and_then(|a| a.client_cert)
+            .unwrap_or_else(|| panic!("events/{event}.json has no client certificate"));
+        assert_eq!(client_cert.client_cert_pem.as_deref(), Some(&*pki(cert)));
+        assert_eq!(client_cert.subject_dn.as_deref(), Some(subject), "{event}");
+        let serial = client_cert.serial_number.unwrap();
+        assert!(
+            serial
+                .split(':')
+                .all(|b| b.len() == 2 && b.bytes().all(|c| c.is_ascii_hexdigit())),
+            "{event}: serial {serial} is not colon-separated hex bytes"
+        );
+        let validity = client_cert.validity;
+        for date in [validity.not_before.unwrap(), validity.not_after.unwrap()] {
+            assert!(
+                date.ends_with(" GMT"),
+                "{event}: {date} is not OpenSSL's format"
+            );
+        }
+        assert!(request.headers().get("authorization").is_none());
+    }
+}

@@ -378,3 +378,150 @@ fn no_function_is_granted_a_wildcard_action() {
         }
     }
 }
+
+/// The lines of one entry (a parameter, rule, resource or output) of a top-level section of the
+/// template, its own line excluded.
+fn entry(section: &str, name: &str) -> String {
+    let template = template();
+    let start = template
+        .find(&format!("\n{section}:\n"))
+        .unwrap_or_else(|| panic!("no {section} in template.yaml"));
+    let body: String = template[start + 1..]
+        .lines()
+        .skip(1)
+        .take_while(|l| l.is_empty() || l.starts_with(' '))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let at = body
+        .find(&format!("\n  {name}:\n"))
+        .or_else(|| body.starts_with(&format!("  {name}:\n")).then_some(0))
+        .unwrap_or_else(|| panic!("no {name} in {section}"));
+    body[at..]
+        .trim_start_matches('\n')
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("    "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn has_line(entry: &str, line: &str) -> bool {
+    entry.lines().any(|l| l.trim() == line)
+}
+
+const MTLS_PARAMETERS: [&str; 4] = [
+    "MtlsDomainName",
+    "MtlsCertificateArn",
+    "MtlsTruststoreUri",
+    "MtlsTruststoreVersion",
+];
+
+/// RFC 8705 on AWS is opt-in: a deploy without the mutual TLS parameters is the deploy it was,
+/// and the domain, certificate and truststore are checked for their form before anything is made.
+#[test]
+fn mutual_tls_parameters_are_optional_and_checked_for_their_form() {
+    for name in MTLS_PARAMETERS {
+        let parameter = entry("Parameters", name);
+        assert!(
+            has_line(&parameter, "Default: \"\""),
+            "{name}: not optional"
+        );
+    }
+    for (name, pattern) in [
+        (
+            "MtlsDomainName",
+            r"AllowedPattern: '^$|^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$'",
+        ),
+        (
+            "MtlsTruststoreUri",
+            r"AllowedPattern: '^$|^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^\s]+$'",
+        ),
+    ] {
+        assert!(has_line(&entry("Parameters", name), pattern), "{name}");
+    }
+    assert!(
+        entry("Parameters", "MtlsTruststoreUri").contains("self_signed_tls_client_auth"),
+        "the truststore's description must say a self-signed client certificate goes in it"
+    );
+}
+
+/// Half a mutual TLS setup fails the deploy: a domain without its certificate or truststore
+/// would refuse every handshake, a truststore without a domain would silently do nothing.
+#[test]
+fn mutual_tls_parameters_come_all_or_not_at_all() {
+    let needs = entry("Rules", "MtlsDomainNeedsCertificateAndTruststore");
+    assert!(has_line(
+        &needs,
+        "RuleCondition: !Not [!Equals [!Ref MtlsDomainName, \"\"]]"
+    ));
+    for required in ["MtlsCertificateArn", "MtlsTruststoreUri"] {
+        assert!(
+            has_line(
+                &needs,
+                &format!("- Assert: !Not [!Equals [!Ref {required}, \"\"]]")
+            ),
+            "a domain without {required} is not refused"
+        );
+    }
+    let alone = entry("Rules", "MtlsSettingsNeedADomain");
+    assert!(has_line(
+        &alone,
+        "RuleCondition: !Equals [!Ref MtlsDomainName, \"\"]"
+    ));
+    for setting in &MTLS_PARAMETERS[1..] {
+        assert!(
+            has_line(&alone, &format!("- !Equals [!Ref {setting}, \"\"]")),
+            "{setting} without a domain is not refused"
+        );
+    }
+}
+
+/// API Gateway does mutual TLS on a custom domain only: the domain (the certificate, TLS 1.2,
+/// the truststore) and its mapping to the API's one stage exist exactly when a domain is named.
+/// Clients without a certificate keep the HTTP API's own URL: the domain is added beside the
+/// execute-api endpoint, which is never disabled.
+#[test]
+fn the_mutual_tls_domain_is_mapped_beside_the_execute_api_endpoint_only_with_a_domain() {
+    let template = template();
+    assert!(!template.contains("DisableExecuteApiEndpoint"));
+    assert!(template.contains("\n  HasMtlsDomain: !Not [!Equals [!Ref MtlsDomainName, \"\"]]\n"));
+    let domain = entry("Resources", "MtlsDomain");
+    for line in [
+        "Type: AWS::ApiGatewayV2::DomainName",
+        "Condition: HasMtlsDomain",
+        "DomainName: !Ref MtlsDomainName",
+        "- CertificateArn: !If [HasMtlsCertificate, !Ref MtlsCertificateArn, !Ref AWS::NoValue]",
+        "EndpointType: REGIONAL",
+        "SecurityPolicy: TLS_1_2",
+        "TruststoreUri: !Ref MtlsTruststoreUri",
+        "TruststoreVersion: !If [HasMtlsTruststoreVersion, !Ref MtlsTruststoreVersion, !Ref AWS::NoValue]",
+    ] {
+        assert!(has_line(&domain, line), "MtlsDomain lacks {line}");
+    }
+    let mapping = entry("Resources", "MtlsApiMapping");
+    for line in [
+        "Type: AWS::ApiGatewayV2::ApiMapping",
+        "Condition: HasMtlsDomain",
+        "DomainName: !Ref MtlsDomain",
+        "ApiId: !Ref HttpApi",
+        "Stage: !Ref HttpApi.Stage",
+    ] {
+        assert!(has_line(&mapping, line), "MtlsApiMapping lacks {line}");
+    }
+    for output in ["MtlsBaseUrl", "MtlsDomainTarget", "MtlsDomainHostedZoneId"] {
+        assert!(
+            has_line(&entry("Outputs", output), "Condition: HasMtlsDomain"),
+            "{output}"
+        );
+    }
+}
+
+/// Discovery lists `mtls_endpoint_aliases` from `MTLS_BASE_URL`, so every function gets it from
+/// the domain when there is one, and none gets it otherwise.
+#[test]
+fn mtls_base_url_is_the_custom_domain_when_there_is_one() {
+    assert!(template().contains(
+        "\n        MTLS_BASE_URL: !If [HasMtlsDomain, !Sub \"https://${MtlsDomainName}\", !Ref AWS::NoValue]\n"
+    ));
+    assert!(environment_variable_names().contains("MTLS_BASE_URL"));
+}

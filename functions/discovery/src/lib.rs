@@ -9,15 +9,42 @@ use serde_json::{Value, json};
 
 /// `/introspect` and `/revoke` authenticate clients exactly as `/token` does (one
 /// `client_auth`), so their metadata is one list each, never three that could drift apart.
-const CLIENT_AUTH_METHODS: [&str; 3] = [
+/// The mutual TLS methods (RFC 8705 §2) need the certificate to reach the function: API
+/// Gateway's mutual TLS domain (`MTLS_BASE_URL`), or the local API's TLS port.
+const CLIENT_AUTH_METHODS: [&str; 5] = [
     "client_secret_basic",
     "client_secret_post",
     "private_key_jwt",
+    "tls_client_auth",
+    "self_signed_tls_client_auth",
 ];
 const CLIENT_ASSERTION_ALGS: [&str; 2] = ["ES256", "PS256"];
 
+/// The endpoints a client authenticating with mutual TLS calls at their alias (RFC 8705 §5):
+/// the ones that take client authentication or a certificate-bound token.
+const MTLS_ALIASED: [(&str, &str); 5] = [
+    ("token_endpoint", "/token"),
+    ("backchannel_authentication_endpoint", "/bc-authorize"),
+    ("userinfo_endpoint", "/userinfo"),
+    ("introspection_endpoint", "/introspect"),
+    ("revocation_endpoint", "/revoke"),
+];
+
 /// The metadata document; it depends on configuration only, so it is built once per cold start.
 pub fn metadata(config: &Config) -> Value {
+    let mut metadata = endpoints_and_capabilities(config);
+    // RFC 8705 §5: without aliases a client uses the endpoints above for mutual TLS too.
+    let aliases: serde_json::Map<String, Value> = MTLS_ALIASED
+        .iter()
+        .filter_map(|(name, path)| Some(((*name).to_owned(), json!(config.mtls_endpoint(path)?))))
+        .collect();
+    if !aliases.is_empty() {
+        metadata["mtls_endpoint_aliases"] = Value::Object(aliases);
+    }
+    metadata
+}
+
+fn endpoints_and_capabilities(config: &Config) -> Value {
     json!({
         "issuer": config.issuer,
         "jwks_uri": config.endpoint("/jwks"),
@@ -39,6 +66,7 @@ pub fn metadata(config: &Config) -> Value {
         "revocation_endpoint_auth_signing_alg_values_supported": CLIENT_ASSERTION_ALGS,
         "id_token_signing_alg_values_supported": ["ES256"],
         "dpop_signing_alg_values_supported": ciba_shared::dpop::ALGORITHMS,
+        "tls_client_certificate_bound_access_tokens": true,
         "subject_types_supported": ["public"],
         "response_types_supported": [],
         "scopes_supported": SUPPORTED_SCOPES,
@@ -100,7 +128,9 @@ mod tests {
         let methods = json!([
             "client_secret_basic",
             "client_secret_post",
-            "private_key_jwt"
+            "private_key_jwt",
+            "tls_client_auth",
+            "self_signed_tls_client_auth"
         ]);
         assert_eq!(m["token_endpoint_auth_methods_supported"], methods);
         for endpoint in ["introspection_endpoint", "revocation_endpoint"] {
@@ -111,5 +141,54 @@ mod tests {
                 "{endpoint}: private_key_jwt is listed, so RFC 8414 requires its algorithms"
             );
         }
+    }
+
+    fn with_mtls_base_url(base: &str) -> Config {
+        let vars = [
+            ("ISSUER", "https://op.example.com"),
+            ("MTLS_BASE_URL", base),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        Config::from_vars(&vars).unwrap()
+    }
+
+    /// RFC 8705 §5: with a mutual TLS domain, every endpoint that authenticates clients or takes
+    /// a bound token is listed at its alias there; the plain endpoints stay on the issuer.
+    #[test]
+    fn mtls_endpoint_aliases_name_each_endpoint_on_the_mutual_tls_domain() {
+        let m = metadata(&with_mtls_base_url("https://mtls.op.example.com"));
+        assert_eq!(
+            m["mtls_endpoint_aliases"],
+            json!({
+                "token_endpoint": "https://mtls.op.example.com/token",
+                "backchannel_authentication_endpoint": "https://mtls.op.example.com/bc-authorize",
+                "userinfo_endpoint": "https://mtls.op.example.com/userinfo",
+                "introspection_endpoint": "https://mtls.op.example.com/introspect",
+                "revocation_endpoint": "https://mtls.op.example.com/revoke",
+            })
+        );
+        assert_eq!(m["token_endpoint"], "https://op.example.com/token");
+    }
+
+    /// No mutual TLS domain, no aliases: an empty `MTLS_BASE_URL` (the template's default) is
+    /// none, and no alias may point at a domain that does not exist.
+    #[test]
+    fn mtls_endpoint_aliases_are_absent_without_a_mutual_tls_domain() {
+        for config in [
+            Config::new("https://op.example.com").unwrap(),
+            with_mtls_base_url(""),
+        ] {
+            let m = metadata(&config);
+            assert!(m.get("mtls_endpoint_aliases").is_none(), "{m}");
+        }
+    }
+
+    /// RFC 8705 §3.3: the OP binds access tokens to the client's certificate.
+    #[test]
+    fn certificate_bound_access_tokens_are_advertised() {
+        let m = metadata(&Config::new("https://op.example.com").unwrap());
+        assert_eq!(m["tls_client_certificate_bound_access_tokens"], true);
     }
 }
