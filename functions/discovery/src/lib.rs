@@ -9,15 +9,15 @@ use serde_json::{Value, json};
 
 /// `/introspect` and `/revoke` authenticate clients exactly as `/token` does (one
 /// `client_auth`), so their metadata is one list each, never three that could drift apart.
-/// The mutual TLS methods (RFC 8705 §2) need the certificate to reach the function: API
-/// Gateway's mutual TLS domain (`MTLS_BASE_URL`), or the local API's TLS port.
-const CLIENT_AUTH_METHODS: [&str; 5] = [
+const CLIENT_AUTH_METHODS: [&str; 3] = [
     "client_secret_basic",
     "client_secret_post",
     "private_key_jwt",
-    "tls_client_auth",
-    "self_signed_tls_client_auth",
 ];
+/// The mutual TLS methods (RFC 8705 §2) need the certificate to reach the function: API
+/// Gateway's mutual TLS domain (`MTLS_BASE_URL`), or the local API's TLS port. Without one they
+/// are not advertised, nor are certificate-bound tokens: no client could use them.
+const MTLS_AUTH_METHODS: [&str; 2] = ["tls_client_auth", "self_signed_tls_client_auth"];
 const CLIENT_ASSERTION_ALGS: [&str; 2] = ["ES256", "PS256"];
 
 /// The endpoints a client authenticating with mutual TLS calls at their alias (RFC 8705 §5):
@@ -45,6 +45,12 @@ pub fn metadata(config: &Config) -> Value {
 }
 
 fn endpoints_and_capabilities(config: &Config) -> Value {
+    let mtls = config.mtls_base_url.is_some();
+    let methods: Vec<&str> = CLIENT_AUTH_METHODS
+        .iter()
+        .chain(MTLS_AUTH_METHODS.iter().filter(|_| mtls))
+        .copied()
+        .collect();
     json!({
         "issuer": config.issuer,
         "jwks_uri": config.endpoint("/jwks"),
@@ -56,17 +62,17 @@ fn endpoints_and_capabilities(config: &Config) -> Value {
         "backchannel_authentication_request_signing_alg_values_supported": ["ES256", "PS256"],
         "backchannel_user_code_parameter_supported": true,
         "grant_types_supported": [CIBA_GRANT, REFRESH_GRANT],
-        "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "token_endpoint_auth_methods_supported": methods,
         "token_endpoint_auth_signing_alg_values_supported": CLIENT_ASSERTION_ALGS,
         "introspection_endpoint": config.endpoint("/introspect"),
-        "introspection_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "introspection_endpoint_auth_methods_supported": methods,
         "introspection_endpoint_auth_signing_alg_values_supported": CLIENT_ASSERTION_ALGS,
         "revocation_endpoint": config.endpoint("/revoke"),
-        "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "revocation_endpoint_auth_methods_supported": methods,
         "revocation_endpoint_auth_signing_alg_values_supported": CLIENT_ASSERTION_ALGS,
         "id_token_signing_alg_values_supported": ["ES256"],
         "dpop_signing_alg_values_supported": ciba_shared::dpop::ALGORITHMS,
-        "tls_client_certificate_bound_access_tokens": true,
+        "tls_client_certificate_bound_access_tokens": mtls,
         "subject_types_supported": ["public"],
         "response_types_supported": [],
         "scopes_supported": SUPPORTED_SCOPES,
@@ -128,9 +134,7 @@ mod tests {
         let methods = json!([
             "client_secret_basic",
             "client_secret_post",
-            "private_key_jwt",
-            "tls_client_auth",
-            "self_signed_tls_client_auth"
+            "private_key_jwt"
         ]);
         assert_eq!(m["token_endpoint_auth_methods_supported"], methods);
         for endpoint in ["introspection_endpoint", "revocation_endpoint"] {
@@ -170,10 +174,25 @@ mod tests {
             })
         );
         assert_eq!(m["token_endpoint"], "https://op.example.com/token");
+        let methods = json!([
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt",
+            "tls_client_auth",
+            "self_signed_tls_client_auth"
+        ]);
+        for endpoint in [
+            "token_endpoint",
+            "introspection_endpoint",
+            "revocation_endpoint",
+        ] {
+            assert_eq!(m[format!("{endpoint}_auth_methods_supported")], methods);
+        }
+        assert_eq!(m["tls_client_certificate_bound_access_tokens"], true);
     }
 
-    /// No mutual TLS domain, no aliases: an empty `MTLS_BASE_URL` (the template's default) is
-    /// none, and no alias may point at a domain that does not exist.
+    /// No mutual TLS domain, no aliases and no mutual TLS at all: an empty `MTLS_BASE_URL` (the
+    /// template's default) is none, and no client certificate could reach the functions.
     #[test]
     fn mtls_endpoint_aliases_are_absent_without_a_mutual_tls_domain() {
         for config in [
@@ -182,13 +201,9 @@ mod tests {
         ] {
             let m = metadata(&config);
             assert!(m.get("mtls_endpoint_aliases").is_none(), "{m}");
+            assert_eq!(m["tls_client_certificate_bound_access_tokens"], false);
+            let methods = m["token_endpoint_auth_methods_supported"].to_string();
+            assert!(!methods.contains("tls_client_auth"), "{methods}");
         }
-    }
-
-    /// RFC 8705 §3.3: the OP binds access tokens to the client's certificate.
-    #[test]
-    fn certificate_bound_access_tokens_are_advertised() {
-        let m = metadata(&Config::new("https://op.example.com").unwrap());
-        assert_eq!(m["tls_client_certificate_bound_access_tokens"], true);
     }
 }
