@@ -91,7 +91,7 @@ pub async fn tls_send(
     let stream = connector
         .connect(name, tcp)
         .await
-        .map_err(|e| format!("handshake: {e}"))?;
+        .map_err(|e| format!("handshake: {}", causes(&e)))?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| e.to_string())?;
@@ -111,7 +111,7 @@ pub async fn tls_send(
     let response = sender
         .send_request(request)
         .await
-        .map_err(|e| format!("exchange: {e}"))?;
+        .map_err(|e| format!("exchange: {}", causes(&e)))?;
     let (parts, body) = response.into_parts();
     let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
     let body = if bytes.is_empty() {
@@ -125,4 +125,15 @@ pub async fn tls_send(
         body,
         headers: parts.headers,
     })
+}
+
+/// `error` and its causes, so a refusal names the TLS alert behind it.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text = format!("{text}: {inner}");
+        cause = inner.source();
+    }
+    text
 }
