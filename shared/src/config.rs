@@ -225,9 +225,7 @@ impl Config {
 
     /// The mutual-TLS alias of an endpoint (RFC 8705 §5), when the OP has one.
     pub fn mtls_endpoint(&self, path: &str) -> Option<String> {
-        self.mtls_base_url
-            .as_ref()
-            .map(|base| format!("{base}{path}"))
+        self.mtls_base_url.as_ref().map(|base| format!("{base}{path}"))
     }
 
     /// Whether this OP runs on the developer's machine: its issuer is plain http on a loopback
@@ -248,7 +246,8 @@ fn validate_mtls_base_url(raw: &str) -> Result<String, ConfigError> {
     let bad = || ConfigError(format!("MTLS_BASE_URL must be an https URL, got {raw:?}"));
     let url = url::Url::parse(raw.trim()).map_err(|_| bad())?;
     let secure = url.scheme() == "https" || (url.scheme() == "http" && is_loopback(&url));
-    if !secure || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+    if !secure || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty()
+    {
         return Err(bad());
     }
     Ok(url.as_str().trim_end_matches('/').to_owned())
@@ -323,25 +322,13 @@ mod tests {
             ])
         };
         let config = Config::from_vars(&vars("https://mtls.op.example/")).unwrap();
-        assert_eq!(
-            config.mtls_base_url.as_deref(),
-            Some("https://mtls.op.example")
-        );
+        assert_eq!(config.mtls_base_url.as_deref(), Some("https://mtls.op.example"));
         assert!(config.accepts_audience("https://mtls.op.example/token"));
         assert!(!config.accepts_audience("https://mtls.op.example/userinfo"));
-        for bad in [
-            "http://mtls.op.example",
-            "https://mtls.op.example/?a=b",
-            "mtls",
-        ] {
+        for bad in ["http://mtls.op.example", "https://mtls.op.example/?a=b", "mtls"] {
             assert!(Config::from_vars(&vars(bad)).is_err(), "{bad}");
         }
-        assert!(
-            Config::from_vars(&vars(""))
-                .unwrap()
-                .mtls_base_url
-                .is_none()
-        );
+        assert!(Config::from_vars(&vars("")).unwrap().mtls_base_url.is_none());
     }
 
     use super::*;
