@@ -7,6 +7,8 @@ pub mod dynamo;
 pub mod event;
 pub mod local_notify;
 pub mod options;
+pub mod server;
+pub mod tls;
 
 use std::sync::Arc;
 

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use crate::LocalApi;
 use crate::cli::Stop;
+use crate::tls::TlsFiles;
 
 pub const USAGE: &str = "\
 ciba-local: every CIBA function's handler on one local port
@@ -42,6 +43,15 @@ ciba-local: every CIBA function's handler on one local port
                       and lists what SNS accepted at /_local/pushes too
   --sweep-every S     seconds between expiry sweeps, the expiry-sweeper function's job
                       (CIBA_SWEEP_EVERY, default 1)
+  --tls-port N        also serve HTTPS with client certificates (mutual TLS, RFC 8705) on this
+                      port of 127.0.0.1, as API Gateway's mTLS custom domain does (CIBA_TLS_PORT);
+                      discovery then names it in mtls_endpoint_aliases (MTLS_BASE_URL overrides).
+                      Needs all three of:
+  --tls-cert PATH     the server's certificate chain, PEM (CIBA_TLS_CERT)
+  --tls-key PATH      the server's private key, PKCS#8 or SEC1 PEM (CIBA_TLS_KEY)
+  --tls-client-ca PATH
+                      the truststore: PEM CA certificates, and self-signed client certificates
+                      accepted as they are (CIBA_TLS_CLIENT_CA)
   --local-endpoints-on-dynamodb
                       serve /_local/* over a DynamoDB store too (CIBA_LOCAL_ENDPOINTS_ON_DYNAMODB=1;
                       for the benchmark harness): anyone reaching the port may then read pushes
@@ -67,6 +77,15 @@ pub struct Options {
     pub sns: bool,
     pub registration: Registration,
     pub sweep_every: Duration,
+    /// The mutual-TLS listener, when asked for.
+    pub tls: Option<TlsOptions>,
+}
+
+/// The mutual-TLS port and the files it is configured from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsOptions {
+    pub port: u16,
+    pub files: TlsFiles,
 }
 
 impl Options {
@@ -148,7 +167,9 @@ impl Options {
                 .ok_or_else(|| format!("sweep-every {s:?} must be 1 to 86400 seconds"))?,
             None => Duration::from_secs(1),
         };
+        let tls = tls_options(port, &get)?;
         Ok(Self {
+            tls,
             sweep_every,
             registration,
             sns,
@@ -170,6 +191,44 @@ impl Options {
     }
 }
 
+/// The TLS port and its three files, all given or none; a port apart from the plain one.
+fn tls_options(
+    port: u16,
+    get: &dyn Fn(&str, &str) -> Option<String>,
+) -> Result<Option<TlsOptions>, String> {
+    let tls_port = get("tls-port", "CIBA_TLS_PORT");
+    let cert = get("tls-cert", "CIBA_TLS_CERT");
+    let key = get("tls-key", "CIBA_TLS_KEY");
+    let client_ca = get("tls-client-ca", "CIBA_TLS_CLIENT_CA");
+    match (tls_port, cert, key, client_ca) {
+        (None, None, None, None) => Ok(None),
+        (Some(p), Some(cert), Some(key), Some(client_ca)) => {
+            let tls_port: u16 = p
+                .parse()
+                .ok()
+                .filter(|n| *n != 0)
+                .ok_or_else(|| format!("tls-port {p:?} is not a port number"))?;
+            if tls_port == port {
+                return Err(format!(
+                    "tls-port {tls_port} is the plain HTTP port too: give it another"
+                ));
+            }
+            Ok(Some(TlsOptions {
+                port: tls_port,
+                files: TlsFiles {
+                    cert,
+                    key,
+                    client_ca,
+                },
+            }))
+        }
+        _ => Err(
+            "mutual TLS needs --tls-port, --tls-cert, --tls-key and --tls-client-ca together"
+                .into(),
+        ),
+    }
+}
+
 /// What start-up prints: where the store is and what was seeded.
 pub struct Summary {
     pub store: String,
@@ -186,6 +245,10 @@ pub async fn build(
     // The policy numbers and abuse limits from the environment, as a function reads them.
     let mut vars: HashMap<String, String> = std::env::vars().collect();
     vars.insert("ISSUER".into(), options.issuer());
+    if let Some(tls) = &options.tls {
+        vars.entry("MTLS_BASE_URL".into())
+            .or_insert_with(|| format!("https://127.0.0.1:{}", tls.port));
+    }
     vars.retain(|name, _| !name.starts_with("REGISTRATION"));
     let mut config = Config::from_vars(&vars).map_err(|e| e.to_string())?;
     config.registration = options.registration.clone();
@@ -338,6 +401,42 @@ mod tests {
             let error = parse(&["--sweep-every", bad]).unwrap_err();
             assert!(error.contains("1 to 86400"), "{bad}: {error}");
         }
+    }
+
+    #[test]
+    fn tls_needs_its_port_and_three_files_together() {
+        assert_eq!(parse(&[]).unwrap().tls, None);
+        let full = [
+            "--tls-port",
+            "8443",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--tls-client-ca",
+            "ca.pem",
+        ];
+        let tls = parse(&full).unwrap().tls.unwrap();
+        assert_eq!(
+            (
+                tls.port,
+                tls.files.cert.as_str(),
+                tls.files.client_ca.as_str()
+            ),
+            (8443, "c.pem", "ca.pem")
+        );
+        for missing in 0..4 {
+            let mut args = full.to_vec();
+            args.drain(missing * 2..missing * 2 + 2);
+            let error = parse(&args).unwrap_err();
+            assert!(error.contains("together"), "{args:?}: {error}");
+        }
+        let mut same = full.to_vec();
+        same.extend(["--port", "8443"]);
+        assert!(parse(&same).unwrap_err().contains("plain HTTP port"));
+        let mut bad = full.to_vec();
+        bad[1] = "https";
+        assert!(parse(&bad).unwrap_err().contains("not a port number"));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod callback;
 pub mod emulator;
 pub mod fault_proxy;
+pub mod tls;
 
 use std::sync::Arc;
 
