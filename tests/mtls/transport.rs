@@ -1,12 +1,69 @@
 //! The local API's mutual-TLS port, through real TLS: as on API Gateway's mTLS custom domain,
 //! every client presents a certificate the truststore vouches for (issued by a CA in it, or a
-//! self-signed certificate listed in it), and the function sees that certificate in its event.
-
-mod common;
+//! self-signed certificate listed in it), and the function sees that certificate in its event;
+//! over it, the whole flow of a `tls_client_auth` client with a certificate-bound token.
 
 use ciba_local::event::HttpRequest;
-use common::Harness;
-use common::tls::{Ports, identity, pki, serve_both, tls_send};
+use serde_json::json;
+
+use super::common;
+use super::common::tls::{Ports, identity, pki, serve_both, tls_send};
+use super::common::{CIBA_GRANT, Harness};
+
+crate::on_both_stores!(the_ciba_flow_runs_through_real_mutual_tls_with_a_bound_token);
+
+/// The whole flow of the FAPI client demo-mtls through the local API's TLS port (the README's
+/// walk-through): `tls_client_auth` at `/bc-authorize` and `/token`, its certificate-bound
+/// access token good at `/userinfo` over its own certificate only.
+async fn the_ciba_flow_runs_through_real_mutual_tls_with_a_bound_token(h: Harness) {
+    let ports = serve_both(h.api.clone()).await;
+    let (cert, key) = identity("demo-mtls-rp");
+    let rp = Some((cert.as_str(), key.as_str()));
+    let request = super::request_object(&h, "Transfer 250 GBP");
+    let post = |path: &str, form: &[(&str, &str)]| HttpRequest::new("POST", path).form(form);
+    let started = tls_send(
+        ports.tls,
+        rp,
+        post(
+            "/bc-authorize",
+            &[("client_id", "demo-mtls"), ("request", &request)],
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(started.status, 200, "{:?}", started.body);
+    let id = started.body["auth_req_id"].as_str().unwrap().to_owned();
+    let poll = post(
+        "/token",
+        &[
+            ("grant_type", CIBA_GRANT),
+            ("auth_req_id", &id),
+            ("client_id", "demo-mtls"),
+        ],
+    );
+    tls_send(ports.tls, rp, poll.clone())
+        .await
+        .unwrap()
+        .expect_error(400, "authorization_pending");
+    assert_eq!(h.alice_decides("approve").await.status, 204);
+    h.clock.advance_secs(5);
+    let tokens = tls_send(ports.tls, rp, poll).await.unwrap();
+    assert_eq!(tokens.status, 200, "{:?}", tokens.body);
+    let access = tokens.body["access_token"].as_str().unwrap();
+    let userinfo = || {
+        HttpRequest::new("GET", "/userinfo").header("authorization", &format!("Bearer {access}"))
+    };
+    let claims = tls_send(ports.tls, rp, userinfo()).await.unwrap();
+    assert_eq!(
+        (claims.status, &claims.body["sub"]),
+        (200, &json!("user-alice"))
+    );
+    // Another client's certificate over the same TLS port; no certificate, as on the plain port.
+    let (other_cert, other_key) = identity("demo-mtls-self");
+    let other = tls_send(ports.tls, Some((&other_cert, &other_key)), userinfo());
+    other.await.unwrap().expect_error(401, "invalid_token");
+    h.send(userinfo()).await.expect_error(401, "invalid_token");
+}
 
 const DISCOVERY: &str = "/.well-known/openid-configuration";
 
