@@ -1,7 +1,7 @@
 //! DPoP (RFC 9449) through the local API on both stores: proofs at `/token`, DPoP-bound access
 //! and refresh tokens, the `DPoP` scheme at `/userinfo` with its `ath` check, `cnf.jkt` in
-//! introspection and in JWT access tokens, and every proof rule refused with
-//! `invalid_dpop_proof`.
+//! introspection and in JWT access tokens, every proof rule refused with `invalid_dpop_proof`,
+//! and server nonces (`DPOP_NONCE=required`) with `use_dpop_nonce`.
 
 mod common;
 
@@ -22,6 +22,7 @@ on_both_stores!(
     every_proof_rule_is_checked_at_the_token_endpoint,
     a_dpop_bound_refresh_token_needs_a_proof_of_the_same_key,
     a_jwt_access_token_carries_its_dpop_binding,
+    when_nonces_are_required_a_proof_carries_a_fresh_one_the_op_handed_out,
 );
 
 /// The client's DPoP key.
@@ -321,4 +322,109 @@ async fn a_jwt_access_token_carries_its_dpop_binding(h: Harness) {
     );
     let p = proof(&h, "GET", "/userinfo", Some(access));
     assert_eq!(userinfo(&h, "DPoP", access, Some(&p)).await.status, 200);
+}
+
+/// RFC 9449 §8 and §9 with `DPOP_NONCE=required`: a proof without the OP's nonce, or with a
+/// made-up or stale one, gets `use_dpop_nonce` and the nonce to use in `DPoP-Nonce`, at `/token`
+/// (400) and at `/userinfo` (401 with a `DPoP` challenge); with it, the flow goes on.
+async fn when_nonces_are_required_a_proof_carries_a_fresh_one_the_op_handed_out(h: Harness) {
+    let id = started(&h, "demo-rp", "demo-rp-secret").await;
+    let pending = poll_with(
+        &h,
+        "demo-rp",
+        "demo-rp-secret",
+        &id,
+        &proof(&h, "POST", "/token", None),
+    )
+    .await;
+    pending.expect_error(400, "authorization_pending");
+    assert!(
+        pending.headers.get("dpop-nonce").is_none(),
+        "no nonces unless required"
+    );
+
+    let h = common::reconfigured(h, |c| c.dpop_nonce_required = true);
+    assert_eq!(h.alice_decides("approve").await.status, 204);
+    h.clock.advance_secs(5);
+    let with_nonce = |nonce: &str| {
+        let nonce = nonce.to_owned();
+        move |_: &mut Value, claims: &mut Value| claims["nonce"] = nonce.into()
+    };
+    let nonce_of = |r: &Reply| r.headers["dpop-nonce"].to_str().unwrap().to_owned();
+
+    let without = poll_with(
+        &h,
+        "demo-rp",
+        "demo-rp-secret",
+        &id,
+        &proof(&h, "POST", "/token", None),
+    )
+    .await;
+    without.expect_error(400, "use_dpop_nonce");
+    let nonce = nonce_of(&without);
+    // A nonce of the OP's making cannot be guessed: the next window's number with any MAC.
+    let mut made_up = URL_SAFE_NO_PAD.decode(&nonce).unwrap();
+    made_up[7] = made_up[7].wrapping_add(1);
+    let made_up = URL_SAFE_NO_PAD.encode(made_up);
+    for bad in [made_up.as_str(), "", "nonce"] {
+        let p = proof_with(&h, &client_key(), "POST", "/token", None, with_nonce(bad));
+        let r = poll_with(&h, "demo-rp", "demo-rp-secret", &id, &p).await;
+        r.expect_error(400, "use_dpop_nonce");
+    }
+    let p = proof_with(
+        &h,
+        &client_key(),
+        "POST",
+        "/token",
+        None,
+        with_nonce(&nonce),
+    );
+    let tokens = poll_with(&h, "demo-rp", "demo-rp-secret", &id, &p).await;
+    assert_eq!(tokens.status, 200, "{:?}", tokens.body);
+    assert_eq!(nonce_of(&tokens), nonce, "one nonce for its whole window");
+    let access = tokens.body["access_token"].as_str().unwrap();
+
+    let bare = userinfo(
+        &h,
+        "DPoP",
+        access,
+        Some(&proof(&h, "GET", "/userinfo", Some(access))),
+    )
+    .await;
+    bare.expect_error(401, "use_dpop_nonce");
+    assert!(
+        challenge(&bare).contains(r#"error="use_dpop_nonce""#),
+        "{}",
+        challenge(&bare)
+    );
+    assert_eq!(nonce_of(&bare), nonce);
+    let fresh = |h: &Harness, nonce: &str| {
+        proof_with(
+            h,
+            &client_key(),
+            "GET",
+            "/userinfo",
+            Some(access),
+            with_nonce(nonce),
+        )
+    };
+    assert_eq!(
+        userinfo(&h, "DPoP", access, Some(&fresh(&h, &nonce)))
+            .await
+            .status,
+        200
+    );
+
+    // Two windows on, the old nonce is stale and the answer hands out the new one.
+    h.clock.advance_secs(2 * ciba_shared::dpop::NONCE_WINDOW);
+    let stale = userinfo(&h, "DPoP", access, Some(&fresh(&h, &nonce))).await;
+    stale.expect_error(401, "use_dpop_nonce");
+    let next = nonce_of(&stale);
+    assert_ne!(next, nonce);
+    assert_eq!(
+        userinfo(&h, "DPoP", access, Some(&fresh(&h, &next)))
+            .await
+            .status,
+        200
+    );
 }

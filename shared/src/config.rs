@@ -58,6 +58,9 @@ pub struct Config {
     /// Gateway's custom domain with mutual TLS in AWS, the local API's TLS port locally. Discovery
     /// publishes it as `mtls_endpoint_aliases` (RFC 8705 §5); `None` when there is none.
     pub mtls_base_url: Option<String>,
+    /// DPoP proofs must carry a nonce the OP handed out (`DPOP_NONCE=required`, RFC 9449 §8, §9):
+    /// a proof cannot be made ahead of time. Off by default.
+    pub dpop_nonce_required: bool,
 }
 
 /// The dynamic registration policy (RFC 7591 §3: the endpoint "MAY be protected" by an initial
@@ -124,6 +127,7 @@ impl Config {
             },
             fapi_by_default: false,
             mtls_base_url: None,
+            dpop_nonce_required: false,
         })
     }
 
@@ -194,6 +198,15 @@ impl Config {
             Some(other) => {
                 return Err(ConfigError(format!(
                     "FAPI_BY_DEFAULT must be true or false, got {other:?}"
+                )));
+            }
+        };
+        config.dpop_nonce_required = match vars.get("DPOP_NONCE").map(String::as_str) {
+            None | Some("" | "off") => false,
+            Some("required") => true,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "DPOP_NONCE must be required or off, got {other:?}"
                 )));
             }
         };

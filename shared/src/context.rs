@@ -57,6 +57,23 @@ impl Ctx {
         })
     }
 
+    /// `from_env`, and the OP secret's keys when the configuration needs them: a function that
+    /// checks DPoP proofs (`DPOP_NONCE=required`) authenticates its nonces with one.
+    pub async fn from_env_for_dpop() -> Result<Self, ConfigError> {
+        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let ctx = Self::from_env_with(&aws).await?;
+        if !ctx.config.dpop_nonce_required {
+            return Ok(ctx);
+        }
+        let keys = Keys::from_env(&aws).await.map_err(|e| {
+            ConfigError(format!("DPOP_NONCE=required needs the OP secret: {}", e.0))
+        })?;
+        Ok(Self {
+            keys: Some(Arc::new(keys)),
+            ..ctx
+        })
+    }
+
     /// `from_env`, and the keys of the OP secret `OP_SECRET_ARN` names (one `GetSecretValue`).
     /// The secret is read first, so a function that cannot have it stops before anything else
     /// is loaded (and logged).
@@ -140,6 +157,9 @@ macro_rules! http_function_main {
     };
     ($handler:path, op_secret) => {
         $crate::http_function_main!(@main $handler, from_env_with_op_secret);
+    };
+    ($handler:path, dpop) => {
+        $crate::http_function_main!(@main $handler, from_env_for_dpop);
     };
 }
 

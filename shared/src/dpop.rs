@@ -5,13 +5,19 @@
 //! A proof is checked in the order of RFC 9449 §4.3: one `DPoP` header holding a compact JWS with
 //! `typ: dpop+jwt`, an asymmetric `alg` this OP accepts and the public `jwk` it verifies with;
 //! `htm` and `htu` naming this request, `iat` within the window, `ath` the hash of the access
-//! token where one is presented, and a `jti` used once per key. The OP issues no `nonce`.
+//! token where one is presented, a `nonce` the OP handed out when it requires one
+//! (`DPOP_NONCE=required`), and a `jti` used once per key.
+//!
+//! Nonces (RFC 9449 §8, §9) need no storage: a nonce names a 5-minute window of time and is
+//! authenticated with a key derived from the OP secret, so the OP recognises its own and a
+//! client cannot make one for a window to come. A nonce is good in its window and the next
+//! (5 to 10 minutes); every answer of `/token` and `/userinfo` carries the current one.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
-use lambda_http::http::HeaderMap;
+use lambda_http::http::{HeaderMap, HeaderValue, Response};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -27,6 +33,8 @@ pub const ALGORITHMS: &[&str] = &["ES256", "PS256"];
 pub const MAX_AGE: i64 = 300;
 /// Longer than any proof a client needs to send.
 const MAX_PROOF: usize = 8192;
+/// How long one nonce is handed out, seconds; it is accepted for one window more.
+pub const NONCE_WINDOW: i64 = 300;
 /// JWK members holding private key material (RFC 7518 §6.2.2, §6.3.2) or a symmetric key.
 const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
@@ -40,6 +48,8 @@ pub struct Proof {
 pub enum DpopError {
     /// `invalid_dpop_proof`, with what is wrong.
     Invalid(String),
+    /// `use_dpop_nonce`: the proof lacks the nonce the OP requires, or its nonce is stale.
+    UseNonce(String),
     Store(StoreError),
 }
 
@@ -79,6 +89,7 @@ pub async fn verify(
         .ok_or_else(|| invalid("the DPoP header is not a compact JWS"))?;
     let (jkt, claims) = signed_claims(proof)?;
     check_claims(&claims, target, config, now)?;
+    check_nonce(ctx, &claims, now)?;
     let jti = claims
         .get("jti")
         .and_then(Value::as_str)
@@ -104,6 +115,69 @@ pub async fn verify(
         return Err(invalid("the DPoP proof was used before"));
     }
     Ok(Some(Proof { jkt }))
+}
+
+/// The nonce proofs must carry now (the `DPoP-Nonce` header of every answer), when the OP
+/// requires one.
+pub fn current_nonce(ctx: &Ctx) -> Option<String> {
+    let key = nonce_key(ctx)?;
+    Some(nonce_of(key, ctx.clock.now().div_euclid(NONCE_WINDOW)))
+}
+
+/// `response` with the current nonce in its `DPoP-Nonce` header (RFC 9449 §8.2, §9), when the
+/// OP requires nonces: the client's next proof carries it.
+pub fn with_nonce<B>(ctx: &Ctx, mut response: Response<B>) -> Response<B> {
+    if let Some(value) = current_nonce(ctx).and_then(|n| HeaderValue::from_str(&n).ok()) {
+        response.headers_mut().insert("dpop-nonce", value);
+    }
+    response
+}
+
+fn nonce_key(ctx: &Ctx) -> Option<&crate::secret::Secret> {
+    if !ctx.config.dpop_nonce_required {
+        return None;
+    }
+    ctx.keys.as_deref().map(|keys| &keys.dpop_nonce)
+}
+
+/// The nonce of a window: its number and a MAC of it, base64url.
+fn nonce_of(key: &crate::secret::Secret, window: i64) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.expose().as_bytes())
+        .expect("HMAC takes keys of any length");
+    mac.update(&window.to_be_bytes());
+    let mut nonce = window.to_be_bytes().to_vec();
+    nonce.extend_from_slice(&mac.finalize().into_bytes()[..16]);
+    URL_SAFE_NO_PAD.encode(nonce)
+}
+
+/// A required nonce: the one of this window or the one before. Compared in constant time, as
+/// the MAC it is.
+fn check_nonce(ctx: &Ctx, claims: &jose::Claims, now: i64) -> Result<(), DpopError> {
+    if !ctx.config.dpop_nonce_required {
+        return Ok(());
+    }
+    // Required but not loadable: the function refused to start (`Ctx::from_env_for_dpop`);
+    // should it be reached all the same, no proof passes.
+    let key = nonce_key(ctx).ok_or_else(|| {
+        DpopError::UseNonce("the OP cannot check DPoP nonces at the moment".into())
+    })?;
+    let Some(presented) = claims.get("nonce").and_then(Value::as_str) else {
+        return Err(DpopError::UseNonce(
+            "the DPoP proof must carry the nonce of the DPoP-Nonce header".into(),
+        ));
+    };
+    let window = now.div_euclid(NONCE_WINDOW);
+    let fresh = [window, window - 1].iter().any(|w| {
+        subtle::ConstantTimeEq::ct_eq(presented.as_bytes(), nonce_of(key, *w).as_bytes()).into()
+    });
+    if !fresh {
+        return Err(DpopError::UseNonce(
+            "the DPoP proof's nonce is unknown or stale: use the one of the DPoP-Nonce header"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The thumbprint of the header's key and the claims it verified.

@@ -241,6 +241,9 @@ error_family! {
         ExpiredToken => ("expired_token", BAD_REQUEST),
         /// The DPoP proof is missing where required, malformed, or fails a rule (RFC 9449 §5).
         InvalidDpopProof => ("invalid_dpop_proof", BAD_REQUEST),
+        /// The DPoP proof lacks the nonce the OP requires, or has a stale one: retry with the
+        /// `DPoP-Nonce` of the answer (RFC 9449 §8).
+        UseDpopNonce => ("use_dpop_nonce", BAD_REQUEST),
         /// The user denied the request.
         AccessDenied => ("access_denied", BAD_REQUEST),
         /// Push delivery only: the approved request's tokens could not be issued (CIBA Core
@@ -306,6 +309,8 @@ pub enum BearerError {
     DpopToken(Text),
     /// The `DPoP` scheme with a missing or failing proof.
     InvalidDpopProof(Text),
+    /// A proof without the nonce the OP requires, or with a stale one (RFC 9449 §9).
+    UseDpopNonce(Text),
     Internal(Internal),
 }
 
@@ -324,6 +329,7 @@ impl WireError for BearerError {
                 "invalid_token"
             }
             BearerError::InvalidDpopProof(_) => "invalid_dpop_proof",
+            BearerError::UseDpopNonce(_) => "use_dpop_nonce",
             BearerError::InvalidRequest(_) => "invalid_request",
             BearerError::Internal(i) => i.code(),
         }
@@ -334,7 +340,8 @@ impl WireError for BearerError {
             BearerError::Missing
             | BearerError::InvalidToken(_)
             | BearerError::DpopToken(_)
-            | BearerError::InvalidDpopProof(_) => StatusCode::UNAUTHORIZED,
+            | BearerError::InvalidDpopProof(_)
+            | BearerError::UseDpopNonce(_) => StatusCode::UNAUTHORIZED,
             BearerError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             BearerError::Internal(i) => i.status(),
         }
@@ -346,7 +353,8 @@ impl WireError for BearerError {
             BearerError::InvalidRequest(d)
             | BearerError::InvalidToken(d)
             | BearerError::DpopToken(d)
-            | BearerError::InvalidDpopProof(d) => d,
+            | BearerError::InvalidDpopProof(d)
+            | BearerError::UseDpopNonce(d) => d,
             BearerError::Internal(i) => i.description(),
         }
     }
@@ -362,6 +370,7 @@ impl WireError for BearerError {
             }
             BearerError::DpopToken(d) => Some(dpop_challenge("invalid_token", d)),
             BearerError::InvalidDpopProof(d) => Some(dpop_challenge("invalid_dpop_proof", d)),
+            BearerError::UseDpopNonce(d) => Some(dpop_challenge("use_dpop_nonce", d)),
             BearerError::Internal(_) => None,
         }
     }

@@ -25,6 +25,7 @@ pub const ARN_VAR: &str = "OP_SECRET_ARN";
 
 const PUSH_TOKEN_LABEL: &str = "ciba push-token v1";
 const USER_CODE_LABEL: &str = "ciba user-code v1";
+const DPOP_NONCE_LABEL: &str = "ciba dpop-nonce v1";
 
 /// The keys derived from the OP secret, one per purpose.
 #[derive(Clone, Debug)]
@@ -35,6 +36,9 @@ pub struct Keys {
     /// What user codes are hashed under, so a copy of the table does not give them away to a
     /// brute force of 10⁴ SHA-256 hashes.
     user_code: Secret,
+    /// What the DPoP nonces the OP hands out are authenticated with (`dpop::current_nonce`),
+    /// so a client cannot make one up for a time to come.
+    pub dpop_nonce: Secret,
 }
 
 impl Keys {
@@ -49,6 +53,7 @@ impl Keys {
         Ok(Self {
             push_token: key(PUSH_TOKEN_LABEL),
             user_code: key(USER_CODE_LABEL),
+            dpop_nonce: key(DPOP_NONCE_LABEL),
         })
     }
 

@@ -19,10 +19,11 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 
 pub async fn handle(ctx: &Ctx, req: Request) -> Response<Body> {
-    match token(ctx, &req).await {
+    let response = match token(ctx, &req).await {
         Ok(response) => response,
         Err(e) => error_response(&e),
-    }
+    };
+    dpop::with_nonce(ctx, response)
 }
 
 async fn token(ctx: &Ctx, req: &Request) -> Result<Response<Body>, TokenError> {
@@ -77,6 +78,7 @@ async fn dpop_proof(ctx: &Ctx, req: &Request) -> Result<Option<Proof>, TokenErro
         .await
         .map_err(|e| match e {
             DpopError::Invalid(what) => TokenError::InvalidDpopProof(what.into()),
+            DpopError::UseNonce(what) => TokenError::UseDpopNonce(what.into()),
             DpopError::Store(e) => e.into(),
         })
 }

@@ -1,1 +1,1 @@
-ciba_shared::http_function_main!(token::handle);
+ciba_shared::http_function_main!(token::handle, dpop);

@@ -40,10 +40,11 @@ const SCOPE_CLAIMS: &[(&str, &[&str])] = &[
 ];
 
 pub async fn handle(ctx: &Ctx, req: Request) -> Response<Body> {
-    match userinfo(ctx, &req).await {
+    let response = match userinfo(ctx, &req).await {
         Ok(response) => response,
         Err(e) => error_response(&e),
-    }
+    };
+    dpop::with_nonce(ctx, response)
 }
 
 async fn userinfo(ctx: &Ctx, req: &Request) -> Result<Response<Body>, BearerError> {
@@ -108,6 +109,7 @@ async fn check_binding(
         .await
         .map_err(|e| match e {
             DpopError::Invalid(what) => BearerError::InvalidDpopProof(what.into()),
+            DpopError::UseNonce(what) => BearerError::UseDpopNonce(what.into()),
             DpopError::Store(e) => e.into(),
         })?
         .ok_or_else(|| BearerError::InvalidDpopProof("a DPoP proof is required".into()))?;

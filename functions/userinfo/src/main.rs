@@ -1,1 +1,1 @@
-ciba_shared::http_function_main!(userinfo::handle);
+ciba_shared::http_function_main!(userinfo::handle, dpop);
