@@ -34,8 +34,9 @@ fn interop_packages() -> Option<PathBuf> {
     None
 }
 
-/// The local API binary on a free loopback port, in-memory store, seeded from tests/seed.json;
-/// stopped when dropped, so a failing assertion does not leave it running.
+/// The local API binary on a free loopback port, in-memory store, seeded from tests/seed.json,
+/// requiring DPoP nonces (which openid-client picks up from `use_dpop_nonce` answers); stopped
+/// when dropped, so a failing assertion does not leave it running.
 struct LocalApi {
     child: Child,
     port: u16,
@@ -56,6 +57,7 @@ impl LocalApi {
             .args(["--issuer", &format!("http://127.0.0.1:{port}")])
             .args(["--store", "memory", "--seed", "tests/seed.json"])
             .args(["--push", "recording"])
+            .env("DPOP_NONCE", "required")
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .stdout(output.try_clone().unwrap())
             .stderr(output)

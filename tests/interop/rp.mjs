@@ -198,7 +198,8 @@ await client.tokenRevocation(wallet, jwtTokens.access_token, { token_type_hint: 
 await inactive(api, jwtTokens.access_token, 'access_token', 'the revoked JWT access token');
 ok('the JWT access token: active at introspection, then revoked by demo-jwt and {"active": false}');
 
-// DPoP (RFC 9449): openid-client signs a proof for every request with its own key pair.
+// DPoP (RFC 9449): openid-client signs a proof for every request with its own key pair, and
+// retries with the OP's nonce when answered use_dpop_nonce (the OP runs with DPOP_NONCE=required).
 const dpopKeys = await client.randomDPoPKeyPair('ES256');
 const dpop = client.getDPoPHandle(rp, dpopKeys);
 const bound = await cibaLogin(rp, 'openid email', 'DPoP', { DPoP: dpop });
