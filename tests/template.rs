@@ -525,3 +525,43 @@ fn mtls_base_url_is_the_custom_domain_when_there_is_one() {
     ));
     assert!(environment_variable_names().contains("MTLS_BASE_URL"));
 }
+
+/// The OP secret is read only where it is needed: by the functions that derive keys from it
+/// always (bc-authorize, deliverer), and by token and userinfo only when DPoP nonces are
+/// required (`DpopNonce`), which are authenticated with a key derived from it.
+#[test]
+fn token_and_userinfo_read_the_op_secret_only_when_dpop_nonces_are_required() {
+    assert!(has_line(
+        &entry("Parameters", "DpopNonce"),
+        "AllowedValues: [\"off\", \"required\"]"
+    ));
+    assert!(has_line(
+        &entry("Parameters", "DpopNonce"),
+        "Default: \"off\""
+    ));
+    assert!(template().contains("  DpopNonceRequired: !Equals [!Ref DpopNonce, required]\n"));
+    for (id, lines) in function_sections() {
+        let text = lines.join("\n");
+        let reads_secret = text.contains("OP_SECRET_ARN:");
+        match id.as_str() {
+            "TokenFunction" | "UserinfoFunction" => {
+                assert!(
+                    text.contains(
+                        "OP_SECRET_ARN: !If [DpopNonceRequired, !Ref OpSecret, !Ref AWS::NoValue]"
+                    ),
+                    "{id}: the OP secret only with DPoP nonces"
+                );
+                let grant = text
+                    .find("- DpopNonceRequired")
+                    .map(|at| &text[at..])
+                    .unwrap_or_default();
+                assert!(
+                    grant.contains("Action: [secretsmanager:GetSecretValue]"),
+                    "{id}: GetSecretValue only with DPoP nonces"
+                );
+            }
+            "BcAuthorizeFunction" | "DelivererFunction" => assert!(reads_secret, "{id}"),
+            _ => assert!(!reads_secret, "{id} is given the OP secret"),
+        }
+    }
+}
