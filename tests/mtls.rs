@@ -343,18 +343,24 @@ async fn bound_tokens_need_the_certificate_they_are_bound_to(h: Harness) {
 /// Registration (RFC 7591 with RFC 8705 §2.1.2, §3.4): the mTLS methods with their metadata,
 /// echoed back; what does not hold together refused with `invalid_client_metadata`.
 async fn registration_takes_the_mtls_metadata_and_refuses_what_is_inconsistent(h: Harness) {
-    let h = common::reconfigured(h, |c| c.registration = Registration::Open);
     let register = |body: Value| {
         HttpRequest::new("POST", "/register").body("application/json", body.to_string())
     };
-    let ok = h
-        .send(register(json!({
-            "token_endpoint_auth_method": "tls_client_auth",
-            "tls_client_auth_san_dns": "rp.demo-bank.example",
-            "tls_client_certificate_bound_access_tokens": true,
-            "backchannel_token_delivery_mode": "poll",
-        })))
-        .await;
+    let mtls_client = json!({
+        "token_endpoint_auth_method": "tls_client_auth",
+        "tls_client_auth_san_dns": "rp.demo-bank.example",
+        "tls_client_certificate_bound_access_tokens": true,
+        "backchannel_token_delivery_mode": "poll",
+    });
+    // An OP without a mutual TLS endpoint registers no client that needs one.
+    let h = common::reconfigured(h, |c| c.registration = Registration::Open);
+    h.send(register(mtls_client.clone()))
+        .await
+        .expect_error(400, "invalid_client_metadata");
+    let h = common::reconfigured(h, |c| {
+        c.mtls_base_url = Some("https://127.0.0.1:8443".into());
+    });
+    let ok = h.send(register(mtls_client)).await;
     assert_eq!(ok.status, 201, "{:?}", ok.body);
     assert_eq!(ok.body["token_endpoint_auth_method"], "tls_client_auth");
     assert_eq!(ok.body["tls_client_auth_san_dns"], "rp.demo-bank.example");
