@@ -234,6 +234,7 @@ fn check_claims(
         )));
     }
     let expected = config.endpoint(target.path);
+    let alias = config.mtls_endpoint(target.path);
     let htu = claims
         .get("htu")
         .and_then(Value::as_str)
@@ -243,12 +244,14 @@ fn check_claims(
             u.set_fragment(None);
             u
         });
-    if htu.as_ref().map(url::Url::as_str)
-        != url::Url::parse(&expected)
+    // The endpoint at the issuer, or its mutual TLS alias (RFC 8705 §5) the client called.
+    let names = |url: &str| {
+        url::Url::parse(url)
             .ok()
-            .as_ref()
-            .map(url::Url::as_str)
-    {
+            .zip(htu.as_ref())
+            .is_some_and(|(endpoint, htu)| endpoint.as_str() == htu.as_str())
+    };
+    if !names(&expected) && !alias.as_deref().is_some_and(names) {
         return Err(invalid(format!("the DPoP proof's htu must be {expected}")));
     }
     let iat =
@@ -294,6 +297,31 @@ pub fn thumbprint(jwk: &Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RFC 8705 §5 with RFC 9449 §4.3: a client calling the mutual TLS alias of `/token` signs
+    /// that URL as `htu`; any other host is refused.
+    #[test]
+    fn htu_names_the_endpoint_at_the_issuer_or_at_its_mutual_tls_alias() {
+        let mut config = Config::new("https://op.example").unwrap();
+        let target = Target {
+            method: "POST",
+            path: "/token",
+            access_token: None,
+        };
+        let claims = |htu: &str| {
+            serde_json::from_value::<jose::Claims>(
+                serde_json::json!({"htm": "POST", "htu": htu, "iat": 1000}),
+            )
+            .unwrap()
+        };
+        let check = |config: &Config, htu: &str| check_claims(&claims(htu), &target, config, 1000);
+        assert!(check(&config, "https://op.example/token").is_ok());
+        assert!(check(&config, "https://mtls.op.example/token").is_err());
+        config.mtls_base_url = Some("https://mtls.op.example".into());
+        assert!(check(&config, "https://mtls.op.example/token").is_ok());
+        assert!(check(&config, "https://op.example/token").is_ok());
+        assert!(check(&config, "https://other.example/token").is_err());
+    }
 
     #[test]
     fn the_thumbprint_is_rfc_7638s() {
