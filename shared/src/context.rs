@@ -61,17 +61,18 @@ impl Ctx {
     /// checks DPoP proofs (`DPOP_NONCE=required`) authenticates its nonces with one.
     pub async fn from_env_for_dpop() -> Result<Self, ConfigError> {
         let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        // As `from_env_with_op_secret`: the secret first, so a function that cannot have it
+        // stops before anything else is loaded (and logged).
+        let keys = if Config::from_env()?.dpop_nonce_required {
+            let keys = Keys::from_env(&aws).await.map_err(|e| {
+                ConfigError(format!("DPOP_NONCE=required needs the OP secret: {}", e.0))
+            })?;
+            Some(Arc::new(keys))
+        } else {
+            None
+        };
         let ctx = Self::from_env_with(&aws).await?;
-        if !ctx.config.dpop_nonce_required {
-            return Ok(ctx);
-        }
-        let keys = Keys::from_env(&aws).await.map_err(|e| {
-            ConfigError(format!("DPOP_NONCE=required needs the OP secret: {}", e.0))
-        })?;
-        Ok(Self {
-            keys: Some(Arc::new(keys)),
-            ..ctx
-        })
+        Ok(Self { keys, ..ctx })
     }
 
     /// `from_env`, and the keys of the OP secret `OP_SECRET_ARN` names (one `GetSecretValue`).
