@@ -1,5 +1,6 @@
-//! The KMS signer against moto's KMS (`CIBA_KMS_ENDPOINT`, started by tests/run). Without that
-//! variable the emulator tests skip, or fail when `CIBA_REQUIRE_KMS=1`.
+//! The KMS signer against moto's KMS (`CIBA_KMS_ENDPOINT`, started by tests/run), and the
+//! envelope signer against it and DynamoDB Local (`CIBA_DYNAMODB_ENDPOINT`). Without those
+//! variables the emulator tests skip, or fail when `CIBA_REQUIRE_KMS=1` / `CIBA_REQUIRE_DYNAMODB=1`.
 //!
 //! moto (up to at least 5.2.5) ignores `MessageType=DIGEST` and hashes the digest again, so a
 //! digest signature from moto verifies over SHA-256(digest) rather than the signing input. Each
@@ -15,10 +16,18 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use std::sync::Arc;
 
+use std::process::{Command, Output};
+
+use ciba_shared::config::ConfigError;
+use ciba_shared::context::SignerSource;
+use ciba_shared::envelope;
 use ciba_shared::jose;
 use ciba_shared::key_ring::KeyRing;
 use ciba_shared::kms::KmsSigner;
-use ciba_shared::ports::Signer;
+use ciba_shared::ports::{LocalSigner, Signer};
+use ciba_shared::store::DynamoStore;
+use ciba_shared::store::dynamodb::SigningKeyItem;
+use ciba_testkit::dynamodb::LocalTable;
 use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::{Jwk, JwkSet, ThumbprintHash};
 use jsonwebtoken::{DecodingKey, Validation};
@@ -26,7 +35,7 @@ use p256::ecdsa::signature::Verifier;
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use p256::ecdsa::{Signature, VerifyingKey};
 use p256::elliptic_curve::scalar::IsHigh;
-use p256::pkcs8::DecodePublicKey;
+use p256::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey};
 use serde_json::{Value, json};
 
 /// SHA-256 of `text` (`secret::hash` is its base64url).
@@ -381,4 +390,311 @@ async fn unreachable_kms_is_an_error() {
 
     assert!(err.0.starts_with("KMS GetPublicKey: "), "{}", err.0);
     assert!(err.0.contains("(retryable)"), "{}", err.0);
+}
+
+// ---- the envelope mode: a local key decrypted once per cold start -----------------------------
+
+async fn create_symmetric_key(client: &aws_sdk_kms::Client) -> String {
+    client
+        .create_key()
+        .key_spec(KeySpec::SymmetricDefault)
+        .key_usage(KeyUsageType::EncryptDecrypt)
+        .description("ciba test envelope key")
+        .send()
+        .await
+        .expect("CreateKey")
+        .key_metadata
+        .expect("KeyMetadata")
+        .key_id
+}
+
+/// KMS and a fresh DynamoDB Local table, or `None` (skip) when either emulator is not there.
+async fn envelope_setup() -> Option<(String, String, aws_sdk_kms::Client, LocalTable, String)> {
+    let kms_endpoint = endpoint()?;
+    let dynamodb_endpoint = common::emulator::endpoint("DYNAMODB")?;
+    let kms = client(&kms_endpoint).await;
+    let table = ciba_testkit::dynamodb::table_from_env().await?;
+    let wrapping = create_symmetric_key(&kms).await;
+    Some((kms_endpoint, dynamodb_endpoint, kms, table, wrapping))
+}
+
+/// The plaintext PKCS#8 DER of a stored envelope key, decrypted here as the test's own check.
+async fn decrypt_item(kms: &aws_sdk_kms::Client, item: &SigningKeyItem) -> Vec<u8> {
+    kms.decrypt()
+        .ciphertext_blob(Blob::new(item.ciphertext.clone()))
+        .encryption_context("purpose", envelope::PURPOSE)
+        .encryption_context("kid", &item.kid)
+        .send()
+        .await
+        .expect("Decrypt")
+        .plaintext
+        .expect("Plaintext")
+        .into_inner()
+}
+
+/// Every text form of the private key that could leak: its DER and scalar in base64, base64url
+/// and hex, and its PEM body.
+fn leak_forms(der: &[u8]) -> Vec<String> {
+    use base64::engine::general_purpose::STANDARD;
+    let key = p256::SecretKey::from_pkcs8_der(der).expect("PKCS#8 P-256");
+    let scalar = key.to_bytes();
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    vec![
+        STANDARD.encode(der)[..40].to_owned(),
+        URL_SAFE_NO_PAD.encode(der)[..40].to_owned(),
+        URL_SAFE_NO_PAD.encode(scalar)[..40].to_owned(),
+        STANDARD.encode(scalar)[..40].to_owned(),
+        hex(scalar.as_slice())[..40].to_owned(),
+        hex(scalar.as_slice()).to_uppercase()[..40].to_owned(),
+    ]
+}
+
+fn admin_signing_key(
+    kms_endpoint: &str,
+    dynamodb_endpoint: &str,
+    table: &str,
+    key: &str,
+) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ciba-admin"))
+        .args(["signing-key", "--table", table, "--kms-key-id", key])
+        .env("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_endpoint)
+        .env("AWS_ENDPOINT_URL_KMS", kms_endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local")
+        .output()
+        .expect("ciba-admin runs")
+}
+
+/// The ring a cold start builds from `SIGNING_KEY_ENVELOPE=<kids>` and `TABLE_NAME`.
+async fn envelope_ring(
+    kms: &aws_sdk_kms::Client,
+    table: &LocalTable,
+    kids: &str,
+) -> Result<KeyRing, ConfigError> {
+    let source = SignerSource::from_vars(|name| match name {
+        "SIGNING_KEY_ENVELOPE" => Some(kids.to_owned()),
+        "TABLE_NAME" => Some(table.table.clone()),
+        _ => None,
+    })?;
+    let SignerSource::Envelope { kids, table: name } = source else {
+        panic!("SIGNING_KEY_ENVELOPE did not choose the envelope mode");
+    };
+    let store = DynamoStore::new(table.client.clone(), name);
+    envelope::load_ring(kms, &store, &kids).await
+}
+
+#[tokio::test]
+async fn envelope_key_made_by_ciba_admin_signs_id_tokens_that_verify_against_jwks() {
+    let Some((kms_endpoint, dynamodb_endpoint, kms, table, wrapping)) = envelope_setup().await
+    else {
+        return;
+    };
+
+    let out = admin_signing_key(&kms_endpoint, &dynamodb_endpoint, &table.table, &wrapping);
+
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let kid = stdout.trim_end_matches('\n');
+    assert_eq!(kid.len(), 43, "an RFC 7638 SHA-256 thumbprint: {stdout:?}");
+    assert!(stderr.contains("EnvelopeSigningKids="), "{stderr}");
+    let item = table
+        .store
+        .get_signing_key(kid)
+        .await
+        .unwrap()
+        .expect("stored");
+    let der = decrypt_item(&kms, &item).await;
+    for form in leak_forms(&der) {
+        assert!(
+            !stdout.contains(&form) && !stderr.contains(&form),
+            "the private key was shown"
+        );
+    }
+    let scalar = p256::SecretKey::from_pkcs8_der(&der).unwrap().to_bytes();
+    assert!(
+        !item.ciphertext.windows(32).any(|w| w == &scalar[..]),
+        "the private key is stored only encrypted"
+    );
+    let public: Value = serde_json::from_str(&item.public_jwk).unwrap();
+    assert_eq!(public["kid"], kid);
+    assert!(public.get("d").is_none());
+
+    let ring = envelope_ring(&kms, &table, kid).await.unwrap();
+
+    assert_eq!(ring.kid(), kid);
+    let key_set = jwks::key_set(&ring);
+    assert_eq!(key_set, json!({ "keys": [public] }));
+    let claims = json!({"iss": "https://op.example.com", "sub": "alice", "aud": "client-1"});
+    let token = jose::sign_es256(&ring, "JWT", &claims).await.unwrap();
+    assert_eq!(jose::peek_header(&token).unwrap().1.as_deref(), Some(kid));
+    assert_eq!(verify_with_key_set(&token, &key_set), Some(claims));
+}
+
+#[tokio::test]
+async fn envelope_rotation_publishes_both_keys_and_signs_with_the_new_one() {
+    let Some((_, _, kms, table, wrapping)) = envelope_setup().await else {
+        return;
+    };
+    let old = envelope::create_key(&kms, &table.store, &wrapping, 1)
+        .await
+        .unwrap();
+    let new = envelope::create_key(&kms, &table.store, &wrapping, 2)
+        .await
+        .unwrap();
+    let claims = json!({"iss": "https://op.example.com", "sub": "alice", "aud": "client-1"});
+    let before = envelope_ring(&kms, &table, &old).await.unwrap();
+    let old_token = jose::sign_es256(&before, "JWT", &claims).await.unwrap();
+
+    // The rotation: the new kid first, the old one kept in the list.
+    let after = envelope_ring(&kms, &table, &format!("{new}, {old}"))
+        .await
+        .unwrap();
+
+    let key_set = jwks::key_set(&after);
+    let kids: Vec<&Value> = key_set["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| &k["kid"])
+        .collect();
+    assert_eq!(kids, [&new, &old], "the signing key first");
+    let new_token = jose::sign_es256(&after, "JWT", &claims).await.unwrap();
+    assert_eq!(
+        jose::peek_header(&new_token).unwrap().1.as_deref(),
+        Some(new.as_str())
+    );
+    assert_eq!(
+        verify_with_key_set(&new_token, &key_set),
+        Some(claims.clone())
+    );
+    assert_eq!(verify_with_key_set(&old_token, &key_set), Some(claims));
+    let new_only = envelope_ring(&kms, &table, &new).await.unwrap();
+    assert_eq!(
+        verify_with_key_set(&old_token, &jwks::key_set(&new_only)),
+        None
+    );
+}
+
+/// An item whose ciphertext is `der` encrypted under `wrapping` with `context`, for `kid` with
+/// `public_jwk` (not stored yet).
+async fn envelope_item(
+    kms: &aws_sdk_kms::Client,
+    wrapping: &str,
+    der: &[u8],
+    context: [(&str, &str); 2],
+    kid: &str,
+    public_jwk: &Value,
+) -> SigningKeyItem {
+    let mut request = kms.encrypt().key_id(wrapping).plaintext(Blob::new(der));
+    for (name, value) in context {
+        request = request.encryption_context(name, value);
+    }
+    let out = request.send().await.expect("Encrypt");
+    SigningKeyItem {
+        kid: kid.to_owned(),
+        ciphertext: out.ciphertext_blob.expect("CiphertextBlob").into_inner(),
+        public_jwk: public_jwk.to_string(),
+        kms_key_id: out.key_id.expect("KeyId"),
+        created_at: 0,
+    }
+}
+
+fn pkcs8_der(signer: &LocalSigner) -> Vec<u8> {
+    p256::SecretKey::from_pkcs8_pem(&signer.to_pkcs8_pem())
+        .unwrap()
+        .to_pkcs8_der()
+        .unwrap()
+        .as_bytes()
+        .to_vec()
+}
+
+/// Each way an envelope key can fail to load stops the cold start with an error that names the
+/// setting and the kid, and shows no key material.
+#[tokio::test]
+async fn envelope_key_that_cannot_be_loaded_is_a_cold_start_error_naming_the_setting() {
+    let Some((_, _, kms, table, wrapping)) = envelope_setup().await else {
+        return;
+    };
+    let signer = LocalSigner::generate();
+    let der = pkcs8_der(&signer);
+    let other = LocalSigner::generate();
+    let purpose = envelope::PURPOSE;
+    let mut cases: Vec<(&str, SigningKeyItem)> = Vec::new();
+
+    let item =
+        |der: Vec<u8>, context_kid: String, context_purpose: &'static str, signer: &LocalSigner| {
+            let kms = kms.clone();
+            let wrapping = wrapping.clone();
+            let (kid, jwk) = (signer.kid().to_owned(), signer.public_jwk().clone());
+            async move {
+                envelope_item(
+                    &kms,
+                    &wrapping,
+                    &der,
+                    [("purpose", context_purpose), ("kid", context_kid.as_str())],
+                    &kid,
+                    &jwk,
+                )
+                .await
+            }
+        };
+
+    // Encrypted for another kid's item, then stored under its own.
+    let wrong_kid = item(der.clone(), other.kid().to_owned(), purpose, &signer).await;
+    cases.push(("another kid's encryption context", wrong_kid));
+
+    let third = LocalSigner::generate();
+    let wrong_purpose = item(pkcs8_der(&third), third.kid().to_owned(), "backup", &third).await;
+    cases.push(("another purpose", wrong_purpose));
+
+    let fourth = LocalSigner::generate();
+    let mut tampered = item(
+        pkcs8_der(&fourth),
+        fourth.kid().to_owned(),
+        purpose,
+        &fourth,
+    )
+    .await;
+    let last = tampered.ciphertext.len() - 1;
+    tampered.ciphertext[last] ^= 1;
+    cases.push(("tampered ciphertext", tampered));
+
+    // The right context for `other`'s item, but the ciphertext is this key's.
+    let swapped = item(der.clone(), other.kid().to_owned(), purpose, &other).await;
+    cases.push(("a ciphertext of another key", swapped));
+
+    let leaks = leak_forms(&der);
+    for (case, bad) in cases {
+        assert!(
+            table.store.create_signing_key(&bad).await.unwrap(),
+            "{case}"
+        );
+        let bad_kid = &bad.kid;
+        let ConfigError(text) = envelope_ring(&kms, &table, bad_kid).await.unwrap_err();
+        assert!(
+            text.starts_with(&format!("SIGNING_KEY_ENVELOPE: key {bad_kid}")),
+            "{case}: {text}"
+        );
+        assert!(
+            leaks.iter().all(|l| !text.contains(l)),
+            "{case}: key material in {text}"
+        );
+        eprintln!("{case}: {text}");
+    }
+    // A kid that is not stored, signing or retired, stops the cold start too.
+    let fine = envelope::create_key(&kms, &table.store, &wrapping, 0)
+        .await
+        .unwrap();
+    let missing = URL_SAFE_NO_PAD.encode([8u8; 32]);
+    for kids in [missing.clone(), format!("{fine},{missing}")] {
+        let ConfigError(text) = envelope_ring(&kms, &table, &kids).await.unwrap_err();
+        assert!(
+            text.starts_with(&format!(
+                "SIGNING_KEY_ENVELOPE: key {missing} is not in table"
+            )),
+            "{kids}: {text}"
+        );
+    }
 }

@@ -138,8 +138,15 @@ fn no_function_environment_variable_holds_a_secret() {
                 .any(|w| n.contains(w))
         })
         .filter(|n| !["_ARN", "_ID", "_HASHES"].iter().any(|s| n.ends_with(s)))
-        // Policies about tokens, not tokens.
-        .filter(|n| !["ACCESS_TOKEN_AUDIENCE", "REFRESH_TOKEN_MAX_LIFETIME"].contains(&n.as_str()))
+        // Policies about tokens, not tokens; the kids of keys stored only encrypted, not keys.
+        .filter(|n| {
+            ![
+                "ACCESS_TOKEN_AUDIENCE",
+                "REFRESH_TOKEN_MAX_LIFETIME",
+                "SIGNING_KEY_ENVELOPE",
+            ]
+            .contains(&n.as_str())
+        })
         .collect();
     assert!(secret_looking.is_empty(), "{secret_looking:?}");
 }
@@ -258,9 +265,10 @@ fn kms_key_id_lists_the_signing_key_then_the_retired_keys() {
     let template = template();
     let active = "!If [SigningKeySlotB, !Ref SigningKeyB, !Ref SigningKey]";
     let expected = format!(
-        "KMS_KEY_ID: !If\n          - HasRetiredSigningKeys\n          \
-         - !Join [\",\", [{active}, !Join [\",\", !Ref RetiredSigningKeyArns]]]\n          \
-         - {active}\n"
+        "KMS_KEY_ID: !If\n          - KmsSigning\n          - !If\n            \
+         - HasRetiredSigningKeys\n            \
+         - !Join [\",\", [{active}, !Join [\",\", !Ref RetiredSigningKeyArns]]]\n            \
+         - {active}\n          - !Ref AWS::NoValue\n"
     );
     assert!(template.contains(&expected), "KMS_KEY_ID is not {expected}");
     assert!(template.contains(
@@ -273,7 +281,7 @@ fn kms_key_id_lists_the_signing_key_then_the_retired_keys() {
 #[test]
 fn signing_keys_are_retained_when_they_leave_the_stack() {
     let template = template();
-    for key in ["SigningKey", "SigningKeyB"] {
+    for key in ["SigningKey", "SigningKeyB", "EnvelopeSigningKey"] {
         let start = template
             .find(&format!("\n  {key}:\n"))
             .unwrap_or_else(|| panic!("no {key}"));
@@ -287,6 +295,95 @@ fn signing_keys_are_retained_when_they_leave_the_stack() {
         assert!(resource.contains("DeletionPolicy: Retain"), "{key}");
         assert!(resource.contains("UpdateReplacePolicy: Retain"), "{key}");
     }
+}
+
+/// In envelope mode (`SIGNING_KEY_ENVELOPE`) every function that reads signing keys decrypts the
+/// signing key at cold start and reads the keys' items: `kms:Decrypt` on the envelope key only,
+/// only for the purpose envelope keys are encrypted for, instead of (not beside) the KMS grants;
+/// and `dynamodb:GetItem` on the table.
+#[test]
+fn in_envelope_mode_functions_may_decrypt_signing_keys_only_and_read_their_items() {
+    let decrypt = [
+        "- !If",
+        "- EnvelopeSigning",
+        "- Effect: Allow",
+        "Action: [kms:Decrypt]",
+        "Resource: !GetAtt EnvelopeSigningKey.Arn",
+        "Condition:",
+        "StringEquals:",
+        "\"kms:EncryptionContext:purpose\": ciba-signing-key",
+        "- Effect: Allow",
+    ];
+    let mut readers = 0;
+    for (id, lines) in function_sections() {
+        let trimmed: Vec<&str> = lines.iter().map(|l| l.trim()).collect();
+        let decrypts = trimmed.iter().filter(|l| l.contains("kms:Decrypt")).count();
+        let Some(i) = trimmed.iter().position(|l| *l == ACTIVE_KEY_ARN) else {
+            assert_eq!(
+                decrypts, 0,
+                "{id}: decrypts without reading the signing key"
+            );
+            continue;
+        };
+        readers += 1;
+        assert_eq!(decrypts, 1, "{id}");
+        assert_eq!(
+            trimmed[i - 1 - decrypt.len()..i - 1],
+            decrypt,
+            "{id}: the envelope grant replaces the KMS one, for the signing-key purpose only"
+        );
+        let section = lines.join("\n");
+        assert!(
+            section.contains("Action: [dynamodb:GetItem")
+                || section.contains(
+                    "- EnvelopeSigning\n              - Effect: Allow\n                \
+                     Action: [dynamodb:GetItem]\n                Resource: !GetAtt Table.Arn"
+                ),
+            "{id}: cannot read the envelope keys' items"
+        );
+    }
+    assert!(readers > 1, "no function reads the signing key");
+}
+
+/// The environment names the keys of one mode only, and envelope mode cannot deploy without
+/// its kids (nor with KMS settings it would ignore).
+#[test]
+fn signing_mode_chooses_the_settings_and_envelope_mode_needs_kids() {
+    let template = template();
+    assert!(template.contains(
+        "SIGNING_KEY_ENVELOPE: !If [EnvelopeSigning, !Join [\",\", !Ref EnvelopeSigningKids], !Ref AWS::NoValue]\n"
+    ));
+    let mode = entry("Parameters", "SigningMode");
+    assert!(has_line(&mode, "Default: kms"), "{mode}");
+    assert!(has_line(&mode, "AllowedValues: [kms, envelope]"), "{mode}");
+    assert!(has_line(
+        &entry("Parameters", "EnvelopeSigningKids"),
+        "Default: \"\""
+    ));
+    let rule = entry("Rules", "EnvelopeSigningNeedsKids");
+    assert!(
+        has_line(&rule, "RuleCondition: !Equals [!Ref SigningMode, envelope]"),
+        "{rule}"
+    );
+    assert!(
+        has_line(
+            &rule,
+            "- Assert: !Not [!Equals [!Join [\"\", !Ref EnvelopeSigningKids], \"\"]]"
+        ),
+        "{rule}"
+    );
+    let key = entry("Resources", "EnvelopeSigningKey");
+    for line in [
+        "Condition: HasEnvelopeKey",
+        "KeySpec: SYMMETRIC_DEFAULT",
+        "KeyUsage: ENCRYPT_DECRYPT",
+        "EnableKeyRotation: true",
+    ] {
+        assert!(has_line(&key, line), "EnvelopeSigningKey: no {line}");
+    }
+    assert!(template.contains(
+        "HasEnvelopeKey: !Or [!Condition EnvelopeSigning, !Equals [!Ref CreateEnvelopeKey, \"true\"]]"
+    ));
 }
 
 /// What a policy statement's `Resource` names, by kind: how the signing key is named (one key, a
@@ -343,6 +440,7 @@ fn introspect_is_granted_the_reads_of_client_authentication_and_tokens_only() {
         granted_actions()["IntrospectFunction"],
         grants(&[
             "kms:GetPublicKey on signing keys",
+            "kms:Decrypt on signing keys",
             "dynamodb:GetItem on table",
             "dynamodb:PutItem on table",
         ])
@@ -357,6 +455,7 @@ fn revoke_is_granted_the_token_writes_of_revocation_only() {
         granted_actions()["RevokeFunction"],
         grants(&[
             "kms:GetPublicKey on signing keys",
+            "kms:Decrypt on signing keys",
             "dynamodb:GetItem on table",
             "dynamodb:PutItem on table",
             "dynamodb:UpdateItem on table",

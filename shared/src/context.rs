@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::config::{Config, ConfigError};
+use crate::envelope;
 use crate::key_ring::{self, KeyRing};
 use crate::kms::KmsSigner;
 use crate::op_secret::Keys;
@@ -29,8 +30,7 @@ pub struct Ctx {
 impl Ctx {
     /// The Lambda wiring: configuration from the environment, DynamoDB from `TABLE_NAME`, SNS
     /// with the platform applications of `SNS_PLATFORM_APP_GCM`, `SNS_PLATFORM_APP_APNS`,
-    /// `SNS_PLATFORM_APP_APNS_SANDBOX`, the signing key from `KMS_KEY_ID` (or `SIGNING_KEY_PEM` /
-    /// `SIGNING_KEY_FILE`). Fails at cold start when any of it is missing or malformed.
+    /// `SNS_PLATFORM_APP_APNS_SANDBOX`, the signing key as [`SignerSource`] says. Fails at cold start when any of it is missing or malformed.
     pub async fn from_env() -> Result<Self, ConfigError> {
         let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         Self::from_env_with(&aws).await
@@ -89,46 +89,91 @@ impl Ctx {
     }
 }
 
-/// The OP signing keys: the KMS keys `KMS_KEY_ID` lists (ids, ARNs or aliases separated by
-/// commas; needs `aws`, else the SDK configuration is loaded from the environment), or else
-/// local P-256 keys from `SIGNING_KEY_PEM` (the PEM text) or `SIGNING_KEY_FILE` (its path) for
-/// local runs and tests. The first key signs; the others are the keys it replaced, published
-/// beside it (see [`KeyRing`]).
+/// Where the OP's signing keys come from: the first of these settings that is set (not empty)
+/// wins, in this order. In each, the first key signs and the others are the keys it replaced,
+/// published beside it (see [`KeyRing`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignerSource {
+    /// `KMS_KEY_ID`: KMS asymmetric keys (ids, ARNs or aliases, comma-separated); one KMS `Sign`
+    /// per signature.
+    Kms(String),
+    /// `SIGNING_KEY_ENVELOPE`: kids of envelope keys in the table `TABLE_NAME`
+    /// ([`envelope`](crate::envelope)); one KMS `Decrypt` per cold start.
+    Envelope { kids: String, table: String },
+    /// `SIGNING_KEY_PEM`: the PEM text of local P-256 keys (local runs and tests).
+    Pem(String),
+    /// `SIGNING_KEY_FILE`: the path of such a PEM file.
+    File(String),
+}
+
+impl SignerSource {
+    /// The source the variables `var` answers for name, checked for what each needs.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let set = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        if let Some(value) = set("KMS_KEY_ID") {
+            return Ok(Self::Kms(value));
+        }
+        if let Some(kids) = set(envelope::SETTING) {
+            let table = set("TABLE_NAME").ok_or_else(|| {
+                ConfigError(format!(
+                    "{}: the keys are read from TABLE_NAME, which is not set",
+                    envelope::SETTING
+                ))
+            })?;
+            return Ok(Self::Envelope { kids, table });
+        }
+        if let Some(pem) = set("SIGNING_KEY_PEM") {
+            return Ok(Self::Pem(pem));
+        }
+        if let Some(path) = set("SIGNING_KEY_FILE") {
+            return Ok(Self::File(path));
+        }
+        Err(ConfigError(
+            "KMS_KEY_ID, SIGNING_KEY_ENVELOPE, SIGNING_KEY_PEM or SIGNING_KEY_FILE must be set"
+                .into(),
+        ))
+    }
+}
+
+/// The OP signing keys from the environment ([`SignerSource`]). The AWS modes use `aws`, else
+/// the SDK configuration is loaded from the environment.
 pub async fn signer_from_env(
     aws: Option<&aws_config::SdkConfig>,
 ) -> Result<Arc<dyn Signer>, ConfigError> {
-    if let Ok(value) = std::env::var("KMS_KEY_ID")
-        && !value.trim().is_empty()
-    {
-        let key_ids = key_ring::key_ids("KMS_KEY_ID", &value)?;
-        let client = match aws {
-            Some(aws) => aws_sdk_kms::Client::new(aws),
-            None => aws_sdk_kms::Client::new(
-                &aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await,
-            ),
-        };
-        let (signer, retired) = KmsSigner::load_ring(client, &key_ids)
-            .await
-            .map_err(|e| ConfigError(format!("KMS_KEY_ID: {}", e.0)))?;
-        return Ok(Arc::new(KeyRing::new(Arc::new(signer), retired)));
-    }
-    let (setting, pem) = match (
-        std::env::var("SIGNING_KEY_PEM"),
-        std::env::var("SIGNING_KEY_FILE"),
-    ) {
-        (Ok(pem), _) if !pem.is_empty() => ("SIGNING_KEY_PEM".to_owned(), pem),
-        (_, Ok(path)) if !path.is_empty() => (
-            format!("SIGNING_KEY_FILE {path}"),
-            std::fs::read_to_string(&path)
-                .map_err(|e| ConfigError(format!("SIGNING_KEY_FILE {path}: {e}")))?,
-        ),
-        _ => {
-            return Err(ConfigError(
-                "KMS_KEY_ID, SIGNING_KEY_PEM or SIGNING_KEY_FILE must be set".into(),
-            ));
+    let source = SignerSource::from_vars(|name| std::env::var(name).ok())?;
+    match source {
+        SignerSource::Kms(value) => {
+            let key_ids = key_ring::key_ids("KMS_KEY_ID", &value)?;
+            let client = aws_sdk_kms::Client::new(&sdk_config(aws).await);
+            let (signer, retired) = KmsSigner::load_ring(client, &key_ids)
+                .await
+                .map_err(|e| ConfigError(format!("KMS_KEY_ID: {}", e.0)))?;
+            Ok(Arc::new(KeyRing::new(Arc::new(signer), retired)))
         }
-    };
-    Ok(Arc::new(key_ring::from_pem(&setting, &pem)?))
+        SignerSource::Envelope { kids, table } => {
+            let aws = sdk_config(aws).await;
+            let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table);
+            let ring = envelope::load_ring(&aws_sdk_kms::Client::new(&aws), &store, &kids).await?;
+            Ok(Arc::new(ring))
+        }
+        SignerSource::Pem(pem) => Ok(Arc::new(key_ring::from_pem("SIGNING_KEY_PEM", &pem)?)),
+        SignerSource::File(path) => {
+            let pem = std::fs::read_to_string(&path)
+                .map_err(|e| ConfigError(format!("SIGNING_KEY_FILE {path}: {e}")))?;
+            Ok(Arc::new(key_ring::from_pem(
+                &format!("SIGNING_KEY_FILE {path}"),
+                &pem,
+            )?))
+        }
+    }
+}
+
+/// `aws`, or the SDK configuration loaded from the environment: only the AWS modes need one.
+async fn sdk_config(aws: Option<&aws_config::SdkConfig>) -> aws_config::SdkConfig {
+    match aws {
+        Some(aws) => aws.clone(),
+        None => aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await,
+    }
 }
 
 /// The whole `main` of an HTTP function whose handler is `async fn(&Ctx, Request) -> Response`:
@@ -171,4 +216,60 @@ macro_rules! http_function_main {
 pub fn cold_start_failure(error: ConfigError) -> ! {
     tracing::error!(error = %error, "cold start failed: the function is misconfigured");
     std::process::exit(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(vars: &[(&str, &str)]) -> Result<SignerSource, ConfigError> {
+        SignerSource::from_vars(|name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    fn signer_settings_win_in_the_documented_order() {
+        let all = [
+            ("KMS_KEY_ID", "alias/k"),
+            ("SIGNING_KEY_ENVELOPE", "kid1"),
+            ("TABLE_NAME", "t"),
+            ("SIGNING_KEY_PEM", "pem"),
+            ("SIGNING_KEY_FILE", "/k.pem"),
+        ];
+        assert_eq!(source(&all).unwrap(), SignerSource::Kms("alias/k".into()));
+        assert_eq!(
+            source(&all[1..]).unwrap(),
+            SignerSource::Envelope {
+                kids: "kid1".into(),
+                table: "t".into()
+            }
+        );
+        assert_eq!(source(&all[3..]).unwrap(), SignerSource::Pem("pem".into()));
+        assert_eq!(
+            source(&all[4..]).unwrap(),
+            SignerSource::File("/k.pem".into())
+        );
+    }
+
+    #[test]
+    fn an_empty_setting_is_not_set() {
+        let vars = [
+            ("KMS_KEY_ID", " "),
+            ("SIGNING_KEY_ENVELOPE", ""),
+            ("SIGNING_KEY_PEM", "pem"),
+        ];
+        assert_eq!(source(&vars).unwrap(), SignerSource::Pem("pem".into()));
+        let ConfigError(text) = source(&[("KMS_KEY_ID", "")]).unwrap_err();
+        assert!(text.contains("SIGNING_KEY_ENVELOPE"), "{text}");
+    }
+
+    #[test]
+    fn envelope_keys_without_a_table_is_a_config_error_naming_both() {
+        let ConfigError(text) = source(&[("SIGNING_KEY_ENVELOPE", "kid1")]).unwrap_err();
+        assert!(text.starts_with("SIGNING_KEY_ENVELOPE: "), "{text}");
+        assert!(text.contains("TABLE_NAME"), "{text}");
+    }
 }

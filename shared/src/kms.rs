@@ -198,7 +198,7 @@ const TRANSIENT_CODES: &[&str] = &[
 
 /// KMS errors as `SignerError` text: throttling, 5xx, timeouts and connection failures carry
 /// `(retryable)`.
-fn sdk_error<E>(op: &str, err: &SdkError<E>) -> SignerError
+pub(crate) fn sdk_error<E>(op: &str, err: &SdkError<E>) -> SignerError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {

@@ -12,6 +12,7 @@ pub mod decision;
 pub mod display;
 pub mod domain;
 pub mod dpop;
+pub mod envelope;
 pub mod error;
 pub mod fapi;
 pub mod http;

@@ -112,6 +112,13 @@ impl LocalSigner {
         Ok(Self::from_key(key))
     }
 
+    /// A key from its PKCS#8 DER (an envelope key just decrypted, `crate::envelope`).
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, SignerError> {
+        let key = SigningKey::from_pkcs8_der(der)
+            .map_err(|_| SignerError("not a PKCS#8 P-256 private key".into()))?;
+        Ok(Self::from_key(key))
+    }
+
     pub fn to_pkcs8_pem(&self) -> String {
         self.key
             .to_pkcs8_pem(LineEnding::LF)

@@ -6,6 +6,7 @@
 //!   ciba-admin enrollment-code --user SUB|HINT [--ttl SECONDS] [--table NAME]
 //!   ciba-admin enrollment-code --user SUB|HINT [--ttl SECONDS] --api http://127.0.0.1:8080
 //!   ciba-admin dead-letters --queue DLQ_URL [--redrive-to QUEUE_URL] [--limit N]
+//!   ciba-admin signing-key --kms-key-id KEY [--table NAME]
 //!
 //! Without `--api` it writes to DynamoDB (`--table` or `TABLE_NAME`, created when missing the way
 //! `ciba-local --store dynamodb` creates it), configured as the AWS SDK is (`AWS_REGION`,
@@ -18,6 +19,7 @@ use std::process::ExitCode;
 use ciba_local::cli::{self, Stop};
 use ciba_local::client;
 use ciba_shared::domain::Client;
+use ciba_shared::envelope;
 use ciba_shared::error::WireError;
 use ciba_shared::ident::Ident;
 use ciba_shared::notify::{NotificationQueue, SqsNotificationQueue};
@@ -49,6 +51,12 @@ ciba-admin: operator tooling for the CIBA OP's store
       NotificationDeadLetterQueueUrl), one JSON line each with its reason; with --redrive-to
       (the output NotificationQueueUrl) queues each for delivery again and removes it from the
       dead letters. At most N (100) per run.
+
+  ciba-admin signing-key --kms-key-id KEY [--table NAME]
+      makes a new ES256 signing key for SigningMode=envelope: stored in the table only encrypted
+      by KMS under the symmetric key KEY (id, ARN or alias; the stack output
+      EnvelopeSigningKeyArn), never shown. Prints its kid, for EnvelopeSigningKids (the new kid
+      first, then the kids it replaces)
 
   --table NAME   the DynamoDB table (TABLE_NAME), created when missing; the AWS SDK's usual
                  configuration applies: AWS_REGION, credentials, and AWS_ENDPOINT_URL_DYNAMODB
@@ -169,6 +177,7 @@ async fn run(args: &[String]) -> Result<(), Stop> {
         }
         "resource-server" => resource_server(&flags).await,
         "dead-letters" => dead_letters(&flags).await,
+        "signing-key" => signing_key(&flags, now).await,
         other => Err(Stop::Usage(format!("unknown command {other}\n\n{USAGE}"))),
     }
 }
@@ -234,6 +243,24 @@ async fn resource_server(flags: &cli::Flags) -> Result<(), Stop> {
         store.table()
     );
     println!("{}", secret.expose());
+    Ok(())
+}
+
+/// Makes an envelope signing key; its kid is the only thing on stdout, the private key goes
+/// nowhere but into KMS `Encrypt`.
+async fn signing_key(flags: &cli::Flags, now: i64) -> Result<(), Stop> {
+    let kms_key_id = flags.required("kms-key-id")?;
+    let store = dynamo(flags).await?;
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let kid = envelope::create_key(&aws_sdk_kms::Client::new(&aws), &store, &kms_key_id, now)
+        .await
+        .map_err(|e| Stop::Failed(e.0))?;
+    eprintln!(
+        "signing key {kid} stored in {} encrypted under {kms_key_id}; deploy with \
+         SigningMode=envelope EnvelopeSigningKids={kid}[,<the kids it replaces>]",
+        store.table()
+    );
+    println!("{kid}");
     Ok(())
 }
 
@@ -318,6 +345,14 @@ mod tests {
     async fn resource_server_without_a_client_id_is_a_mistake_named_before_anything_is_touched() {
         match run_with(&["resource-server", "--table", "t"]).await {
             Err(Stop::Usage(m)) => assert!(m.starts_with("--client-id is required"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn signing_key_without_a_kms_key_is_a_mistake_named_before_anything_is_touched() {
+        match run_with(&["signing-key", "--table", "t"]).await {
+            Err(Stop::Usage(m)) => assert!(m.starts_with("--kms-key-id is required"), "{m}"),
             other => panic!("{other:?}"),
         }
     }

@@ -19,6 +19,7 @@ pub(super) const SK_TXN: &str = "TXN";
 pub(super) const SK_TOKEN: &str = "TOKEN";
 pub(super) const SK_FAMILY: &str = "FAMILY";
 pub(super) const SK_ENROLL: &str = "ENROLL";
+pub(super) const SK_SIGNING_KEY: &str = "SIGNING_KEY";
 pub(super) const DEVICE_PREFIX: &str = "DEVICE#";
 
 pub(super) fn key(pk: String, sk: &str) -> Item {
@@ -83,6 +84,11 @@ pub(super) fn token_pk(hash: &str) -> String {
 
 pub(super) fn family_pk(id: &str) -> String {
     format!("FAMILY#{id}")
+}
+
+/// The key of an envelope signing key, by its RFC 7638 `kid` (base64url: no `#`).
+pub(super) fn signing_key_pk(kid: &str) -> String {
+    format!("SIGNING_KEY#{kid}")
 }
 
 pub(super) fn jti_pk(jti: &JtiUse) -> String {

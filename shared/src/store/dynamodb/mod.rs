@@ -20,6 +20,7 @@
 //! | pending requests' version | `PENDING#<sub>` | `HEAD` | `v`, `ttl` = the last request's `expires_at` + 86400 |
 //! | `user_code` attempts | `USER#<sub>` | `USERCODE` | `n`, `until` (the window's end), `ttl` = `until` |
 //! | token | `TOKEN#<hash>` | `TOKEN` | `hash`, `kind`, `client_id`, `sub`, `scope`, `auth_req_id`, `auth_time`, `acr`?, `issued_at`, `expires_at`, `rotated_at`? (a spent refresh token), `jkt`? (DPoP-bound), `x5t`? (certificate-bound), `ttl` = `expires_at` |
+//! | envelope signing key | `SIGNING_KEY#<kid>` | `SIGNING_KEY` | `kid`, `ciphertext` (binary: the PKCS#8 DER private key encrypted by KMS under `kms_key_id` with the encryption context `{"purpose": "ciba-signing-key", "kid": <kid>}`), `public_jwk` (JSON), `kms_key_id`, `created_at`; no `ttl` (see `crate::envelope`) |
 //! | token family | `FAMILY#<auth_req_id>` | `FAMILY` | `id`, `client_id`, `sub`, `expires_at`, `revoked_at`?, `ttl` = `expires_at` |
 //!
 //! In a `jti` key, `%` and `#` inside the scope are written `%25` and `%23`, so the first `#`
@@ -46,7 +47,7 @@
 //!
 //! `layout` names the keys, `codec` turns items into domain values and back, `transact` runs
 //! transactions and retries and maps SDK errors; each item family implements its role in its own
-//! file (`requests`, `tokens`, `clients`, `accounts`, `jtis`), with `pending` and `attempts` for
+//! file (`requests`, `tokens`, `clients`, `accounts`, `jtis`, `signing_keys`), with `pending` and `attempts` for
 //! the limits of `PendingLimit` and `AttemptLimit`. `provision` creates the table and
 //! holds the test scaffolding; `stream` reads the table's stream records for the notifier.
 
@@ -59,6 +60,7 @@ mod layout;
 mod pending;
 mod provision;
 mod requests;
+mod signing_keys;
 pub mod stream;
 mod tokens;
 mod transact;
@@ -66,6 +68,7 @@ mod transact;
 use aws_sdk_dynamodb::Client as DynamoClient;
 
 pub use provision::{TableSetupError, create_table, local_client};
+pub use signing_keys::SigningKeyItem;
 
 use codec::Item;
 use layout::key;
