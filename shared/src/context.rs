@@ -92,7 +92,7 @@ impl Ctx {
 /// Where the OP's signing keys come from: the first of these settings that is set (not empty)
 /// wins, in this order. In each, the first key signs and the others are the keys it replaced,
 /// published beside it (see [`KeyRing`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum SignerSource {
     /// `KMS_KEY_ID`: KMS asymmetric keys (ids, ARNs or aliases, comma-separated); one KMS `Sign`
     /// per signature.
@@ -104,6 +104,22 @@ pub enum SignerSource {
     Pem(String),
     /// `SIGNING_KEY_FILE`: the path of such a PEM file.
     File(String),
+}
+
+/// Without the PEM text: it is a private key.
+impl std::fmt::Debug for SignerSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Kms(value) => f.debug_tuple("Kms").field(value).finish(),
+            Self::Envelope { kids, table } => f
+                .debug_struct("Envelope")
+                .field("kids", kids)
+                .field("table", table)
+                .finish(),
+            Self::Pem(_) => f.write_str("Pem(..)"),
+            Self::File(path) => f.debug_tuple("File").field(path).finish(),
+        }
+    }
 }
 
 impl SignerSource {
