@@ -444,8 +444,8 @@ fn leak_forms(der: &[u8]) -> Vec<String> {
         URL_SAFE_NO_PAD.encode(der)[..40].to_owned(),
         URL_SAFE_NO_PAD.encode(scalar)[..40].to_owned(),
         STANDARD.encode(scalar)[..40].to_owned(),
-        hex(scalar.as_slice())[..40].to_owned(),
-        hex(scalar.as_slice()).to_uppercase()[..40].to_owned(),
+        hex(&scalar[..])[..40].to_owned(),
+        hex(&scalar[..]).to_uppercase()[..40].to_owned(),
     ]
 }
 

@@ -368,7 +368,7 @@ fn signing_mode_chooses_the_settings_and_envelope_mode_needs_kids() {
     assert!(
         has_line(
             &rule,
-            "- Assert: !Not [!Equals [!Join [\"\", !Ref EnvelopeSigningKids], \"\"]]"
+            "- Assert: !Not [!Contains [!Ref EnvelopeSigningKids, \"\"]]"
         ),
         "{rule}"
     );
