@@ -30,7 +30,8 @@ pub struct Ctx {
 impl Ctx {
     /// The Lambda wiring: configuration from the environment, DynamoDB from `TABLE_NAME`, SNS
     /// with the platform applications of `SNS_PLATFORM_APP_GCM`, `SNS_PLATFORM_APP_APNS`,
-    /// `SNS_PLATFORM_APP_APNS_SANDBOX`, the signing key as [`SignerSource`] says. Fails at cold start when any of it is missing or malformed.
+    /// `SNS_PLATFORM_APP_APNS_SANDBOX`, the signing key as [`SignerSource`] says. Fails at cold
+    /// start when any of it is missing or malformed.
     pub async fn from_env() -> Result<Self, ConfigError> {
         let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         Self::from_env_with(&aws).await
