@@ -9,15 +9,16 @@ use serde_json::{Value, json};
 
 /// `/introspect` and `/revoke` authenticate clients exactly as `/token` does (one
 /// `client_auth`), so their metadata is one list each, never three that could drift apart.
-const CLIENT_AUTH_METHODS: [&str; 3] = [
+/// The mutual TLS methods (RFC 8705 §2) take the certificate that API Gateway's mutual TLS
+/// domain, or the local API's TLS port, hands over; where that is (`MTLS_BASE_URL`) is published
+/// as `mtls_endpoint_aliases`.
+const CLIENT_AUTH_METHODS: [&str; 5] = [
     "client_secret_basic",
     "client_secret_post",
     "private_key_jwt",
+    "tls_client_auth",
+    "self_signed_tls_client_auth",
 ];
-/// The mutual TLS methods (RFC 8705 §2) need the certificate to reach the function: API
-/// Gateway's mutual TLS domain (`MTLS_BASE_URL`), or the local API's TLS port. Without one they
-/// are not advertised, nor are certificate-bound tokens: no client could use them.
-const MTLS_AUTH_METHODS: [&str; 2] = ["tls_client_auth", "self_signed_tls_client_auth"];
 const CLIENT_ASSERTION_ALGS: [&str; 2] = ["ES256", "PS256"];
 
 /// The endpoints a client authenticating with mutual TLS calls at their alias (RFC 8705 §5):
@@ -45,12 +46,7 @@ pub fn metadata(config: &Config) -> Value {
 }
 
 fn endpoints_and_capabilities(config: &Config) -> Value {
-    let mtls = config.mtls_base_url.is_some();
-    let methods: Vec<&str> = CLIENT_AUTH_METHODS
-        .iter()
-        .chain(MTLS_AUTH_METHODS.iter().filter(|_| mtls))
-        .copied()
-        .collect();
+    let methods = CLIENT_AUTH_METHODS;
     json!({
         "issuer": config.issuer,
         "jwks_uri": config.endpoint("/jwks"),
@@ -72,7 +68,7 @@ fn endpoints_and_capabilities(config: &Config) -> Value {
         "revocation_endpoint_auth_signing_alg_values_supported": CLIENT_ASSERTION_ALGS,
         "id_token_signing_alg_values_supported": ["ES256"],
         "dpop_signing_alg_values_supported": ciba_shared::dpop::ALGORITHMS,
-        "tls_client_certificate_bound_access_tokens": mtls,
+        "tls_client_certificate_bound_access_tokens": true,
         "subject_types_supported": ["public"],
         "response_types_supported": [],
         "scopes_supported": SUPPORTED_SCOPES,
@@ -134,7 +130,9 @@ mod tests {
         let methods = json!([
             "client_secret_basic",
             "client_secret_post",
-            "private_key_jwt"
+            "private_key_jwt",
+            "tls_client_auth",
+            "self_signed_tls_client_auth"
         ]);
         assert_eq!(m["token_endpoint_auth_methods_supported"], methods);
         for endpoint in ["introspection_endpoint", "revocation_endpoint"] {
@@ -191,8 +189,8 @@ mod tests {
         assert_eq!(m["tls_client_certificate_bound_access_tokens"], true);
     }
 
-    /// No mutual TLS domain, no aliases and no mutual TLS at all: an empty `MTLS_BASE_URL` (the
-    /// template's default) is none, and no client certificate could reach the functions.
+    /// No mutual TLS domain, no aliases: an empty `MTLS_BASE_URL` (the template's default) is
+    /// none. The methods and certificate-bound tokens are the OP's, and stay advertised.
     #[test]
     fn mtls_endpoint_aliases_are_absent_without_a_mutual_tls_domain() {
         for config in [
@@ -201,9 +199,9 @@ mod tests {
         ] {
             let m = metadata(&config);
             assert!(m.get("mtls_endpoint_aliases").is_none(), "{m}");
-            assert_eq!(m["tls_client_certificate_bound_access_tokens"], false);
+            assert_eq!(m["tls_client_certificate_bound_access_tokens"], true);
             let methods = m["token_endpoint_auth_methods_supported"].to_string();
-            assert!(!methods.contains("tls_client_auth"), "{methods}");
+            assert!(methods.contains("\"tls_client_auth\""), "{methods}");
         }
     }
 }

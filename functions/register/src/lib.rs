@@ -51,15 +51,6 @@ async fn register(ctx: &Ctx, req: &Request) -> Result<Response<Body>, Registrati
     let body = parse(req)?;
     let local_op = ctx.config.runs_locally();
     let mut metadata = Metadata::validate(&body, local_op)?;
-    // Without a mutual TLS endpoint no certificate reaches the OP: such a client could never
-    // authenticate or use its tokens, and discovery does not offer mutual TLS.
-    if metadata.uses_mutual_tls() && ctx.config.mtls_base_url.is_none() {
-        return Err(RegistrationError::InvalidClientMetadata(
-            "this OP has no mutual TLS endpoint: tls_client_auth, self_signed_tls_client_auth and \
-             certificate-bound tokens are not available"
-                .into(),
-        ));
-    }
     if fapi::applies_to_registration(&metadata, &ctx.config) {
         fapi::check_registration(&metadata)?;
         metadata.fapi = true;

@@ -220,15 +220,6 @@ impl Metadata {
         })
     }
 
-    /// Whether the client needs its certificate to reach the OP: it authenticates with one, or
-    /// its tokens are bound to one (RFC 8705).
-    pub fn uses_mutual_tls(&self) -> bool {
-        matches!(
-            self.token_endpoint_auth_method,
-            AuthMethod::TlsClientAuth | AuthMethod::SelfSignedTlsClientAuth
-        ) || self.tls.tls_client_certificate_bound_access_tokens
-    }
-
     /// The step after `validate` that needs the network: a public OP resolves the notification
     /// endpoint's name and refuses it when any address it resolves to now is not public. A name
     /// that does not resolve is accepted: delivery resolves it again and refuses such addresses.
