@@ -180,8 +180,16 @@ pub fn client_auth(data: &[u8]) {
     let Ok(form) = Form::parse(body) else {
         return;
     };
+    let credentials = client_auth::Credentials {
+        headers: &headers,
+        form: &form,
+        cert: None,
+    };
     let _ = f.runtime.block_on(client_auth::authenticate(
-        &headers, &form, &f.store, &f.config, NOW,
+        credentials,
+        &f.store,
+        &f.config,
+        NOW,
     ));
 }
 
