@@ -127,13 +127,7 @@ mod tests {
             m["dpop_signing_alg_values_supported"],
             json!(["ES256", "PS256"])
         );
-        let methods = json!([
-            "client_secret_basic",
-            "client_secret_post",
-            "private_key_jwt",
-            "tls_client_auth",
-            "self_signed_tls_client_auth"
-        ]);
+        let methods = every_auth_method();
         assert_eq!(m["token_endpoint_auth_methods_supported"], methods);
         for endpoint in ["introspection_endpoint", "revocation_endpoint"] {
             assert_eq!(m[format!("{endpoint}_auth_methods_supported")], methods);
@@ -143,6 +137,17 @@ mod tests {
                 "{endpoint}: private_key_jwt is listed, so RFC 8414 requires its algorithms"
             );
         }
+    }
+
+    /// The client authentication methods every endpoint that authenticates clients lists.
+    fn every_auth_method() -> Value {
+        json!([
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt",
+            "tls_client_auth",
+            "self_signed_tls_client_auth"
+        ])
     }
 
     fn with_mtls_base_url(base: &str) -> Config {
@@ -172,13 +177,7 @@ mod tests {
             })
         );
         assert_eq!(m["token_endpoint"], "https://op.example.com/token");
-        let methods = json!([
-            "client_secret_basic",
-            "client_secret_post",
-            "private_key_jwt",
-            "tls_client_auth",
-            "self_signed_tls_client_auth"
-        ]);
+        let methods = every_auth_method();
         for endpoint in [
             "token_endpoint",
             "introspection_endpoint",
