@@ -19,7 +19,8 @@ use crate::http::Form;
 use crate::push::{PushError, PushMessage};
 use crate::store::{Attempt, CreateError, Crowded, JtiUse, StoreError};
 
-/// `auth_req_id` carries 192 bits, `txn` 128 (CIBA Core §7.3 asks for at least 128).
+/// `txn` carries 128 random bits, `auth_req_id` the txn and 192 more (CIBA Core §7.3 asks for at
+/// least 128).
 const AUTH_REQ_ID_BYTES: usize = 24;
 const TXN_BYTES: usize = 16;
 
@@ -210,9 +211,12 @@ fn new_request(
     valid: ValidParams,
     now: i64,
 ) -> AuthRequest {
+    // The id starts with the txn, so the store keeps one item that both find; the device, which
+    // knows only the txn, cannot make up the rest.
+    let txn = ctx.random.token(TXN_BYTES);
     AuthRequest {
-        auth_req_id: ctx.random.token(AUTH_REQ_ID_BYTES),
-        txn: ctx.random.token(TXN_BYTES),
+        auth_req_id: format!("{txn}.{}", ctx.random.token(AUTH_REQ_ID_BYTES)),
+        txn,
         client_id: client.client_id.clone(),
         sub: user.sub.clone(),
         scope: valid.scope,

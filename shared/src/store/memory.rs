@@ -26,6 +26,8 @@ struct Tables {
     enrollment_codes: HashMap<String, EnrollmentCode>,
     jtis: HashMap<(String, String), i64>,
     requests: HashMap<String, AuthRequest>,
+    /// The (scope, jti) of the decision each decided request took.
+    decision_jtis: HashMap<String, (String, String)>,
     txns: HashMap<String, String>,
     /// Pending ping and push requests, for the expiry sweep.
     due: std::collections::BTreeSet<(i64, String)>,
@@ -180,7 +182,8 @@ impl Requests for MemoryStore {
         jti: &JtiUse,
     ) -> Result<(), DecideError> {
         let mut t = self.lock()?;
-        let replayed = jti_is_live(&t, jti, now);
+        let used = (jti.scope.clone(), jti.jti.clone());
+        let replayed = t.decision_jtis.get(auth_req_id) == Some(&used);
         let Some(request) = t.requests.get_mut(auth_req_id) else {
             return Err(DecideError::NotFound);
         };
@@ -198,7 +201,7 @@ impl Requests for MemoryStore {
             Decision::Deny => Status::Denied,
         };
         request.decided_at = Some(now);
-        insert_jti(&mut t, jti);
+        t.decision_jtis.insert(auth_req_id.to_owned(), used);
         Ok(())
     }
 

@@ -2,8 +2,10 @@
 //! `Jtis`) and `Store`, which hands each of them out, with two adapters (DynamoDB and in-memory)
 //! that pass the same test suite (`ciba_testkit::store_suite`).
 //!
-//! Every state change that must not race is one atomic conditional operation here: the poll-rate
-//! check, the one decision per request, the one-time redemption, single use of a `jti`.
+//! Every state change that must not race is decided by one atomic conditional write here: the
+//! poll-rate check, the one decision per request, the one-time redemption, single use of a
+//! `jti`, the pending-request limit. Other writes of the same step are ordered around it so that
+//! a step cut short leaves nothing anyone can use.
 
 use async_trait::async_trait;
 
@@ -200,13 +202,13 @@ pub const SWEEP_BATCH: usize = 100;
 /// expiry sweep and the notification mark.
 #[async_trait]
 pub trait Requests: Send + Sync {
-    /// Stores a new request, consuming the request object's `jti` in the same atomic write. A
-    /// ping or push request is also filed under its expiry, for `expire_due`.
+    /// Stores a new request, consuming the request object's `jti` first. A ping or push request
+    /// is also filed under its expiry, for `expire_due`.
     ///
-    /// The request is refused (`TooManyPending`, nothing stored) when its user already has as
-    /// many pending requests as `limit` allows, counted in the same atomic step: concurrent
-    /// requests cannot all slip under the limit. A request stops being pending when it is
-    /// decided, discarded or expired.
+    /// The request is refused (`TooManyPending`) when its user already has as many pending
+    /// requests as `limit` allows, counted atomically: concurrent requests cannot all slip under
+    /// the limit. A refused or failed creation takes back what it wrote (the `jti` included).
+    /// A request stops being pending when it is decided, discarded or expired.
     async fn create_auth_request(
         &self,
         request: &AuthRequest,
@@ -231,10 +233,11 @@ pub trait Requests: Send + Sync {
     /// slip through.
     async fn record_poll(&self, auth_req_id: &str, now_ms: i64) -> Result<PollOutcome, StoreError>;
 
-    /// Records the user's one decision on a pending, unexpired request, consuming the decision's
-    /// `jti` in the same atomic write. When several things are wrong, the first of `NotFound`,
-    /// `JtiReplayed`, `AlreadyDecided`, `Expired` answers: a replayed decision is a replay even
-    /// when the request has been decided since.
+    /// Records the user's one decision on a pending, unexpired request, with the decision's
+    /// `jti`: a decision names its request (its `txn`), so the jti is the request's, and the
+    /// same decision sent again is `JtiReplayed`. When several things are wrong, the first of
+    /// `NotFound`, `JtiReplayed`, `AlreadyDecided`, `Expired` answers: a replayed decision is a
+    /// replay even when the request has been decided since.
     async fn decide(
         &self,
         auth_req_id: &str,
@@ -244,7 +247,8 @@ pub trait Requests: Send + Sync {
     ) -> Result<(), DecideError>;
 
     /// Marks an approved, unexpired request redeemed and stores its tokens and their new
-    /// `family`, atomically: exactly one caller ever succeeds for a request.
+    /// `family`: exactly one caller ever succeeds for a request, and the tokens of a caller that
+    /// did not are never found.
     async fn redeem(
         &self,
         auth_req_id: &str,

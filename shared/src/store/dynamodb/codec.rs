@@ -8,12 +8,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::layout::{
-    REQUEST_RETENTION_SECS, SK_AUTHREQ, SK_CLIENT, SK_DEVICE, SK_ENROLL, SK_HINT, SK_JTI,
-    SK_PROFILE, SK_TOKEN, SK_TXN, authreq_pk, client_pk, device_pk, due_pk, enroll_pk, hint_pk,
-    jti_pk, key, token_pk, txn_pk, user_device_sk, user_pk,
+    REQUEST_RETENTION_SECS, SK_AUTHREQ, SK_CLIENT, SK_DEVICE, SK_ENROLL, SK_FAMILY, SK_HINT,
+    SK_JTI, SK_PROFILE, SK_TOKEN, SK_TXN, authreq_pk, client_pk, device_pk, due_pk, enroll_pk,
+    family_pk, hint_pk, jti_pk, key, token_pk, txn_pk, user_device_sk, user_pk,
 };
 use crate::domain::{
-    AuthRequest, Client, DeliveryMode, Device, EnrollmentCode, Status, TokenKind, TokenRecord, User,
+    AuthRequest, Client, DeliveryMode, Device, EnrollmentCode, Family, Status, TokenKind,
+    TokenRecord, User,
 };
 use crate::store::{JtiUse, StoreError};
 
@@ -101,7 +102,7 @@ pub(super) fn txn_item(r: &AuthRequest) -> Item {
 }
 
 pub(super) fn due_item(r: &AuthRequest) -> Item {
-    let mut item = key(due_pk(r.expires_at), &r.auth_req_id);
+    let mut item = key(due_pk(r.expires_at, &r.auth_req_id), &r.auth_req_id);
     item.insert("expires_at".into(), num(r.expires_at));
     item.insert("ttl".into(), num(r.expires_at + REQUEST_RETENTION_SECS));
     item
@@ -169,6 +170,30 @@ pub(super) fn auth_request_from_item(item: &Item) -> Result<AuthRequest, StoreEr
             .ok_or_else(|| StoreError::Fault(format!("auth request has status {status:?}")))?,
         decided_at: opt_n(item, "decided_at")?,
         notified_at: opt_n(item, "notified_at")?,
+    })
+}
+
+/// A family item, as `Put` writes it whole.
+pub(super) fn family_item(family: &Family) -> Item {
+    let mut item = key(family_pk(&family.id), SK_FAMILY);
+    item.insert("id".into(), s(&family.id));
+    item.insert("client_id".into(), s(&family.client_id));
+    item.insert("sub".into(), s(&family.sub));
+    item.insert("expires_at".into(), num(family.expires_at));
+    if let Some(revoked_at) = family.revoked_at {
+        item.insert("revoked_at".into(), num(revoked_at));
+    }
+    item.insert("ttl".into(), num(family.expires_at));
+    item
+}
+
+pub(super) fn family_from_item(item: &Item) -> Result<Family, StoreError> {
+    Ok(Family {
+        id: req_s(item, "id")?,
+        client_id: req_s(item, "client_id")?,
+        sub: req_s(item, "sub")?,
+        expires_at: req_n(item, "expires_at")?,
+        revoked_at: opt_n(item, "revoked_at")?,
     })
 }
 

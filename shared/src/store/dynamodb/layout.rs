@@ -51,8 +51,18 @@ pub(super) fn user_device_sk(device_id: &str) -> String {
 /// What the key of every auth request item starts with.
 pub(super) const AUTHREQ_PREFIX: &str = "AUTHREQ#";
 
+/// The item of a request is stored under its `txn` when its `auth_req_id` starts with it
+/// (`<txn>.<secret>`, as bc-authorize mints them): one item that the device's `txn` and the
+/// client's `auth_req_id` both find, with no second item to write. Any other id (minted before,
+/// or by a test) is stored under itself, with a `TXN#` item pointing at it.
+pub(super) fn request_locator(auth_req_id: &str) -> &str {
+    auth_req_id
+        .split_once('.')
+        .map_or(auth_req_id, |(locator, _)| locator)
+}
+
 pub(super) fn authreq_pk(auth_req_id: &str) -> String {
-    format!("{AUTHREQ_PREFIX}{auth_req_id}")
+    format!("{AUTHREQ_PREFIX}{}", request_locator(auth_req_id))
 }
 
 pub(super) fn txn_pk(txn: &str) -> String {
@@ -63,14 +73,29 @@ pub(super) fn enroll_pk(code_hash: &str) -> String {
     format!("ENROLL#{code_hash}")
 }
 
-/// The key of the requests due in the minute `expires_at` falls in.
-pub(super) fn due_pk(expires_at: i64) -> String {
-    due_minute_pk(expires_at.div_euclid(60))
+/// Partitions each minute of the expiry index is spread over. A minute's items are written while
+/// the requests due in it are created, at the rate requests come in: in one partition, past
+/// 1,000 ping or push requests a second that would cross DynamoDB's 1,000 writes per second per
+/// partition. Spread over 16, 10,000 a second make 625 writes a second in each; a sweep reads 16
+/// partitions (and the unsharded one of before) per minute it covers.
+pub(super) const DUE_SHARDS: u32 = 16;
+
+/// The key of the request `auth_req_id`, due in the minute `expires_at` falls in.
+pub(super) fn due_pk(expires_at: i64, auth_req_id: &str) -> String {
+    due_minute_pk(expires_at.div_euclid(60), due_shard(auth_req_id))
 }
 
-/// The key of the requests due in `minute` (epoch seconds / 60).
-pub(super) fn due_minute_pk(minute: i64) -> String {
-    format!("DUE#{minute}")
+/// The key of the requests of one shard due in `minute` (epoch seconds / 60).
+pub(super) fn due_minute_pk(minute: i64, shard: u32) -> String {
+    format!("DUE#{minute}#{shard}")
+}
+
+/// A request's shard of the expiry index: FNV-1a of its id, stable across processes.
+fn due_shard(auth_req_id: &str) -> u32 {
+    let hash = auth_req_id.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    hash % DUE_SHARDS
 }
 
 /// The item recording the minute the last complete expiry sweep reached (`minute`): every due
@@ -98,7 +123,7 @@ pub(super) fn jti_pk(jti: &JtiUse) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::jti_pk;
+    use super::{DUE_SHARDS, authreq_pk, due_pk, jti_pk};
     use crate::store::JtiUse;
 
     #[test]
@@ -113,5 +138,20 @@ mod tests {
         assert_eq!(pk("c1", "j1"), "JTI#c1#j1");
         assert_ne!(pk("a#b", "c"), pk("a", "b#c"));
         assert_ne!(pk("a%23", "c"), pk("a#", "c"));
+    }
+
+    #[test]
+    fn minted_ids_are_stored_under_their_txn_and_others_under_themselves() {
+        assert_eq!(authreq_pk("t1.secret"), "AUTHREQ#t1");
+        assert_eq!(authreq_pk("r1"), "AUTHREQ#r1");
+    }
+
+    #[test]
+    fn a_minute_of_due_requests_spreads_over_every_shard() {
+        let shards: std::collections::HashSet<String> = (0..1000)
+            .map(|i| due_pk(120, &format!("request-{i}")))
+            .collect();
+        assert_eq!(shards.len(), DUE_SHARDS as usize);
+        assert!(shards.iter().all(|pk| pk.starts_with("DUE#2#")));
     }
 }

@@ -62,8 +62,12 @@ mod provision;
 mod requests;
 mod signing_keys;
 pub mod stream;
+mod sweep;
 mod tokens;
 mod transact;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use aws_sdk_dynamodb::Client as DynamoClient;
 
@@ -81,6 +85,8 @@ use super::StoreError;
 pub struct DynamoStore {
     client: DynamoClient,
     table: String,
+    /// Whether this process has seen the sweep cursor exist (it is never deleted): see `sweep`.
+    cursor_seen: Arc<AtomicBool>,
 }
 
 impl DynamoStore {
@@ -88,6 +94,7 @@ impl DynamoStore {
         Self {
             client,
             table: table.into(),
+            cursor_seen: Arc::new(AtomicBool::new(false)),
         }
     }
 

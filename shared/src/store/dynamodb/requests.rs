@@ -1,33 +1,47 @@
-//! Auth request items, with their `txn` and due-expiry items: creation, the poll-rate check, the
-//! one decision, redemption, the expiry sweep and the notification mark.
+//! Auth request items, with their due-expiry items (and, for ids that do not start with their
+//! `txn`, a `TXN#` item pointing at them): creation, the poll-rate check, the one decision,
+//! redemption, the expiry sweep and the notification mark.
+//!
+//! Each step of a poll-mode request's life writes as few items as it can, once each, without a
+//! transaction (which DynamoDB bills twice): creation writes the request and files it among its
+//! user's pending requests (`pending`), a decision and each poll update the request alone, and a
+//! redemption puts the two tokens and then updates the request, which becomes their family.
+//! Where one step writes two items, the order makes a crash between them harmless: the request
+//! exists before it is filed, the tokens before the request says they were issued (until then
+//! no one holds their values). A write whose answer was lost and that is sent again finds its
+//! own mark on the item (`decided_by`, `redeemed_by`) and counts as done.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
-use aws_sdk_dynamodb::types::builders::UpdateBuilder;
 use aws_sdk_dynamodb::types::{
-    Delete, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    Delete, DeleteRequest, PutRequest, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, WriteRequest,
 };
-use futures_util::{StreamExt, stream};
 
 use super::DynamoStore;
 use super::codec::{
-    Item, auth_request_from_item, auth_request_item, due_item, num, req_n, req_s, s, txn_item,
+    Item, auth_request_from_item, auth_request_item, due_item, family_item, num, opt_s, req_n,
+    req_s, s, token_item, txn_item,
 };
 use super::layout::{
-    SK_AUTHREQ, SK_JTI, SK_SWEEP_CURSOR, SK_TXN, SWEEP_CURSOR_PK, authreq_pk, due_minute_pk,
-    due_pk, jti_pk, key, txn_pk,
+    SK_AUTHREQ, SK_JTI, SK_TOKEN, SK_TXN, authreq_pk, due_pk, jti_pk, key, request_locator,
+    token_pk, txn_pk,
 };
 use super::transact::{
-    CONDITION_FAILED, MAX_ATTEMPTS, Transaction, backoff, build_error, sdk_error,
-    update_condition_failure,
+    MAX_ATTEMPTS, Transaction, backoff, build_error, conditional_put, sdk_error,
+    update_condition_failure, update_condition_item,
 };
 use crate::domain::{AuthRequest, Decision, DeliveryMode, Family, Status, TokenRecord};
+use crate::ports::{OsRandom, Random};
 use crate::protocol::SLOW_DOWN_STEP_SECS;
 use crate::store::{
     CreateError, DecideError, JtiUse, PendingLimit, PollOutcome, RedeemError, Requests, StoreError,
 };
+
+/// Random bytes of the mark a decision leaves on its request.
+const MARK_BYTES: usize = 16;
 
 #[async_trait]
 impl Requests for DynamoStore {
@@ -37,55 +51,50 @@ impl Requests for DynamoStore {
         jti: Option<&JtiUse>,
         limit: PendingLimit,
     ) -> Result<(), CreateError> {
-        let new_item = |item: Item| -> Result<TransactWriteItem, StoreError> {
-            let put = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .map_err(build_error)?;
-            Ok(TransactWriteItem::builder().put(put).build())
+        if let Some(jti) = jti
+            && !self.put_jti(jti, request.created_at).await?
+        {
+            return Err(CreateError::JtiReplayed);
+        }
+        let written = self
+            .put_new("create_auth_request", auth_request_item(request))
+            .await;
+        if !matches!(written, Ok(true)) {
+            self.undo_create(request, jti, false).await;
+            return Err(match written {
+                Err(e) => CreateError::Store(e),
+                _ => CreateError::Store(StoreError::Fault("auth_req_id collision".into())),
+            });
+        }
+        let filed = async {
+            if !stored_under_txn(request)
+                && !self
+                    .put_new("create_auth_request", txn_item(request))
+                    .await?
+            {
+                return Err(StoreError::Fault("txn collision".into()));
+            }
+            if let Some(crowded) = self.file_pending(request, limit).await? {
+                return Ok(Some(crowded));
+            }
+            if request.delivery_mode != DeliveryMode::Poll {
+                self.start_sweep_cursor(request.created_at).await?;
+                self.put_new("create_auth_request", due_item(request))
+                    .await?;
+            }
+            Ok(None)
         };
-        let mut writes = vec![
-            new_item(auth_request_item(request))?,
-            new_item(txn_item(request))?,
-        ];
-        if let Some(jti) = jti {
-            writes.push(self.jti_put(jti, request.created_at)?);
-        }
-        if request.delivery_mode != DeliveryMode::Poll {
-            writes.push(new_item(due_item(request))?);
-        }
-        // Counted and filed again whenever another request of the user was filed in between.
-        for attempt in 1..=MAX_ATTEMPTS {
-            let counted = self
-                .count_pending(&request.sub, &request.client_id, request.created_at)
-                .await?;
-            if let Some(crowded) = limit.crowded(counted.from_client, counted.total) {
-                return Err(CreateError::TooManyPending(crowded));
+        match filed.await {
+            Ok(None) => Ok(()),
+            Ok(Some(crowded)) => {
+                self.undo_create(request, jti, true).await;
+                Err(CreateError::TooManyPending(crowded))
             }
-            let mut items = writes.clone();
-            items.extend(self.file_pending(request, &counted)?);
-            let head = items.len() - 1;
-            match self.transact("create_auth_request", items).await? {
-                Transaction::Committed => return Ok(()),
-                Transaction::Cancelled(reasons) => {
-                    let failed = |i: usize| reasons.get(i).is_some_and(|r| r == CONDITION_FAILED);
-                    if jti.is_some() && failed(2) {
-                        return Err(CreateError::JtiReplayed);
-                    }
-                    if !failed(head) {
-                        return Err(CreateError::Store(StoreError::Fault(
-                            "auth_req_id or txn collision".into(),
-                        )));
-                    }
-                    backoff(attempt).await;
-                }
+            Err(e) => {
+                self.undo_create(request, jti, true).await;
+                Err(CreateError::Store(e))
             }
         }
-        Err(CreateError::Store(StoreError::Unavailable(
-            "create_auth_request: kept racing concurrent requests of the user".into(),
-        )))
     }
 
     async fn discard_auth_request(
@@ -93,18 +102,21 @@ impl Requests for DynamoStore {
         request: &AuthRequest,
         jti: Option<&JtiUse>,
     ) -> Result<(), StoreError> {
-        let mut keys = vec![
-            key(authreq_pk(&request.auth_req_id), SK_AUTHREQ),
-            key(txn_pk(&request.txn), SK_TXN),
-        ];
+        // The pending entry goes when the next filing finds the request gone.
+        let mut keys = vec![key(authreq_pk(&request.auth_req_id), SK_AUTHREQ)];
+        if !stored_under_txn(request) {
+            keys.push(key(txn_pk(&request.txn), SK_TXN));
+        }
         if let Some(jti) = jti {
             keys.push(key(jti_pk(jti), SK_JTI));
         }
         if request.delivery_mode != DeliveryMode::Poll {
-            keys.push(key(due_pk(request.expires_at), &request.auth_req_id));
+            keys.push(key(
+                due_pk(request.expires_at, &request.auth_req_id),
+                &request.auth_req_id,
+            ));
         }
-        let mut items = Vec::with_capacity(keys.len() + 1);
-        items.push(self.unfile_pending(request)?);
+        let mut items = Vec::with_capacity(keys.len());
         for k in keys {
             let delete = Delete::builder()
                 .table_name(&self.table)
@@ -122,13 +134,27 @@ impl Requests for DynamoStore {
     }
 
     async fn get_auth_request(&self, auth_req_id: &str) -> Result<Option<AuthRequest>, StoreError> {
-        self.get("get_auth_request", authreq_pk(auth_req_id), SK_AUTHREQ)
+        let Some(item) = self
+            .get("get_auth_request", authreq_pk(auth_req_id), SK_AUTHREQ)
             .await?
-            .map(|item| auth_request_from_item(&item))
-            .transpose()
+        else {
+            return Ok(None);
+        };
+        // Any id starting with the txn finds the item: only the whole id names the request.
+        if !same_id(&req_s(&item, "auth_req_id")?, auth_req_id) {
+            return Ok(None);
+        }
+        auth_request_from_item(&item).map(Some)
     }
 
     async fn get_auth_request_by_txn(&self, txn: &str) -> Result<Option<AuthRequest>, StoreError> {
+        if let Some(item) = self
+            .get("get_auth_request_by_txn", authreq_pk(txn), SK_AUTHREQ)
+            .await?
+            && req_s(&item, "txn")? == txn
+        {
+            return auth_request_from_item(&item).map(Some);
+        }
         let Some(item) = self
             .get("get_auth_request_by_txn", txn_pk(txn), SK_TXN)
             .await?
@@ -167,41 +193,52 @@ impl Requests for DynamoStore {
             Decision::Approve => Status::Approved,
             Decision::Deny => Status::Denied,
         };
-        // Its user and expiry never change: they name the pending entry the decision takes out.
-        let Some(request) = self.get_auth_request(auth_req_id).await? else {
-            return Err(DecideError::NotFound);
-        };
-        let update = self
-            .request_update(auth_req_id)
-            .update_expression("SET #status = :new, decided_at = :now")
-            .condition_expression(
-                "attribute_exists(pk) AND #status = :pending AND expires_at > :now",
+        // The decision's jti is kept on the request it decided: a decision names its txn, so a
+        // replay can only ever be of a decision on this same request.
+        let used = jti_pk(jti);
+        let mark = OsRandom.token(MARK_BYTES);
+        let result = self
+            .update_request(auth_req_id)
+            .update_expression(
+                "SET #status = :new, decided_at = :now, decision_jti = :jti, decided_by = :mark",
             )
+            .condition_expression("auth_req_id = :id AND #status = :pending AND expires_at > :now")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":new", s(status.as_str()))
             .expression_attribute_values(":pending", s(Status::Pending.as_str()))
             .expression_attribute_values(":now", num(now))
-            .build()
-            .map_err(build_error)?;
-        let items = vec![
-            TransactWriteItem::builder().update(update).build(),
-            self.jti_put(jti, now)?,
-            self.unfile_pending(&request)?,
-        ];
-        for attempt in 1..=MAX_ATTEMPTS {
-            match self.transact("decide", items.clone()).await? {
-                Transaction::Committed => return Ok(()),
-                Transaction::Cancelled(reasons) => {
-                    if let Some(err) = self.decide_failure(auth_req_id, jti, now, &reasons).await? {
-                        return Err(err);
-                    }
-                    backoff(attempt).await;
-                }
+            .expression_attribute_values(":jti", s(&used))
+            .expression_attribute_values(":mark", s(&mark))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) => return Ok(()),
+            Err(err) => err,
+        };
+        let Some(old) = update_condition_item(&err) else {
+            if self.marked(auth_req_id, "decided_by", &mark).await? {
+                return Ok(());
             }
+            return Err(sdk_error("decide", err).into());
+        };
+        let Some(old) =
+            old.filter(|item| req_s(item, "auth_req_id").is_ok_and(|id| same_id(&id, auth_req_id)))
+        else {
+            return Err(DecideError::NotFound);
+        };
+        // This very write, sent again after its answer was lost.
+        if opt_s(old, "decided_by")?.as_deref() == Some(mark.as_str()) {
+            return Ok(());
         }
-        Err(DecideError::Store(StoreError::Unavailable(
-            "decide: kept racing concurrent writes".into(),
-        )))
+        if opt_s(old, "decision_jti")?.as_deref() == Some(used.as_str()) {
+            return Err(DecideError::JtiReplayed);
+        }
+        let request = auth_request_from_item(old)?;
+        if request.is_expired(now) && matches!(request.status, Status::Pending | Status::Expired) {
+            return Err(DecideError::Expired);
+        }
+        Err(DecideError::AlreadyDecided)
     }
 
     async fn redeem(
@@ -211,27 +248,59 @@ impl Requests for DynamoStore {
         family: &Family,
         tokens: &[TokenRecord],
     ) -> Result<(), RedeemError> {
-        let update = self
-            .request_update(auth_req_id)
-            .update_expression("SET #status = :redeemed")
-            .condition_expression(
-                "attribute_exists(pk) AND #status = :approved AND expires_at > :now",
-            )
+        // The tokens first: until the request says it was redeemed, no one holds their values.
+        self.put_tokens("redeem", tokens).await?;
+        let mark = tokens.first().map_or("", |t| t.hash.as_str());
+        // The request item becomes the family of its grant; a family of another id (never, from
+        // the token code) gets an item of its own.
+        let own_family = family.id == auth_req_id;
+        if !own_family {
+            self.put_new("redeem", family_item(family)).await?;
+        }
+        let mut update = self
+            .update_request(auth_req_id)
+            .update_expression(if own_family {
+                "SET #status = :redeemed, family_expires_at = :family_end, redeemed_by = :mark, \
+                 #ttl = :ttl"
+            } else {
+                "SET #status = :redeemed, redeemed_by = :mark, #ttl = :ttl"
+            })
+            .condition_expression("auth_req_id = :id AND #status = :approved AND expires_at > :now")
             .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":redeemed", s(Status::Redeemed.as_str()))
             .expression_attribute_values(":approved", s(Status::Approved.as_str()))
             .expression_attribute_values(":now", num(now))
-            .build()
-            .map_err(build_error)?;
-        let guards = vec![
-            TransactWriteItem::builder().update(update).build(),
-            TransactWriteItem::builder()
-                .put(self.new_family(family)?)
-                .build(),
-        ];
-        match self.guarded_token_write("redeem", guards, tokens).await? {
-            Ok(()) => Ok(()),
-            Err(_) => Err(RedeemError::NotRedeemable),
+            .expression_attribute_values(":mark", s(mark))
+            // The request item is the family's now, and lives as long as the family.
+            .expression_attribute_values(":ttl", num(family.expires_at))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        if own_family {
+            update = update.expression_attribute_values(":family_end", num(family.expires_at));
+        }
+        let result = update.send().await;
+        let err = match result {
+            Ok(_) => return Ok(()),
+            Err(err) => err,
+        };
+        if let Some(Some(old)) = update_condition_item(&err)
+            && opt_s(old, "redeemed_by")?.as_deref() == Some(mark)
+        {
+            return Ok(());
+        }
+        let refused = update_condition_item(&err).is_some();
+        // Whether an update whose answer never came went through, its mark tells.
+        if !refused && self.marked(auth_req_id, "redeemed_by", mark).await? {
+            return Ok(());
+        }
+        // Tokens no one will ever be given.
+        if let Err(e) = self.delete_tokens(tokens).await {
+            tracing::warn!(error = %e, "redeem: unissued tokens left to their TTL");
+        }
+        if refused {
+            Err(RedeemError::NotRedeemable)
+        } else {
+            Err(sdk_error("redeem", err).into())
         }
     }
 
@@ -241,76 +310,14 @@ impl Requests for DynamoStore {
         lookback: i64,
         limit: usize,
     ) -> Result<Vec<AuthRequest>, StoreError> {
-        let mut expired = Vec::new();
-        let mut seen = 0;
-        let oldest = (now - lookback).div_euclid(60);
-        let start = self.sweep_cursor().await?.map_or(oldest, |c| c.max(oldest));
-        // The minutes' partitions are read a few dozen at once (a day's worth after an outage),
-        // then handled in order.
-        let mut minutes = stream::iter(start..=now.div_euclid(60))
-            .map(|minute| {
-                self.client
-                    .query()
-                    .table_name(&self.table)
-                    .key_condition_expression("pk = :pk")
-                    .expression_attribute_values(":pk", s(&due_minute_pk(minute)))
-                    .consistent_read(true)
-                    .send()
-            })
-            .buffered(32);
-        while let Some(out) = minutes.next().await {
-            let out = out.map_err(|e| sdk_error("expire_due", e))?;
-            for item in out.items() {
-                let (id, expires_at) = (req_s(item, "sk")?, req_n(item, "expires_at")?);
-                if expires_at > now {
-                    continue;
-                }
-                if seen == limit {
-                    return Ok(expired);
-                }
-                seen += 1;
-                let result = self
-                    .update_request(&id)
-                    .update_expression("SET #status = :expired")
-                    .condition_expression(
-                        "attribute_exists(pk) AND #status = :pending AND expires_at <= :now",
-                    )
-                    .expression_attribute_names("#status", "status")
-                    .expression_attribute_values(":expired", s(Status::Expired.as_str()))
-                    .expression_attribute_values(":pending", s(Status::Pending.as_str()))
-                    .expression_attribute_values(":now", num(now))
-                    .return_values(ReturnValue::AllNew)
-                    .send()
-                    .await;
-                match result {
-                    Ok(out) => {
-                        if let Some(item) = out.attributes() {
-                            expired.push(auth_request_from_item(item)?);
-                        }
-                    }
-                    // Decided or gone meanwhile: nothing to expire.
-                    Err(e) if update_condition_failure(&e).is_some() => {}
-                    Err(e) => return Err(sdk_error("expire_due", e)),
-                }
-                self.client
-                    .delete_item()
-                    .table_name(&self.table)
-                    .set_key(Some(key(due_pk(expires_at), &id)))
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("expire_due", e))?;
-            }
-        }
-        // Every due item of the minutes before this one is handled: the next sweep starts here.
-        self.advance_sweep_cursor(now.div_euclid(60)).await?;
-        Ok(expired)
+        self.sweep_due(now, lookback, limit).await
     }
 
     async fn mark_notified(&self, auth_req_id: &str, now: i64) -> Result<bool, StoreError> {
         let result = self
             .update_request(auth_req_id)
             .update_expression("SET notified_at = :now")
-            .condition_expression("attribute_exists(pk) AND attribute_not_exists(notified_at)")
+            .condition_expression("auth_req_id = :id AND attribute_not_exists(notified_at)")
             .expression_attribute_values(":now", num(now))
             .send()
             .await;
@@ -334,7 +341,7 @@ impl DynamoStore {
             .update_request(auth_req_id)
             .update_expression("SET last_poll_ms = :now, next_poll_ms = interval_ms + :now")
             .condition_expression(
-                "attribute_exists(pk) AND \
+                "auth_req_id = :id AND \
                  (attribute_not_exists(next_poll_ms) OR next_poll_ms <= :now)",
             )
             .expression_attribute_values(":now", num(now_ms))
@@ -363,7 +370,7 @@ impl DynamoStore {
                 "SET #interval = #interval + :step, interval_ms = interval_ms + :step_ms, \
                  last_poll_ms = :now, next_poll_ms = interval_ms + :next",
             )
-            .condition_expression("attribute_exists(pk) AND next_poll_ms > :now")
+            .condition_expression("auth_req_id = :id AND next_poll_ms > :now")
             .expression_attribute_names("#interval", "interval")
             .expression_attribute_values(":step", num(SLOW_DOWN_STEP_SECS))
             .expression_attribute_values(":step_ms", num(SLOW_DOWN_STEP_SECS * 1000))
@@ -383,103 +390,149 @@ impl DynamoStore {
         }
     }
 
-    /// The minute the last complete expiry sweep reached, if any sweep completed.
-    async fn sweep_cursor(&self) -> Result<Option<i64>, StoreError> {
-        let item = self
-            .get("expire_due", SWEEP_CURSOR_PK.into(), SK_SWEEP_CURSOR)
-            .await?;
-        item.map(|item| req_n(&item, "minute")).transpose()
-    }
-
-    /// Moves the sweep cursor forward to `minute`, never back (sweeps may overlap).
-    async fn advance_sweep_cursor(&self, minute: i64) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(SWEEP_CURSOR_PK.into(), SK_SWEEP_CURSOR)))
-            .update_expression("SET #minute = :minute")
-            .condition_expression("attribute_not_exists(#minute) OR #minute < :minute")
-            .expression_attribute_names("#minute", "minute")
-            .expression_attribute_values(":minute", num(minute))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if update_condition_failure(&e).is_some() => Ok(()),
-            Err(e) => Err(sdk_error("expire_due", e)),
-        }
-    }
-
-    /// A transaction's update of the request `auth_req_id`.
-    fn request_update(&self, auth_req_id: &str) -> UpdateBuilder {
-        Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(authreq_pk(auth_req_id), SK_AUTHREQ)))
-    }
-
-    /// An `UpdateItem` of the request `auth_req_id`.
-    fn update_request(&self, auth_req_id: &str) -> UpdateItemFluentBuilder {
+    /// An `UpdateItem` of the request `auth_req_id`; its condition must name `:id` (the whole id:
+    /// the key holds only its locator).
+    pub(super) fn update_request(&self, auth_req_id: &str) -> UpdateItemFluentBuilder {
         self.client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(authreq_pk(auth_req_id), SK_AUTHREQ)))
+            .expression_attribute_values(":id", s(auth_req_id))
     }
 
-    /// A poll update that failed: `None` (try again) when its condition failed on the existing
-    /// request, `Gone` when the request is missing.
+    /// A poll update that failed: `None` (try again) when its condition failed on the request,
+    /// `Gone` when there is no such request.
     async fn poll_refused(
         &self,
         auth_req_id: &str,
         err: SdkError<UpdateItemError>,
     ) -> Result<Option<PollOutcome>, StoreError> {
-        match update_condition_failure(&err) {
-            Some(true) => Ok(None),
-            Some(false) => self.gone_unless_exists(auth_req_id).await,
+        match update_condition_item(&err) {
+            Some(Some(old)) if same_id(&req_s(old, "auth_req_id")?, auth_req_id) => Ok(None),
+            Some(_) => Ok(Some(PollOutcome::Gone)),
             None => Err(sdk_error("record_poll", err)),
         }
     }
 
-    /// After a failed condition that returned no old item: `Gone` when the request really is
-    /// missing, `None` (try again) when it exists.
-    async fn gone_unless_exists(
+    /// Whether the request carries `mark` in `attribute`: the write that leaves it went through.
+    async fn marked(
         &self,
         auth_req_id: &str,
-    ) -> Result<Option<PollOutcome>, StoreError> {
+        attribute: &str,
+        mark: &str,
+    ) -> Result<bool, StoreError> {
         let item = self
-            .get("record_poll", authreq_pk(auth_req_id), SK_AUTHREQ)
+            .get("marked", authreq_pk(auth_req_id), SK_AUTHREQ)
             .await?;
-        Ok(item.is_none().then_some(PollOutcome::Gone))
+        Ok(match item {
+            Some(item) => opt_s(&item, attribute)?.as_deref() == Some(mark),
+            None => false,
+        })
     }
 
-    /// Why a decision's transaction was cancelled, in the order of precedence of `DecideError`
-    /// (`NotFound`, `JtiReplayed`, `AlreadyDecided`, `Expired`); `None` when nothing explains it
-    /// any more (try again).
-    async fn decide_failure(
-        &self,
-        auth_req_id: &str,
-        jti: &JtiUse,
-        now: i64,
-        reasons: &[String],
-    ) -> Result<Option<DecideError>, StoreError> {
-        let Some(request) = self.get_auth_request(auth_req_id).await? else {
-            return Ok(Some(DecideError::NotFound));
-        };
-        // The jti's own reason, when the transaction reports it; otherwise (its write lost a race
-        // or was not evaluated) the jti item itself.
-        let replayed = match reasons.get(1) {
-            Some(reason) if reason == CONDITION_FAILED => true,
-            _ => self.jti_is_live(jti, now).await?,
-        };
-        if replayed {
-            return Ok(Some(DecideError::JtiReplayed));
-        }
-        if request.is_expired(now) && matches!(request.status, Status::Pending | Status::Expired) {
-            return Ok(Some(DecideError::Expired));
-        }
-        if request.status != Status::Pending {
-            return Ok(Some(DecideError::AlreadyDecided));
-        }
-        Ok(None)
+    /// Puts an item that must be new: `false` when its key is taken.
+    async fn put_new(&self, op: &str, item: Item) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        conditional_put(op, result)
     }
+
+    /// Takes back what a refused or failed creation wrote, as far as it can: what is left stays
+    /// unreachable (no client was given the id) until its TTL.
+    async fn undo_create(&self, request: &AuthRequest, jti: Option<&JtiUse>, stored: bool) {
+        let mut keys = Vec::new();
+        if stored {
+            keys.push(key(authreq_pk(&request.auth_req_id), SK_AUTHREQ));
+            if !stored_under_txn(request) {
+                keys.push(key(txn_pk(&request.txn), SK_TXN));
+            }
+        }
+        if let Some(jti) = jti {
+            keys.push(key(jti_pk(jti), SK_JTI));
+        }
+        if let Err(e) = self.delete_keys("create_auth_request", keys).await {
+            tracing::warn!(error = %e, "create_auth_request: a refused request's items are left to their TTL");
+        }
+    }
+
+    /// Puts `tokens` (new, random keys: no condition needed), in one batch.
+    async fn put_tokens(&self, op: &str, tokens: &[TokenRecord]) -> Result<(), StoreError> {
+        let writes = tokens
+            .iter()
+            .map(|t| {
+                PutRequest::builder()
+                    .set_item(Some(token_item(t)))
+                    .build()
+                    .map(|put| WriteRequest::builder().put_request(put).build())
+                    .map_err(build_error)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.batch_write(op, writes).await
+    }
+
+    async fn delete_tokens(&self, tokens: &[TokenRecord]) -> Result<(), StoreError> {
+        let keys = tokens
+            .iter()
+            .map(|t| key(token_pk(&t.hash), SK_TOKEN))
+            .collect();
+        self.delete_keys("redeem", keys).await
+    }
+
+    async fn delete_keys(&self, op: &str, keys: Vec<Item>) -> Result<(), StoreError> {
+        let writes = keys
+            .into_iter()
+            .map(|k| {
+                DeleteRequest::builder()
+                    .set_key(Some(k))
+                    .build()
+                    .map(|delete| WriteRequest::builder().delete_request(delete).build())
+                    .map_err(build_error)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.batch_write(op, writes).await
+    }
+
+    /// One `BatchWriteItem` (at most 25 writes), sent again with what it left unprocessed.
+    async fn batch_write(&self, op: &str, mut writes: Vec<WriteRequest>) -> Result<(), StoreError> {
+        for attempt in 1..=MAX_ATTEMPTS {
+            if writes.is_empty() {
+                return Ok(());
+            }
+            let out = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, std::mem::take(&mut writes))
+                .send()
+                .await
+                .map_err(|e| sdk_error(op, e))?;
+            writes = out
+                .unprocessed_items
+                .and_then(|mut u| u.remove(&self.table))
+                .unwrap_or_default();
+            if !writes.is_empty() {
+                backoff(attempt).await;
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "{op}: writes kept coming back unprocessed"
+        )))
+    }
+}
+
+/// Whether the request's item is found by its `txn` directly (its id starts with it).
+fn stored_under_txn(request: &AuthRequest) -> bool {
+    request_locator(&request.auth_req_id) == request.txn
+}
+
+/// Compares a stored id with a presented one in time independent of where they differ: the id
+/// is what a client polls with.
+fn same_id(stored: &str, presented: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    stored.len() == presented.len() && bool::from(stored.as_bytes().ct_eq(presented.as_bytes()))
 }

@@ -22,8 +22,9 @@ pub fn changes(event: &Event) -> Vec<Change> {
         .iter()
         .filter_map(|record| {
             let change = &record.change;
-            let pk = string(&change.keys, "pk")?;
-            let auth_req_id = pk.strip_prefix(AUTHREQ_PREFIX)?;
+            string(&change.keys, "pk")?.strip_prefix(AUTHREQ_PREFIX)?;
+            // The key holds the request's locator (its txn), the image its whole id.
+            let auth_req_id = string(&change.new_image, "auth_req_id")?;
             let new = status(&change.new_image);
             let old = status(&change.old_image);
             let decided = matches!(
@@ -56,8 +57,10 @@ mod tests {
     use super::*;
 
     fn record(seq: &str, pk: &str, old: Option<&str>, new: Option<&str>) -> Value {
-        let image =
-            |status: Option<&str>| status.map(|s| json!({"pk": {"S": pk}, "status": {"S": s}}));
+        let id = format!("{}.secret", pk.split_once('#').map_or(pk, |(_, id)| id));
+        let image = |status: Option<&str>| {
+            status.map(|s| json!({"pk": {"S": pk}, "auth_req_id": {"S": id}, "status": {"S": s}}))
+        };
         json!({
             "awsRegion": "eu-west-1",
             "eventID": format!("event-{seq}"),
@@ -92,7 +95,13 @@ mod tests {
             .into_iter()
             .map(|c| (c.auth_req_id, c.sequence_number))
             .collect();
-        assert_eq!(ids, [("a".into(), "1".into()), ("d".into(), "5".into())]);
+        assert_eq!(
+            ids,
+            [
+                ("a.secret".into(), "1".into()),
+                ("d.secret".into(), "5".into())
+            ]
+        );
     }
 
     #[test]

@@ -1,39 +1,24 @@
-//! Token and family items: issued access and refresh tokens by hash, the families they belong
+//! Token items and families: issued access and refresh tokens by hash, the families they belong
 //! to, refresh token rotation and revocation.
+//!
+//! A family is its redeemed request's item (`family_expires_at`, `revoked_at`? on the
+//! `AUTHREQ#` item, which redemption keeps for the family's lifetime), so a redemption writes
+//! no item of its own for it. Families of tokens issued before that have a `FAMILY#` item, or
+//! none (tokens older than families): they are read, rotated and revoked there.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{ConditionCheck, Put, TransactWriteItem, Update};
 
 use super::DynamoStore;
-use super::codec::{Item, num, opt_n, req_n, req_s, s, token_from_item, token_item};
-use super::layout::{SK_FAMILY, SK_TOKEN, family_pk, key, token_pk};
-use super::transact::{CONDITION_FAILED, Transaction, build_error, sdk_error};
+use super::codec::{
+    family_from_item, family_item, num, opt_n, req_s, s, token_from_item, token_item,
+};
+use super::layout::{SK_AUTHREQ, SK_FAMILY, SK_TOKEN, authreq_pk, family_pk, key, token_pk};
+use super::transact::{
+    CONDITION_FAILED, Transaction, build_error, sdk_error, update_condition_failure,
+};
 use crate::domain::{Family, TokenKind, TokenRecord};
 use crate::store::{RotateError, StoreError, Tokens};
-
-/// A family item, as `Put` writes it whole.
-fn family_item(family: &Family) -> Item {
-    let mut item = key(family_pk(&family.id), SK_FAMILY);
-    item.insert("id".into(), s(&family.id));
-    item.insert("client_id".into(), s(&family.client_id));
-    item.insert("sub".into(), s(&family.sub));
-    item.insert("expires_at".into(), num(family.expires_at));
-    if let Some(revoked_at) = family.revoked_at {
-        item.insert("revoked_at".into(), num(revoked_at));
-    }
-    item.insert("ttl".into(), num(family.expires_at));
-    item
-}
-
-fn family_from_item(item: &Item) -> Result<Family, StoreError> {
-    Ok(Family {
-        id: req_s(item, "id")?,
-        client_id: req_s(item, "client_id")?,
-        sub: req_s(item, "sub")?,
-        expires_at: req_n(item, "expires_at")?,
-        revoked_at: opt_n(item, "revoked_at")?,
-    })
-}
 
 #[async_trait]
 impl Tokens for DynamoStore {
@@ -45,6 +30,9 @@ impl Tokens for DynamoStore {
     }
 
     async fn get_family(&self, id: &str) -> Result<Option<Family>, StoreError> {
+        if let Some(family) = self.request_family(id).await? {
+            return Ok(Some(family));
+        }
         self.get("get_family", family_pk(id), SK_FAMILY)
             .await?
             .map(|item| family_from_item(&item))
@@ -75,20 +63,37 @@ impl Tokens for DynamoStore {
             .expression_attribute_values(":now", num(now))
             .build()
             .map_err(build_error)?;
-        // The family item is written as it was read (or first written, for tokens older than
-        // families), on condition that nobody revoked it meanwhile.
-        let live_family = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(family_item(family)))
-            .condition_expression(
-                "attribute_not_exists(pk) OR (attribute_not_exists(revoked_at) AND expires_at > :now)",
-            )
-            .expression_attribute_values(":now", num(now))
-            .build()
-            .map_err(build_error)?;
+        // The family must still be live when the token is spent: its request item, or for an
+        // older family its own item, written as it was read (or first written, for tokens older
+        // than families), on condition that nobody revoked it meanwhile.
+        let live_family = if self.request_family(&family.id).await?.is_some() {
+            let check = ConditionCheck::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(authreq_pk(&family.id), SK_AUTHREQ)))
+                .condition_expression(
+                    "auth_req_id = :id AND attribute_not_exists(revoked_at) \
+                     AND family_expires_at > :now",
+                )
+                .expression_attribute_values(":id", s(&family.id))
+                .expression_attribute_values(":now", num(now))
+                .build()
+                .map_err(build_error)?;
+            TransactWriteItem::builder().condition_check(check).build()
+        } else {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(family_item(family)))
+                .condition_expression(
+                    "attribute_not_exists(pk) OR (attribute_not_exists(revoked_at) AND expires_at > :now)",
+                )
+                .expression_attribute_values(":now", num(now))
+                .build()
+                .map_err(build_error)?;
+            TransactWriteItem::builder().put(put).build()
+        };
         let guards = vec![
             TransactWriteItem::builder().update(spend).build(),
-            TransactWriteItem::builder().put(live_family).build(),
+            live_family,
         ];
         match self
             .guarded_token_write("rotate_refresh_token", guards, successors)
@@ -113,8 +118,21 @@ impl Tokens for DynamoStore {
     }
 
     async fn revoke_family(&self, family: &Family, now: i64) -> Result<(), StoreError> {
-        // One upsert: an existing family keeps everything but gains `revoked_at` (an earlier
-        // one stands); a family without an item gets one.
+        // On its request item, when the family lives there; an earlier revocation stands.
+        let on_request = self
+            .update_request(&family.id)
+            .update_expression("SET revoked_at = if_not_exists(revoked_at, :now)")
+            .condition_expression("auth_req_id = :id AND attribute_exists(family_expires_at)")
+            .expression_attribute_values(":now", num(now))
+            .send()
+            .await;
+        match on_request {
+            Ok(_) => return Ok(()),
+            Err(e) if update_condition_failure(&e).is_some() => {}
+            Err(e) => return Err(sdk_error("revoke_family", e)),
+        }
+        // An older family: one upsert of its own item, which keeps everything but gains
+        // `revoked_at` (an earlier one stands); a family without an item gets one.
         self.client
             .update_item()
             .table_name(&self.table)
@@ -162,14 +180,24 @@ impl Tokens for DynamoStore {
 }
 
 impl DynamoStore {
-    /// The `Put` of a new family (a family id is the `auth_req_id` of its grant, never reused).
-    pub(super) fn new_family(&self, family: &Family) -> Result<Put, StoreError> {
-        Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(family_item(family)))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(build_error)
+    /// The family of the redeemed request `id`, when it lives on the request's item.
+    async fn request_family(&self, id: &str) -> Result<Option<Family>, StoreError> {
+        let Some(item) = self.get("get_family", authreq_pk(id), SK_AUTHREQ).await? else {
+            return Ok(None);
+        };
+        let Some(expires_at) = opt_n(&item, "family_expires_at")? else {
+            return Ok(None);
+        };
+        if req_s(&item, "auth_req_id")? != id {
+            return Ok(None);
+        }
+        Ok(Some(Family {
+            id: id.to_owned(),
+            client_id: req_s(&item, "client_id")?,
+            sub: req_s(&item, "sub")?,
+            expires_at,
+            revoked_at: opt_n(&item, "revoked_at")?,
+        }))
     }
 
     /// Writes `tokens` in one transaction with `guards`, conditional writes on other items;

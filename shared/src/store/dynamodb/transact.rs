@@ -186,6 +186,17 @@ pub(super) fn update_condition_failure(err: &SdkError<UpdateItemError>) -> Optio
     }
 }
 
+/// The item an `UpdateItem` asked for `ReturnValuesOnConditionCheckFailure::AllOld` failed its
+/// condition on: `Some(None)` when there was no item, `None` when the call failed otherwise.
+pub(super) fn update_condition_item(err: &SdkError<UpdateItemError>) -> Option<Option<&Item>> {
+    match err.as_service_error() {
+        Some(UpdateItemError::ConditionalCheckFailedException(e)) => {
+            Some(e.item().filter(|item| !item.is_empty()))
+        }
+        _ => None,
+    }
+}
+
 /// The outcome of a conditional `PutItem`: `true` when it wrote, `false` when its condition
 /// failed.
 pub(super) fn conditional_put(

@@ -91,6 +91,8 @@ pub struct Model {
     due: BTreeSet<(i64, String)>,
     /// Used `jti`s by (scope, jti): until when.
     jtis: BTreeMap<(String, String), i64>,
+    /// The (scope, jti) of the decision each decided request took.
+    decision_jtis: BTreeMap<String, (String, String)>,
     tokens: BTreeMap<String, TokenRecord>,
     families: BTreeMap<String, Family>,
     /// The last successful creation of each id, with its request object `jti`.
@@ -237,7 +239,8 @@ impl Model {
         now: i64,
         jti: &JtiUse,
     ) -> Result<(), Refusal> {
-        let replayed = self.jti_is_live(jti, now);
+        let used = (jti.scope.clone(), jti.jti.clone());
+        let replayed = self.decision_jtis.get(id) == Some(&used);
         let request = self.requests.get_mut(id).ok_or(Refusal::NotFound)?;
         if replayed {
             return Err(Refusal::JtiReplayed);
@@ -254,7 +257,7 @@ impl Model {
             Decision::Deny => Status::Denied,
         };
         request.decided_at = Some(now);
-        self.use_jti(jti);
+        self.decision_jtis.insert(id.to_owned(), used);
         Ok(())
     }
 

@@ -70,21 +70,24 @@ impl Rules {
         })
     }
 
-    /// A request object `jti` (at creation) or a decision `jti` is accepted once while it lasts.
+    /// A request object `jti` (at creation) is accepted once while it lasts, and a decision
+    /// `jti` once per request it decides (a decision names its request).
     fn one_use_per_jti(&mut self, answers: &Answers) -> Result<(), String> {
         for (call, outcome) in answers {
-            let (jti, now) = match (call, outcome) {
+            let (scope, jti, now) = match (call, outcome) {
                 (
                     Call::Create {
                         request,
                         jti: Some(jti),
                     },
                     Outcome::Created,
-                ) => (jti, request.created_at),
-                (Call::Decide { jti, now, .. }, Outcome::Decided) => (jti, *now),
+                ) => (jti.scope.clone(), jti, request.created_at),
+                (Call::Decide { id, jti, now, .. }, Outcome::Decided) => {
+                    (format!("{}@{id}", jti.scope), jti, *now)
+                }
                 _ => continue,
             };
-            let key = (jti.scope.clone(), jti.jti.clone());
+            let key = (scope, jti.jti.clone());
             if let Some(until) = self.jtis.get(&key)
                 && *until >= now
             {

@@ -57,6 +57,7 @@ macro_rules! store_suite {
             jti_is_accepted_once,
             expired_jti_may_be_used_again,
             created_request_is_found_by_id_and_by_txn,
+            minted_request_is_found_by_its_whole_id_and_its_txn_only,
             replayed_request_object_jti_stores_nothing,
             first_poll_is_in_time,
             poll_sooner_than_interval_grows_interval_by_five,
@@ -64,7 +65,7 @@ macro_rules! store_suite {
             poll_of_unknown_request_is_gone,
             decision_is_recorded_once,
             decision_after_expiry_is_refused,
-            decision_with_replayed_jti_leaves_request_pending,
+            decision_jti_belongs_to_its_request,
             decision_on_unknown_request_is_not_found,
             replayed_decision_on_decided_request_is_a_replay,
             pending_request_cannot_be_redeemed,
@@ -171,10 +172,14 @@ pub fn client(id: &str) -> Client {
     }
 }
 
+/// A pending poll-mode request. An id shaped as bc-authorize mints them, `<txn>.<secret>`, starts
+/// with its txn; any other id gets the txn `txn-<id>`.
 pub fn request(id: &str) -> AuthRequest {
     AuthRequest {
         auth_req_id: id.into(),
-        txn: format!("txn-{id}"),
+        txn: id
+            .split_once('.')
+            .map_or_else(|| format!("txn-{id}"), |(txn, _)| txn.to_owned()),
         client_id: "c1".into(),
         sub: "alice".into(),
         scope: "openid profile".into(),

@@ -47,6 +47,45 @@ pub async fn created_request_is_found_by_id_and_by_txn(store: Arc<dyn Store>) {
     assert_eq!(by_txn(store.as_ref(), "txn-r2").await, None);
 }
 
+/// An id shaped as bc-authorize mints them (`<txn>.<secret>`) is found by itself and by its
+/// txn; the txn alone, or the txn with another secret, finds and changes nothing: a device knows
+/// the txn, and must not be able to act as the client.
+pub async fn minted_request_is_found_by_its_whole_id_and_its_txn_only(store: Arc<dyn Store>) {
+    let r = request("t7.s7");
+    create(store.as_ref(), &r).await;
+    assert_eq!(stored_request(store.as_ref(), "t7.s7").await, r);
+    assert_eq!(by_txn(store.as_ref(), "t7").await, Some(r.clone()));
+    let requests = store.requests();
+    for forged in ["t7", "t7.s8", "t7.s7x", "t7.s"] {
+        assert_eq!(
+            requests.get_auth_request(forged).await.unwrap(),
+            None,
+            "{forged}"
+        );
+        assert_eq!(
+            requests.record_poll(forged, NOW * 1000).await.unwrap(),
+            PollOutcome::Gone,
+            "{forged}"
+        );
+        let decided = requests
+            .decide(forged, Decision::Approve, NOW + 1, &jti("dev", forged))
+            .await;
+        assert!(
+            matches!(decided, Err(DecideError::NotFound)),
+            "{forged}: {decided:?}"
+        );
+        assert!(
+            !requests.mark_notified(forged, NOW + 1).await.unwrap(),
+            "{forged}"
+        );
+    }
+    assert_eq!(
+        stored_request(store.as_ref(), "t7.s7").await,
+        r,
+        "unchanged"
+    );
+}
+
 pub async fn replayed_request_object_jti_stores_nothing(store: Arc<dyn Store>) {
     store
         .requests()
