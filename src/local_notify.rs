@@ -98,6 +98,15 @@ impl Requests for NotifyingRequests {
     async fn get_auth_request(&self, auth_req_id: &str) -> Result<Option<AuthRequest>, StoreError> {
         self.inner.requests().get_auth_request(auth_req_id).await
     }
+    async fn get_auth_request_for_poll(
+        &self,
+        auth_req_id: &str,
+    ) -> Result<Option<AuthRequest>, StoreError> {
+        self.inner
+            .requests()
+            .get_auth_request_for_poll(auth_req_id)
+            .await
+    }
     async fn get_auth_request_by_txn(&self, txn: &str) -> Result<Option<AuthRequest>, StoreError> {
         self.inner.requests().get_auth_request_by_txn(txn).await
     }

@@ -256,7 +256,11 @@ pub async fn build(
         let table = crate::dynamo::open(&options.table).await?;
         let created = if table.created { " (created)" } else { "" };
         (
-            Arc::new(table.store),
+            Arc::new(
+                table
+                    .store
+                    .with_client_cache(Duration::from_secs(config.client_cache_secs)),
+            ),
             format!("DynamoDB table {}{created}", options.table),
         )
     } else {

@@ -61,6 +61,10 @@ pub struct Config {
     /// DPoP proofs must carry a nonce the OP handed out (`DPOP_NONCE=required`, RFC 9449 §8, §9):
     /// a proof cannot be made ahead of time. Off by default.
     pub dpop_nonce_required: bool,
+    /// How long a function may answer from a client it read before (`CLIENT_CACHE_SECS`, 0 =
+    /// read every time): a changed or deleted client takes effect in other functions after at
+    /// most this long.
+    pub client_cache_secs: u64,
 }
 
 /// The dynamic registration policy (RFC 7591 §3: the endpoint "MAY be protected" by an initial
@@ -99,6 +103,10 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// The longest `CLIENT_CACHE_SECS`: an hour of a revoked client still being accepted is already
+/// more than an operator would accept.
+const MAX_CLIENT_CACHE_SECS: u64 = 3600;
+
 impl Config {
     /// The defaults around an issuer: 600 s requests, 2 s interval, 30 min request objects.
     pub fn new(issuer: &str) -> Result<Self, ConfigError> {
@@ -128,6 +136,7 @@ impl Config {
             fapi_by_default: false,
             mtls_base_url: None,
             dpop_nonce_required: false,
+            client_cache_secs: 0,
         })
     }
 
@@ -191,6 +200,18 @@ impl Config {
             &mut config.pending_limit.per_client,
         )?;
         count("MAX_PENDING_PER_USER", &mut config.pending_limit.per_user)?;
+        if let Some(raw) = vars.get("CLIENT_CACHE_SECS") {
+            config.client_cache_secs = raw
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n <= MAX_CLIENT_CACHE_SECS)
+                .ok_or_else(|| {
+                    ConfigError(format!(
+                        "CLIENT_CACHE_SECS must be a number of seconds from 0 to \
+                         {MAX_CLIENT_CACHE_SECS}, got {raw:?}"
+                    ))
+                })?;
+        }
         config.registration = registration(vars)?;
         config.fapi_by_default = match vars.get("FAPI_BY_DEFAULT").map(String::as_str) {
             None | Some("" | "false") => false,

@@ -2,6 +2,7 @@
 //! borrowed by every invocation.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::config::{Config, ConfigError};
 use crate::envelope;
@@ -45,7 +46,8 @@ impl Ctx {
             .ok()
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ConfigError("TABLE_NAME is not set".into()))?;
-        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), table);
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), table)
+            .with_client_cache(Duration::from_secs(config.client_cache_secs));
         Ok(Self {
             config: Arc::new(config),
             store: Arc::new(store),

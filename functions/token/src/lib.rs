@@ -149,7 +149,7 @@ async fn ciba_grant(
     let request = ctx
         .store
         .requests()
-        .get_auth_request(id)
+        .get_auth_request_for_poll(id)
         .await?
         .ok_or_else(unknown)?;
     // Another client's id answers exactly like an unknown one: ids are not confirmed to others.

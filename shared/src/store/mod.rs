@@ -226,6 +226,16 @@ pub trait Requests: Send + Sync {
 
     async fn get_auth_request(&self, auth_req_id: &str) -> Result<Option<AuthRequest>, StoreError>;
 
+    /// The request as a poll sees it: possibly a moment old (an adapter may read it for less),
+    /// never newer. Only for the token endpoint, where every change a poll makes is decided by
+    /// a conditional write and a stale `pending` costs the client one more poll.
+    async fn get_auth_request_for_poll(
+        &self,
+        auth_req_id: &str,
+    ) -> Result<Option<AuthRequest>, StoreError> {
+        self.get_auth_request(auth_req_id).await
+    }
+
     async fn get_auth_request_by_txn(&self, txn: &str) -> Result<Option<AuthRequest>, StoreError>;
 
     /// Records a poll at `now_ms`. A poll sooner than `interval` after the previous one grows the

@@ -41,8 +41,11 @@ impl Accounts for DynamoStore {
         }
     }
 
+    // Users, their hints and device lists are read a moment old: a user changed or a device
+    // enrolled within the last second may be missed once. Whether a device may decide is read
+    // strongly (`get_device`).
     async fn get_user(&self, sub: &str) -> Result<Option<User>, StoreError> {
-        self.get("get_user", user_pk(sub), SK_PROFILE)
+        self.get_eventually("get_user", user_pk(sub), SK_PROFILE)
             .await?
             .map(|item| from_json(&item))
             .transpose()
@@ -50,7 +53,10 @@ impl Accounts for DynamoStore {
 
     async fn find_user_by_hint(&self, hint: &str) -> Result<Option<User>, StoreError> {
         let pk = hint_pk(&normalize_hint(hint));
-        let Some(item) = self.get("find_user_by_hint", pk, SK_HINT).await? else {
+        let Some(item) = self
+            .get_eventually("find_user_by_hint", pk, SK_HINT)
+            .await?
+        else {
             return Ok(None);
         };
         self.get_user(&req_s(&item, "sub")?).await
@@ -229,7 +235,7 @@ impl Accounts for DynamoStore {
                 .client
                 .query()
                 .table_name(&self.table)
-                .consistent_read(true)
+                .consistent_read(false)
                 .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
                 .expression_attribute_values(":pk", s(&user_pk(sub)))
                 .expression_attribute_values(":prefix", s(DEVICE_PREFIX))

@@ -87,6 +87,8 @@ pub struct DynamoStore {
     table: String,
     /// Whether this process has seen the sweep cursor exist (it is never deleted): see `sweep`.
     cursor_seen: Arc<AtomicBool>,
+    /// Clients read recently, when enabled (`with_client_cache`).
+    clients: Option<Arc<clients::ClientCache>>,
 }
 
 impl DynamoStore {
@@ -95,20 +97,51 @@ impl DynamoStore {
             client,
             table: table.into(),
             cursor_seen: Arc::new(AtomicBool::new(false)),
+            clients: None,
         }
+    }
+
+    /// Answers `get_client` from clients read within `ttl` (none when `ttl` is zero): each
+    /// request of a flow authenticates its client, and the client rarely changes. A change made
+    /// through another process is seen after at most `ttl`.
+    pub fn with_client_cache(mut self, ttl: std::time::Duration) -> Self {
+        self.clients = (!ttl.is_zero()).then(|| Arc::new(clients::ClientCache::new(ttl)));
+        self
     }
 
     pub fn table(&self) -> &str {
         &self.table
     }
 
+    /// A strongly consistent read.
     async fn get(&self, op: &str, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
+        self.read(op, pk, sk, true).await
+    }
+
+    /// An eventually consistent read (half the price): for items whose moment-old copy is as
+    /// good, each caller says why.
+    async fn get_eventually(
+        &self,
+        op: &str,
+        pk: String,
+        sk: &str,
+    ) -> Result<Option<Item>, StoreError> {
+        self.read(op, pk, sk, false).await
+    }
+
+    async fn read(
+        &self,
+        op: &str,
+        pk: String,
+        sk: &str,
+        consistent: bool,
+    ) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
             .set_key(Some(key(pk, sk)))
-            .consistent_read(true)
+            .consistent_read(consistent)
             .send()
             .await
             .map_err(|e| sdk_error(op, e))?;

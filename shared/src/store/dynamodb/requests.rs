@@ -147,6 +147,22 @@ impl Requests for DynamoStore {
         auth_request_from_item(&item).map(Some)
     }
 
+    async fn get_auth_request_for_poll(
+        &self,
+        auth_req_id: &str,
+    ) -> Result<Option<AuthRequest>, StoreError> {
+        let item = self
+            .get_eventually("get_auth_request", authreq_pk(auth_req_id), SK_AUTHREQ)
+            .await?;
+        match item {
+            Some(item) if same_id(&req_s(&item, "auth_req_id")?, auth_req_id) => {
+                auth_request_from_item(&item).map(Some)
+            }
+            // Not there yet, or really unknown: only a strong read may say so.
+            _ => self.get_auth_request(auth_req_id).await,
+        }
+    }
+
     async fn get_auth_request_by_txn(&self, txn: &str) -> Result<Option<AuthRequest>, StoreError> {
         if let Some(item) = self
             .get("get_auth_request_by_txn", authreq_pk(txn), SK_AUTHREQ)
