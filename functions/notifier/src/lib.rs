@@ -59,8 +59,7 @@ mod tests {
     }
 
     fn approval(seq: &str, id: &str) -> serde_json::Value {
-        let image =
-            |status: &str| json!({"pk": {"S": format!("AUTHREQ#{id}")}, "status": {"S": status}});
+        let image = |status: &str| json!({"pk": {"S": format!("AUTHREQ#{id}")}, "auth_req_id": {"S": id}, "status": {"S": status}});
         json!({
             "awsRegion": "eu-west-1", "eventID": seq, "eventName": "MODIFY",
             "eventSource": "aws:dynamodb",

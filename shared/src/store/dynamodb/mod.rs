@@ -65,6 +65,7 @@ pub mod stream;
 mod sweep;
 mod tokens;
 mod transact;
+mod writes;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;

@@ -16,22 +16,20 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{
-    Delete, DeleteRequest, PutRequest, ReturnValue, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem, WriteRequest,
+    Delete, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 
 use super::DynamoStore;
 use super::codec::{
-    Item, auth_request_from_item, auth_request_item, due_item, family_item, num, opt_s, req_n,
-    req_s, s, token_item, txn_item,
+    auth_request_from_item, auth_request_item, due_item, family_item, jti_item, num, opt_s, req_n,
+    req_s, s, txn_item,
 };
 use super::layout::{
-    SK_AUTHREQ, SK_JTI, SK_TOKEN, SK_TXN, authreq_pk, due_pk, jti_pk, key, request_locator,
-    token_pk, txn_pk,
+    SK_AUTHREQ, SK_JTI, SK_TXN, authreq_pk, due_pk, jti_pk, key, request_locator, txn_pk,
 };
 use super::transact::{
-    MAX_ATTEMPTS, Transaction, backoff, build_error, conditional_put, sdk_error,
-    update_condition_failure, update_condition_item,
+    MAX_ATTEMPTS, Transaction, backoff, build_error, sdk_error, update_condition_failure,
+    update_condition_item,
 };
 use crate::domain::{AuthRequest, Decision, DeliveryMode, Family, Status, TokenRecord};
 use crate::ports::{OsRandom, Random};
@@ -40,8 +38,8 @@ use crate::store::{
     CreateError, DecideError, JtiUse, PendingLimit, PollOutcome, RedeemError, Requests, StoreError,
 };
 
-/// Random bytes of the mark a decision leaves on its request.
-const MARK_BYTES: usize = 16;
+/// Random bytes of the mark a write leaves on its item (see `writes`).
+pub(super) const MARK_BYTES: usize = 16;
 
 #[async_trait]
 impl Requests for DynamoStore {
@@ -52,7 +50,13 @@ impl Requests for DynamoStore {
         limit: PendingLimit,
     ) -> Result<(), CreateError> {
         if let Some(jti) = jti
-            && !self.put_jti(jti, request.created_at).await?
+            && !self
+                .put_marked(
+                    "create_auth_request",
+                    jti_item(jti),
+                    Some(request.created_at),
+                )
+                .await?
         {
             return Err(CreateError::JtiReplayed);
         }
@@ -429,120 +433,10 @@ impl DynamoStore {
             None => Err(sdk_error("record_poll", err)),
         }
     }
-
-    /// Whether the request carries `mark` in `attribute`: the write that leaves it went through.
-    async fn marked(
-        &self,
-        auth_req_id: &str,
-        attribute: &str,
-        mark: &str,
-    ) -> Result<bool, StoreError> {
-        let item = self
-            .get("marked", authreq_pk(auth_req_id), SK_AUTHREQ)
-            .await?;
-        Ok(match item {
-            Some(item) => opt_s(&item, attribute)?.as_deref() == Some(mark),
-            None => false,
-        })
-    }
-
-    /// Puts an item that must be new: `false` when its key is taken.
-    async fn put_new(&self, op: &str, item: Item) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        conditional_put(op, result)
-    }
-
-    /// Takes back what a refused or failed creation wrote, as far as it can: what is left stays
-    /// unreachable (no client was given the id) until its TTL.
-    async fn undo_create(&self, request: &AuthRequest, jti: Option<&JtiUse>, stored: bool) {
-        let mut keys = Vec::new();
-        if stored {
-            keys.push(key(authreq_pk(&request.auth_req_id), SK_AUTHREQ));
-            if !stored_under_txn(request) {
-                keys.push(key(txn_pk(&request.txn), SK_TXN));
-            }
-        }
-        if let Some(jti) = jti {
-            keys.push(key(jti_pk(jti), SK_JTI));
-        }
-        if let Err(e) = self.delete_keys("create_auth_request", keys).await {
-            tracing::warn!(error = %e, "create_auth_request: a refused request's items are left to their TTL");
-        }
-    }
-
-    /// Puts `tokens` (new, random keys: no condition needed), in one batch.
-    async fn put_tokens(&self, op: &str, tokens: &[TokenRecord]) -> Result<(), StoreError> {
-        let writes = tokens
-            .iter()
-            .map(|t| {
-                PutRequest::builder()
-                    .set_item(Some(token_item(t)))
-                    .build()
-                    .map(|put| WriteRequest::builder().put_request(put).build())
-                    .map_err(build_error)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        self.batch_write(op, writes).await
-    }
-
-    async fn delete_tokens(&self, tokens: &[TokenRecord]) -> Result<(), StoreError> {
-        let keys = tokens
-            .iter()
-            .map(|t| key(token_pk(&t.hash), SK_TOKEN))
-            .collect();
-        self.delete_keys("redeem", keys).await
-    }
-
-    async fn delete_keys(&self, op: &str, keys: Vec<Item>) -> Result<(), StoreError> {
-        let writes = keys
-            .into_iter()
-            .map(|k| {
-                DeleteRequest::builder()
-                    .set_key(Some(k))
-                    .build()
-                    .map(|delete| WriteRequest::builder().delete_request(delete).build())
-                    .map_err(build_error)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        self.batch_write(op, writes).await
-    }
-
-    /// One `BatchWriteItem` (at most 25 writes), sent again with what it left unprocessed.
-    async fn batch_write(&self, op: &str, mut writes: Vec<WriteRequest>) -> Result<(), StoreError> {
-        for attempt in 1..=MAX_ATTEMPTS {
-            if writes.is_empty() {
-                return Ok(());
-            }
-            let out = self
-                .client
-                .batch_write_item()
-                .request_items(&self.table, std::mem::take(&mut writes))
-                .send()
-                .await
-                .map_err(|e| sdk_error(op, e))?;
-            writes = out
-                .unprocessed_items
-                .and_then(|mut u| u.remove(&self.table))
-                .unwrap_or_default();
-            if !writes.is_empty() {
-                backoff(attempt).await;
-            }
-        }
-        Err(StoreError::Unavailable(format!(
-            "{op}: writes kept coming back unprocessed"
-        )))
-    }
 }
 
 /// Whether the request's item is found by its `txn` directly (its id starts with it).
-fn stored_under_txn(request: &AuthRequest) -> bool {
+pub(super) fn stored_under_txn(request: &AuthRequest) -> bool {
     request_locator(&request.auth_req_id) == request.txn
 }
 
