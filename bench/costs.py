@@ -268,6 +268,8 @@ def section_costs(out, results, charts):
         "mode's `GetPublicKey` one per key per cold start; the deliverer's event source mapping long-polls",
         "SQS while the queue is empty (a few requests a minute per poller).",
     ]
+    if os.environ.get("BENCH_CHARTS") == "1":
+        out += ["", "![Cost per million authentications by AWS service](chart-cost.svg)"]
     charts["cost"] = [{"signer": s, "flow": f, "usd_per_million": {k: v * 1e6 for k, v in costs[(s, f)][0].items()}}
                       for s, f in cols]
 
@@ -305,6 +307,8 @@ def section_latency(out, numbers, settings, charts):
             out.append(f"| {signer} | {flow} | notification | | | {e['p50_us'] / 1000:.1f} | "
                        f"{e['p99_us'] / 1000:.1f} | {e['count']} |")
     out += ["", "With few samples per shape (`BENCH_COUNT_FLOWS`), p99 is close to the slowest one."]
+    if os.environ.get("BENCH_CHARTS") == "1":
+        out += ["", "![p50 and p99 per endpoint, in-region latency injected](chart-latency.svg)"]
     charts["latency"] = rows
 
 

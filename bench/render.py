@@ -212,6 +212,9 @@ def section_load(out, results):
                 if ea and eb and ea["p50_us"]:
                     out.append(f"| {a} vs {b} ({ours_name}) | {ea['p50_us']} | {eb['p50_us']} | "
                                f"{eb['p50_us'] / ea['p50_us']:.2f}× |")
+    if rows and os.environ.get("BENCH_CHARTS") == "1":
+        out += ["", "![Server CPU per flow and p50 per endpoint, ours against node-oidc-provider](chart-cpu.svg)",
+                "", "(Per endpoint the chart shows latency: CPU is read per process, so per flow only.)"]
     out += [
         "",
         "Flow shape. ours: `POST /bc-authorize` (demo-rp, client_secret_basic, login_hint alice, a",

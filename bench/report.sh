@@ -361,7 +361,9 @@ main() {
         run_node
     fi
 
-    CRITERION_DIR="$TARGET/criterion" python3 bench/render.py "$OUT" bench/REPORT.md README.md
+    local drawn=1
+    skipped charts && drawn=0
+    BENCH_CHARTS="$drawn" CRITERION_DIR="$TARGET/criterion" python3 bench/render.py "$OUT" bench/REPORT.md README.md
     log "wrote bench/REPORT.md and README.md's cost section"
     if ! skipped charts; then
         charts
