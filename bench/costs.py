@@ -263,6 +263,8 @@ def section_costs(out, results, charts):
         f"${table['items']['kms_asymmetric_ecc_request']['usd']} per 10,000 asymmetric (ECC `Sign`) and "
         f"${table['items']['kms_symmetric_request']['usd']} per 10,000 symmetric requests; SNS: a publish plus a mobile",
         f"push delivery per publish. Lambda: arm64 at {gb * 1024:.0f} MB (template.yaml's MemorySize), {lambda_note}.",
+        "The clients' access tokens are opaque (the default); a client registered with",
+        "`access_token_format` jwt adds a `Sign` per access token in kms mode.",
         "Not per authentication: each KMS key is $1 a month (one asymmetric key in kms mode, one",
         "symmetric key in envelope mode); the envelope mode's `Decrypt` is one per cold start, the kms",
         "mode's `GetPublicKey` one per key per cold start; the deliverer's event source mapping long-polls",
@@ -376,9 +378,11 @@ def section_scale(out, numbers, costs, inits, gb):
     lines += [
         "",
         f"❌: over the limit. Per flow: {sign_per_flow:g} `Sign` (kms mode, poll), {t_kms['wru']:g} WRU, "
-        f"{t_kms['rru']:g} RRU, {due_writes:g} expiry-index item writes (push), {t_kms['http']:g} HTTP API requests;",
-        "Lambda concurrency is rate × requests × billed duration per function (the durations of the",
-        f"cost table). The expiry index is {sharded} (read from",
+        f"{t_kms['rru']:g} RRU, {t_kms['http']:g} HTTP API requests (kms mode, poll).",
+        "Lambda concurrency is rate × requests × billed duration per API function (the durations of the",
+        f"cost table). The expiry index's items ({due_writes:g} per push flow, counted) are written",
+        "inside transactions, each taking 2 WCU of its partition's 1,000 per second, and a minute's",
+        f"items share their key for that whole minute. The expiry index is {sharded} (read from",
         "`shared/src/store/dynamodb/layout.rs`). Every other item is keyed by its own request, token",
         "or user, so on-demand DynamoDB spreads the table-wide load; one user's or client's items see",
         "only that user's or client's rate (the table-wide on-demand maximum is a soft quota too).",
