@@ -1,21 +1,31 @@
 #!/usr/bin/env python3
-"""A counting HTTP proxy in front of an AWS API emulator (DynamoDB Local, moto's SNS).
+"""A counting, optionally delaying HTTP proxy in front of AWS API emulators (DynamoDB Local,
+moto's SNS and KMS), one process for all of them so that calls to different services are on one
+clock.
 
-    count_proxy.py PORT UPSTREAM_URL
+    count_proxy.py [--delay-ms SERVICE=MS ...] SERVICE=PORT=UPSTREAM_URL ...
 
-Forwards every request to UPSTREAM_URL unchanged, except that DynamoDB requests are asked for
-their consumed capacity ("ReturnConsumedCapacity": "TOTAL"; DynamoDB Local ignores the
-signature, which this changes), and counts the calls by operation: the `X-Amz-Target` header
-(DynamoDB's JSON protocol) or the `Action` form field (SNS's query protocol).
+Listens on 127.0.0.1:PORT for each SERVICE (a name: dynamodb, sns, kms) and forwards every
+request to its UPSTREAM_URL unchanged, except that DynamoDB requests are asked for their
+consumed capacity ("ReturnConsumedCapacity": "TOTAL"; DynamoDB Local ignores the signature,
+which this changes), and counts the calls by operation: the `X-Amz-Target` header (the JSON
+protocols of DynamoDB and KMS) or the `Action` form field (SNS's query protocol). With
+`--delay-ms SERVICE=MS` every call to SERVICE is held MS milliseconds before it is forwarded:
+the in-region round trip the emulators on loopback do not have.
+
+Sequential round trips: a call that starts while no other call is under way starts a round;
+calls overlapping it in time belong to it. A request's critical path makes as many sequential
+AWS round trips as the rounds counted while it was served.
 
 Units are counted as DynamoDB bills them: DynamoDB Local reports a transaction's capacity like
 that of plain reads and writes, but DynamoDB charges a transactional read or write twice
 (2 WRU per item up to 1 KB, 2 RRU per item up to 4 KB), so TransactWriteItems and
 TransactGetItems units are doubled here.
 
-Its own endpoints, answered and not forwarded:
-  GET  /_counts  {"calls": {op: n}, "read_units": r, "write_units": w, "bytes_out": b,
-                  "inflight": calls under way, "idle_ms": since the last call ended}
+Its own endpoints on every port, answered and not forwarded (the totals of all services):
+  GET  /_counts  {"calls": {op: n}, "item_writes": {pk up to its first #: items written},
+                  "read_units": r, "write_units": w, "bytes_out": b,
+                  "rounds": n, "delay_ms": injected delay on the rounds' path, "inflight": calls under way, "idle_ms": since the last call ended}
   POST /_reset   zeroes the counters
 """
 import http.client
@@ -43,18 +53,31 @@ class Counts:
     def reset(self):
         with getattr(self, "lock", threading.Lock()):
             self.calls = {}
+            self.item_writes = {}
             self.read_units = 0.0
             self.write_units = 0.0
             self.bytes_out = 0
+            self.rounds = 0
+            # The injected delay on the critical path: per round, the longest held call's.
+            self.delay_ms = 0.0
+            self.round_delay_ms = 0.0
             self.inflight = 0
             self.last = time.monotonic()
 
-    def begin(self):
+    def begin(self, delay_ms):
         with self.lock:
+            if self.inflight == 0:
+                self.rounds += 1
+                self.round_delay_ms = 0.0
+            if delay_ms > self.round_delay_ms:
+                self.delay_ms += delay_ms - self.round_delay_ms
+                self.round_delay_ms = delay_ms
             self.inflight += 1
 
-    def add(self, op, sent, read_units, write_units):
+    def add(self, op, sent, read_units, write_units, written=()):
         with self.lock:
+            for kind in written:
+                self.item_writes[kind] = self.item_writes.get(kind, 0) + 1
             self.inflight -= 1
             self.last = time.monotonic()
             self.calls[op] = self.calls.get(op, 0) + 1
@@ -66,9 +89,12 @@ class Counts:
         with self.lock:
             return {
                 "calls": dict(sorted(self.calls.items())),
+                "item_writes": dict(sorted(self.item_writes.items())),
                 "read_units": round(self.read_units, 3),
                 "write_units": round(self.write_units, 3),
                 "bytes_out": self.bytes_out,
+                "rounds": self.rounds,
+                "delay_ms": round(self.delay_ms, 3),
                 "inflight": self.inflight,
                 "idle_ms": round((time.monotonic() - self.last) * 1000, 1),
             }
@@ -101,9 +127,61 @@ def units(consumed, op):
     return read * factor, write * factor
 
 
+def written_kinds(op, request):
+    """The kinds of the items a DynamoDB write request writes (a transaction's condition checks
+    included, as they are billed as writes): each item's partition key up to its first `#`."""
+    keys = []
+    if op == "PutItem":
+        keys.append(request.get("Item"))
+    elif op in ("UpdateItem", "DeleteItem"):
+        keys.append(request.get("Key"))
+    elif op == "TransactWriteItems":
+        for item in request.get("TransactItems", []):
+            for action, member in (("Put", "Item"), ("Update", "Key"), ("Delete", "Key"),
+                                   ("ConditionCheck", "Key")):
+                if action in item:
+                    keys.append(item[action].get(member))
+    elif op == "BatchWriteItem":
+        for writes in request.get("RequestItems", {}).values():
+            for w in writes:
+                keys.append((w.get("PutRequest") or {}).get("Item") or (w.get("DeleteRequest") or {}).get("Key"))
+    kinds = []
+    for key in keys:
+        pk = ((key or {}).get("pk") or {}).get("S", "")
+        kinds.append(pk.split("#", 1)[0] or "?")
+    return kinds
+
+
+def parse(argv):
+    """([(service, port, upstream)], {service: delay seconds}) from the command line."""
+    services, delays, args = [], {}, list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg == "--delay-ms":
+            service, _, ms = args.pop(0).partition("=")
+            delays[service] = float(ms) / 1000
+            continue
+        service, port, upstream = arg.split("=", 2)
+        services.append((service, int(port), urllib.parse.urlsplit(upstream)))
+    if not services:
+        sys.exit(__doc__)
+    return services, delays
+
+
 def main():
-    port, upstream = int(sys.argv[1]), urllib.parse.urlsplit(sys.argv[2])
+    services, delays = parse(sys.argv[1:])
     counts = Counts()
+    for service, port, upstream in services:
+        server = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", port), handler(counts, upstream, delays.get(service, 0.0))
+        )
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Event().wait()
+
+
+def handler(counts, upstream, delay):
+    """The request handler class forwarding to `upstream`, each call held `delay` seconds."""
     local = threading.local()
 
     def connection():
@@ -142,17 +220,21 @@ def main():
                 form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
                 op = form.get("Action", [""])[0]
             op = op or f"{method} {self.path.split('?')[0]}"
+            written = []
             if op in CAPACITY_OPS and target.startswith("DynamoDB_"):
                 try:
                     request = json.loads(body)
+                    written = written_kinds(op, request)
                     request["ReturnConsumedCapacity"] = "TOTAL"
                     body = json.dumps(request).encode()
-                except ValueError:
+                except (ValueError, AttributeError):
                     pass
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
             headers["Content-Length"] = str(len(body))
             headers["Host"] = upstream.netloc
-            counts.begin()
+            counts.begin(delay * 1000)
+            if delay:
+                time.sleep(delay)
             for attempt in (1, 2):
                 try:
                     conn = connection()
@@ -171,7 +253,7 @@ def main():
                     read, write = units(json.loads(reply).get("ConsumedCapacity"), op)
                 except (ValueError, AttributeError):
                     pass
-            counts.add(op, len(body), read, write)
+            counts.add(op, len(body), read, write, written)
             out = [(k, v) for k, v in response.getheaders() if k.lower() not in HOP_BY_HOP]
             self.answer(response.status, reply, out)
 
@@ -187,9 +269,7 @@ def main():
         def do_DELETE(self):
             self.forward("DELETE")
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    server.daemon_threads = True
-    server.serve_forever()
+    return Handler
 
 
 if __name__ == "__main__":

@@ -1,18 +1,25 @@
 #!/usr/bin/env python3
 """Writes bench/REPORT.md from the raw results of bench/report.sh.
 
-    render.py RESULTS_DIR REPORT.md
+    render.py RESULTS_DIR REPORT.md [README.md]
 
-Reads RESULTS_DIR/{startup,startup-node,lambda-sizes-*,lambda-init,count-*,load-*}.json and
-the criterion medians in target/criterion/*/*/new/{benchmark,estimates}.json.
+Reads RESULTS_DIR/{startup,startup-node,lambda-sizes-*,lambda-init,count-*,load-*}.json, the
+criterion medians in $CRITERION_DIR (default target/criterion)/*/*/new/{benchmark,estimates}.json,
+the list prices in bench/prices.json, the Lambda memory in template.yaml and the expiry index's
+key in shared/src/store/dynamodb/layout.rs. Writes RESULTS_DIR/charts.json (the numbers
+bench/charts draws) and, given README.md, its cost section between <!-- cost:begin --> and
+<!-- cost:end -->.
 """
 import datetime
 import glob
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
+
+from costs import section_costs
 
 # Targets of issue 6: reported next to the results, not asserted.
 TARGETS_US = {
@@ -25,18 +32,6 @@ INIT_TARGET_MS = 40
 FLOWS_TARGET = 2000
 NODE_RATIO_TARGET = 10
 
-# us-east-1 list prices in USD (checked 2026; see the README's cost section).
-PRICE = {
-    "wru": 0.625 / 1e6,  # DynamoDB on-demand write request unit
-    "rru": 0.125 / 1e6,  # DynamoDB on-demand read request unit
-    "publish": 0.50 / 1e6,  # SNS mobile push notification
-    "lambda_request": 0.20 / 1e6,
-    "lambda_gb_s": 0.0000133334,  # arm64
-    "http_api": 1.00 / 1e6,  # API Gateway HTTP API request (first 300 million)
-}
-LAMBDA_GB = 0.25  # MemorySize 256 in template.yaml
-# Lambda function behind each endpoint the driver calls (for duration and request prices).
-FUNCTION_OF = {"bc-authorize": "bc-authorize", "device/decision": "device-decision", "token": "token"}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -80,7 +75,8 @@ def machine():
 
 def criterion():
     rows = []
-    for bench in sorted(glob.glob(os.path.join(ROOT, "target/criterion/**/new/benchmark.json"), recursive=True)):
+    where = os.environ.get("CRITERION_DIR") or os.path.join(ROOT, "target/criterion")
+    for bench in sorted(glob.glob(os.path.join(where, "**/new/benchmark.json"), recursive=True)):
         meta = load(bench)
         estimates = load(os.path.join(os.path.dirname(bench), "estimates.json"))
         if not meta or not estimates:
@@ -216,6 +212,9 @@ def section_load(out, results):
                 if ea and eb and ea["p50_us"]:
                     out.append(f"| {a} vs {b} ({ours_name}) | {ea['p50_us']} | {eb['p50_us']} | "
                                f"{eb['p50_us'] / ea['p50_us']:.2f}× |")
+    if rows and os.environ.get("BENCH_CHARTS") == "1":
+        out += ["", "![Server CPU per flow and p50 per endpoint, ours against node-oidc-provider](chart-cpu.svg)",
+                "", "(Per endpoint the chart shows latency: CPU is read per process, so per flow only.)"]
     out += [
         "",
         "Flow shape. ours: `POST /bc-authorize` (demo-rp, client_secret_basic, login_hint alice, a",
@@ -233,87 +232,6 @@ def section_load(out, results):
         "server has core 0 to itself and the driver core 1 (`taskset`); node-oidc-provider runs",
         "its JavaScript on one thread, ours on a tokio runtime with one worker per core.",
     ]
-
-
-def section_counts(out, results):
-    out += ["", "## AWS calls per flow, counted (DynamoDB Local and moto behind `bench/count_proxy.py`)", ""]
-    full = load(os.path.join(results, "count-full.json"))
-    pending = load(os.path.join(results, "count-pending.json"))
-    if not full or not full.get("flows"):
-        out.append("Not run.")
-        return None
-    inits = load(os.path.join(results, "lambda-init.json")) or {}
-
-    def per_flow(d):
-        rows = {}
-        n = d["flows"]
-        for endpoint, a in d.get("aws", {}).items():
-            rows[endpoint] = {
-                "calls": {op: c / n for op, c in a["calls"].items()},
-                "read_units": a["read_units"] / n,
-                "write_units": a["write_units"] / n,
-            }
-        return rows
-
-    full_rows = per_flow(full)
-    # The OP's own endpoints: `_local/pushes` is the harness's stand-in for the phone.
-    op_rows = {e: r for e, r in full_rows.items() if e in FUNCTION_OF}
-    out += ["| shape | endpoint | AWS calls per flow | read units | write units |", "|---|---|---|---:|---:|"]
-    for label, rows in [("whole flow", full_rows), ("authorize + pending poll", per_flow(pending) if pending else {})]:
-        for endpoint, r in rows.items():
-            calls = ", ".join(f"{op} {c:g}" for op, c in r["calls"].items()) or "none"
-            out.append(f"| {label} | {endpoint} | {calls} | {r['read_units']:g} | {r['write_units']:g} |")
-    out += [
-        "",
-        f"{full['flows']} flows of each shape, one at a time; every call is put down to the request",
-        "that caused it (the local notifier's read after a decision, which the `notifier` Lambda",
-        "makes in AWS, lands on `device/decision`). `_local/pushes` is the harness's stand-in for",
-        "the phone (it resolves the login hint) and is left out of the cost. Units are what",
-        "DynamoDB Local reported as consumed capacity (`ReturnConsumedCapacity: TOTAL`), doubled",
-        "for transactions as DynamoDB bills them (DynamoDB Local does not double them).",
-    ]
-
-    # The cost of one authentication: the whole flow plus two pending polls (an RP polling every
-    # `interval` while the user reaches for the phone), one userinfo call not included.
-    pending_poll = (per_flow(pending) if pending else {}).get("token", {"calls": {}, "read_units": 0, "write_units": 0})
-    polls = 2
-    reads = sum(r["read_units"] for r in op_rows.values()) + polls * pending_poll["read_units"]
-    writes = sum(r["write_units"] for r in op_rows.values()) + polls * pending_poll["write_units"]
-    publishes = sum(r["calls"].get("Publish", 0) for r in op_rows.values())
-    requests = {"bc-authorize": 1, "device/decision": 1, "token": 1 + polls}
-    # The stream's filter (template.yaml) passes only ping and push requests to the notifier:
-    # a poll-mode authentication invokes no notifier.
-    lambda_requests = sum(requests.values())
-    gb_s = 0.0
-    for endpoint, n in requests.items():
-        warm = (inits.get(FUNCTION_OF[endpoint]) or {}).get("warm_ms") or 10.0
-        gb_s += n * max(warm, 1.0) / 1000 * LAMBDA_GB
-    cost = {
-        "DynamoDB writes": writes * PRICE["wru"],
-        "DynamoDB reads": reads * PRICE["rru"],
-        "SNS publishes": publishes * PRICE["publish"],
-        "Lambda requests": lambda_requests * PRICE["lambda_request"],
-        "Lambda duration": gb_s * PRICE["lambda_gb_s"],
-        "HTTP API requests": sum(requests.values()) * PRICE["http_api"],
-    }
-    out += [
-        "",
-        f"**Cost per million authentications** (whole flow + {polls} pending polls; {writes:g} WRU, "
-        f"{reads:g} RRU, {publishes:g} SNS publish, {lambda_requests} Lambda invocations, "
-        f"{sum(requests.values())} HTTP API requests; Lambda at 256 MB arm64 for the warm",
-        "durations measured above, at least 1 ms each; us-east-1 list prices). The reads include",
-        "the local notifier's GetItem after the decision; in AWS the stream filter keeps",
-        "poll-mode requests from the notifier, so that read (1 RRU, $0.125 per million) and any",
-        "notifier invocation are not spent there. The warm durations were measured on a whole",
-        "core against emulators on loopback; a 256 MB function has a fraction of a vCPU and",
-        "DynamoDB is a network hop away, so budget several times that line.",
-        "",
-        "| item | USD per million |",
-        "|---|---:|",
-    ]
-    out += [f"| {k} | {v * 1e6:.2f} |" for k, v in cost.items()]
-    out.append(f"| **total** | **{sum(cost.values()) * 1e6:.2f}** |")
-    return cost
 
 
 def section_lambda(out, results):
@@ -393,10 +311,46 @@ def main():
     section_startup(out, results)
     section_load(out, results)
     section_lambda(out, results)
-    section_counts(out, results)
+    charts = {"cpu": cpu_chart(results)}
+    readme_cost = section_costs(out, results, charts)
     out.append("")
     with open(report, "w") as f:
         f.write("\n".join(out))
+    with open(os.path.join(results, "charts.json"), "w") as f:
+        json.dump(charts, f, indent=1)
+    if len(sys.argv) > 3 and readme_cost:
+        replace_between(sys.argv[3], "<!-- cost:begin -->", "<!-- cost:end -->", readme_cost)
+
+
+def replace_between(path, begin, end, lines):
+    """Replaces what lies between the markers `begin` and `end` in the file at `path`."""
+    with open(path) as f:
+        text = f.read()
+    head, found, rest = text.partition(begin)
+    _, found_end, tail = rest.partition(end)
+    if not found or not found_end:
+        print(f"render.py: {path} has no {begin} … {end}: left as it is", file=sys.stderr)
+        return
+    with open(path, "w") as f:
+        f.write(head + begin + "\n" + "\n".join(lines) + "\n" + end + tail)
+
+
+def cpu_chart(results):
+    """Server CPU per flow (whole and pending shapes) and p50 per endpoint, ours and node's."""
+    loads = loads_of(results)
+    pairs = [("whole flow", "memory", "node"), ("whole flow, pinned", "memory-pinned", "node-pinned"),
+             ("authorize + pending poll", "memory-pending", "node-pending"),
+             ("authorize + pending poll, pinned", "memory-pending-pinned", "node-pending-pinned")]
+    flows = [{"shape": what, "ours_us": loads[o].get("server_cpu_us_per_flow"),
+              "node_us": loads[n].get("server_cpu_us_per_flow")}
+             for what, o, n in pairs if o in loads and n in loads]
+    endpoints = []
+    if "memory" in loads and "node" in loads:
+        for a, b in [("bc-authorize", "backchannel"), ("device/decision", "_approve"), ("token", "token")]:
+            ea, eb = loads["memory"]["endpoints"].get(a), loads["node"]["endpoints"].get(b)
+            if ea and eb:
+                endpoints.append({"endpoint": a, "ours_p50_us": ea["p50_us"], "node_p50_us": eb["p50_us"]})
+    return {"flows": flows, "endpoints": endpoints}
 
 
 if __name__ == "__main__":

@@ -14,27 +14,38 @@
 #      shape: bc-authorize + one pending poll), the same with the server pinned to one core and
 #      the driver to the other (`taskset`, when there are 2+ cores), and on DynamoDB Local;
 #      the server's CPU time per flow is read from /proc;
-#   6. AWS calls per flow, counted: ciba-local on DynamoDB Local and moto's SNS through
-#      bench/count_proxy.py, BENCH_COUNT_FLOWS (default 20) flows one at a time, every call and
-#      capacity unit put down to the endpoint that made it;
+#   6. AWS calls per flow, counted: ciba-local on DynamoDB Local and moto's SNS and KMS through
+#      bench/count_proxy.py, in both signer modes (kms: a KMS Sign per signature; envelope: a
+#      key made by ciba-admin signing-key, one KMS Decrypt at start-up); BENCH_COUNT_FLOWS
+#      (default 20) flows one at a time of each shape (poll, pending, ping, push, refresh), every
+#      call and capacity unit put down to the endpoint that made it, with the in-region latency
+#      injected by the proxy (BENCH_DELAY_MS, default dynamodb=4,sns=20,kms=10 ms per call): the
+#      sequential round trips and p50/p99 per endpoint;
 #   7. Lambda cold start: every x86_64 bootstrap under the official Lambda Runtime Interface
 #      Emulator (tests/rie.py cold-start: the environment template.yaml gives it, DynamoDB Local,
 #      moto's SNS and KMS behind it), BENCH_INIT_RUNS (default 5) times each;
 #   8. node-oidc-provider (bench/node-op) under the same load, both shapes, pinned and not.
 #
 # Every server runs on a free 127.0.0.1 port and is stopped on exit. Raw results are kept in
-# target/bench-report/. BENCH_SKIP=criterion,arm64,lambda,aws,node leaves parts out.
+# target/bench-report/, the charts' numbers in it as charts.json; bench/render.py writes
+# bench/REPORT.md and the cost section of README.md, and bench/charts (plotters, outside the
+# workspace) draws bench/*.svg. BENCH_SKIP=criterion,arm64,lambda,aws,node,charts leaves parts
+# out. Cargo's output goes to CARGO_TARGET_DIR when set; the binaries under test are copied to
+# target/bench-report/bin first, so a build elsewhere cannot swap them mid-run.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 OUT="$ROOT/target/bench-report"
+BIN="$OUT/bin"
 DEPS="$ROOT/.deps"
 LOGS="$OUT"
 DURATION="${BENCH_DURATION:-10}"
 CONCURRENCY="${BENCH_CONCURRENCY:-8}"
 COUNT_FLOWS="${BENCH_COUNT_FLOWS:-20}"
+DELAY_MS="${BENCH_DELAY_MS:-dynamodb=4,sns=20,kms=10}"
 INIT_RUNS="${BENCH_INIT_RUNS:-5}"
 SKIP=",${BENCH_SKIP:-},"
 PIDS=()
@@ -47,6 +58,16 @@ trap 'exit 143' TERM
 
 skipped() {
     [[ "$SKIP" == *",$1,"* ]]
+}
+
+# built COMMAND...: a build step, under flock BENCH_BUILD_LOCK when it is set (a machine whose
+# builders share a target directory).
+built() {
+    if [[ -n "${BENCH_BUILD_LOCK:-}" ]]; then
+        flock "$BENCH_BUILD_LOCK" "$@"
+    else
+        "$@"
+    fi
 }
 
 # Server on core 0, driver on core 1, when taskset and two cores are there.
@@ -75,13 +96,15 @@ load() {
     shift 5
     [[ "$name" == *-pinned ]] && pin=("${PIN_DRIVER[@]}")
     log "ciba-load --target $target --shape $shape ($name)"
-    "${pin[@]}" target/perf/ciba-load --api "$url" --target "$target" --pid "$pid" \
+    "${pin[@]}" "$BIN/ciba-load" --api "$url" --target "$target" --pid "$pid" \
         --label "$name" --shape "$shape" --duration "$DURATION" --concurrency "$CONCURRENCY" \
         --json "$OUT/load-$name.json" --markdown "$OUT/load-$name.md" "$@" >/dev/null
 }
 
 # start_ours NAME [ciba-local flags...]: ciba-local on a free port (pinned when NAME ends in
-# -pinned); sets OURS_PID and OURS_URL.
+# -pinned), with the NAME=value settings of OURS_ENV in its environment; sets OURS_PID and
+# OURS_URL.
+OURS_ENV=()
 start_ours() {
     local name="$1" port logfile pin=()
     shift
@@ -91,7 +114,7 @@ start_ours() {
     # The load driver opens thousands of requests for one user: the pending-request limits guard
     # users against RPs, not the benchmark against itself.
     MAX_PENDING_PER_CLIENT=1000000000 MAX_PENDING_PER_USER=1000000000 \
-        "${pin[@]}" target/perf/ciba-local --port "$port" "$@" >"$logfile" 2>&1 &
+        "${pin[@]}" env "${OURS_ENV[@]}" "$BIN/ciba-local" --port "$port" "$@" >"$logfile" 2>&1 &
     OURS_PID=$!
     PIDS+=("$OURS_PID")
     OURS_URL="http://127.0.0.1:$port"
@@ -190,7 +213,7 @@ lambda_builds() {
     if ! skipped arm64; then
         log "sam build (release, arm64: what sam deploy uploads)"
         SAM_CLI_TELEMETRY=0 VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" \
-            sam build --build-dir "$OUT/sam-build"
+            built sam build --build-dir "$OUT/sam-build"
         for crate in functions/*/; do
             crate="$(basename "$crate")"
             pairs+=("$crate=$OUT/sam-build/$(logical_id "$crate")/bootstrap")
@@ -199,10 +222,10 @@ lambda_builds() {
         pairs=()
     fi
     log "cargo lambda build --release (x86_64, all functions)"
-    VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" cargo lambda build --release "${packages[@]}"
+    VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" built cargo lambda build --release "${packages[@]}"
     for crate in functions/*/; do
         crate="$(basename "$crate")"
-        pairs+=("$crate=target/lambda/$crate/bootstrap")
+        pairs+=("$crate=$TARGET/lambda/$crate/bootstrap")
     done
     sizes x86_64 "${pairs[@]}"
 }
@@ -210,44 +233,80 @@ lambda_builds() {
 # aws_runs: DynamoDB Local and moto; the load on DynamoDB Local, the counted flows, and the
 # Lambda cold starts against them.
 aws_runs() {
+    local count_table
     start_emulators
     export AWS_ENDPOINT_URL_DYNAMODB="$CIBA_DYNAMODB_ENDPOINT"
     # The load driver reads pushes from /_local/pushes and the table is a throwaway one.
     run_ours dynamodb full --store dynamodb --table "bench-$(date +%s)" --seed-dynamodb \
         --local-endpoints-on-dynamodb
 
-    # Counting proxies in front of DynamoDB Local and moto (SNS and KMS).
-    local dport sport pid setup count_table="counted-$(date +%s)"
-    dport="$(free_port)"
-    python3 bench/count_proxy.py "$dport" "$CIBA_DYNAMODB_ENDPOINT" >"$OUT/proxy-dynamodb.log" 2>&1 &
-    pid=$!
-    PIDS+=("$pid")
-    wait_for_port "DynamoDB counting proxy" "$pid" "$dport" "$OUT/proxy-dynamodb.log"
-    sport="$(free_port)"
-    python3 bench/count_proxy.py "$sport" "$CIBA_SNS_ENDPOINT" >"$OUT/proxy-sns.log" 2>&1 &
-    pid=$!
-    PIDS+=("$pid")
-    wait_for_port "SNS counting proxy" "$pid" "$sport" "$OUT/proxy-sns.log"
-
-    log "SNS platform application, device endpoints and a KMS key on moto"
+    log "SNS platform application, device endpoints and KMS keys on moto"
+    local setup line
     setup="$("$DEPS/venv/bin/python" tests/aws_setup.py "$CIBA_SNS_ENDPOINT" tests/seed.json "$OUT/seed-aws.json")"
-    local line
     while IFS= read -r line; do
         [[ -n "$line" ]] && export "${line?}"
     done <<<"$setup"
+    # The envelope mode's key-encryption key: symmetric, as the template's EnvelopeSigningKey.
+    local wrap_key
+    wrap_key="$("$DEPS/venv/bin/python" -c 'import sys, boto3
+kms = boto3.client("kms", endpoint_url=sys.argv[1], region_name="us-east-1",
+                   aws_access_key_id="local", aws_secret_access_key="local")
+print(kms.create_key(KeyUsage="ENCRYPT_DECRYPT", KeySpec="SYMMETRIC_DEFAULT")["KeyMetadata"]["KeyId"])' \
+        "$CIBA_KMS_ENDPOINT")"
 
-    AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$dport" AWS_ENDPOINT_URL_SNS="http://127.0.0.1:$sport" \
-        start_ours counted --store dynamodb --table "$count_table" --seed "$OUT/seed-aws.json" --push sns \
-        --seed-dynamodb --local-endpoints-on-dynamodb --sweep-every 86400
-    local counters="http://127.0.0.1:$dport/_counts,http://127.0.0.1:$sport/_counts"
-    log "counting AWS calls: $COUNT_FLOWS whole flows and $COUNT_FLOWS pending flows, one at a time"
-    target/perf/ciba-load --api "$OURS_URL" --pid "$OURS_PID" --label counted --shape full \
-        --concurrency 1 --flows "$COUNT_FLOWS" --duration 300 --count-url "$counters" \
-        --json "$OUT/count-full.json" >/dev/null
-    target/perf/ciba-load --api "$OURS_URL" --pid "$OURS_PID" --label counted-pending \
-        --shape pending --concurrency 1 --flows "$COUNT_FLOWS" --duration 300 \
-        --count-url "$counters" --json "$OUT/count-pending.json" >/dev/null
-    stop_pid "$OURS_PID"
+    # One counting proxy process in front of DynamoDB Local and moto's SNS and KMS, so that the
+    # calls of all three are on one clock (sequential round trips), each call held for its
+    # service's in-region latency.
+    local dport sport kport pid delays=() pair pairs
+    dport="$(free_port)"
+    sport="$(free_port)"
+    kport="$(free_port)"
+    IFS=',' read -ra pairs <<<"$DELAY_MS"
+    for pair in "${pairs[@]}"; do
+        delays+=(--delay-ms "$pair")
+    done
+    python3 bench/count_proxy.py "${delays[@]}" "dynamodb=$dport=$CIBA_DYNAMODB_ENDPOINT" \
+        "sns=$sport=$CIBA_SNS_ENDPOINT" "kms=$kport=$CIBA_KMS_ENDPOINT" >"$OUT/proxy.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait_for_port "counting proxy" "$pid" "$kport" "$OUT/proxy.log"
+    printf '{"delay_ms": "%s"}\n' "$DELAY_MS" >"$OUT/count-settings.json"
+    local counter="http://127.0.0.1:$dport/_counts" signer table shape signer_env
+    for signer in kms envelope; do
+        table="counted-$signer-$(date +%s)"
+        signer_env=("KMS_KEY_ID=$KMS_KEY_ID")
+        if [[ "$signer" == envelope ]]; then
+            log "envelope signing key: ciba-admin signing-key --kms-key-id $wrap_key --table $table"
+            signer_env=(KMS_KEY_ID= "SIGNING_KEY_ENVELOPE=$(AWS_ENDPOINT_URL_KMS="$CIBA_KMS_ENDPOINT" \
+                "$BIN/ciba-admin" signing-key --kms-key-id "$wrap_key" --table "$table" 2>>"$OUT/ciba-admin.log")")
+        fi
+        python3 -c 'import sys, urllib.request
+urllib.request.urlopen(urllib.request.Request(sys.argv[1], method="POST")).read()' \
+            "http://127.0.0.1:$dport/_reset"
+        OURS_ENV=("${signer_env[@]}" "TABLE_NAME=$table" "AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$dport"
+            "AWS_ENDPOINT_URL_SNS=http://127.0.0.1:$sport" "AWS_ENDPOINT_URL_KMS=http://127.0.0.1:$kport")
+        start_ours "counted-$signer" --store dynamodb --table "$table" --seed "$OUT/seed-aws.json" \
+            --push sns --seed-dynamodb --local-endpoints-on-dynamodb --sweep-every 86400 --signer env
+        # What one start costs (the seed's writes and the first expiry sweep's reads included):
+        # the signer's KMS calls per cold start. Read once the start-up's calls are over, so that
+        # none of them lands on the first flow.
+        python3 -c 'import json, sys, time, urllib.request
+for _ in range(600):
+    counts = json.load(urllib.request.urlopen(sys.argv[1]))
+    if counts["inflight"] == 0 and counts["idle_ms"] >= 500:
+        break
+    time.sleep(0.2)
+print(json.dumps(counts))' "$counter" >"$OUT/count-$signer-startup.json"
+        for shape in full pending ping push refresh; do
+            log "counting AWS calls ($signer signer, $DELAY_MS ms injected): $COUNT_FLOWS $shape flows, one at a time"
+            "$BIN/ciba-load" --api "$OURS_URL" --pid "$OURS_PID" --label "counted-$signer-$shape" \
+                --shape "$shape" --concurrency 1 --flows "$COUNT_FLOWS" --duration 300 \
+                --count-url "$counter" --json "$OUT/count-$signer-$shape.json" >/dev/null
+        done
+        stop_pid "$OURS_PID"
+        OURS_ENV=()
+    done
+    count_table="$table"
 
     if skipped lambda; then
         return 0
@@ -263,12 +322,22 @@ aws_runs() {
         --native --parameter-overrides "GcmPlatformApplicationArn=$SNS_PLATFORM_APP_GCM"
 }
 
+# charts: bench/*.svg from $OUT/charts.json, by the plotters tool in bench/charts (its own
+# crate, outside the workspace, with its own lock file).
+charts() {
+    log "charts: bench/charts (plotters) from $OUT/charts.json"
+    built cargo build --quiet --release --manifest-path bench/charts/Cargo.toml --target-dir "$TARGET/charts"
+    "$TARGET/charts/release/ciba-charts" "$OUT/charts.json" bench
+}
+
 main() {
     rm -rf "$OUT"
     mkdir -p "$OUT"
 
-    log "cargo build --profile perf --bin ciba-local --bin ciba-load"
-    cargo build --profile perf --bin ciba-local --bin ciba-load
+    log "cargo build --profile perf --bin ciba-local --bin ciba-load --bin ciba-admin"
+    built cargo build --profile perf --bin ciba-local --bin ciba-load --bin ciba-admin
+    mkdir -p "$BIN"
+    cp "$TARGET/perf/ciba-local" "$TARGET/perf/ciba-load" "$TARGET/perf/ciba-admin" "$BIN/"
 
     if ! skipped lambda; then
         lambda_builds
@@ -276,13 +345,13 @@ main() {
 
     if ! skipped criterion; then
         log "cargo bench --profile perf --bench hot_paths -- --quick"
-        rm -rf target/criterion
-        cargo bench --profile perf --bench hot_paths -- --quick
+        rm -rf "$TARGET/criterion"
+        built cargo bench --profile perf --bench hot_paths -- --quick
     fi
 
     log "start-up of target/perf/ciba-local (median of 5)"
     python3 bench/startup.py 5 /.well-known/openid-configuration \
-        target/perf/ciba-local --port '{port}' >"$OUT/startup.json"
+        "$BIN/ciba-local" --port '{port}' >"$OUT/startup.json"
 
     run_ours memory full --store memory
     run_ours memory-pending pending --store memory
@@ -299,8 +368,13 @@ main() {
         run_node
     fi
 
-    python3 bench/render.py "$OUT" bench/REPORT.md
-    log "wrote bench/REPORT.md"
+    local drawn=1
+    skipped charts && drawn=0
+    BENCH_CHARTS="$drawn" CRITERION_DIR="$TARGET/criterion" python3 bench/render.py "$OUT" bench/REPORT.md README.md
+    log "wrote bench/REPORT.md and README.md's cost section"
+    if ! skipped charts; then
+        charts
+    fi
 }
 
 main "$@"

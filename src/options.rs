@@ -37,6 +37,11 @@ ciba-local: every CIBA function's handler on one local port
                       the endpoint comes from AWS_ENDPOINT_URL_DYNAMODB (e.g. DynamoDB Local)
   --signing-key PATH  PKCS#8 PEM of the OP's P-256 key (SIGNING_KEY_FILE; default: generated);
                       further PEM blocks are keys it replaced, published in /jwks only
+  --signer KIND       local (default: --signing-key or a generated key) or env (CIBA_SIGNER): the
+                      keys a deployed function uses, from KMS_KEY_ID (one KMS Sign per signature),
+                      SIGNING_KEY_ENVELOPE with TABLE_NAME (one KMS Decrypt at start-up),
+                      SIGNING_KEY_PEM or SIGNING_KEY_FILE, KMS at AWS_ENDPOINT_URL_KMS (for the
+                      benchmark's counted runs against moto)
   --registration R    open (default), closed, or token:<initial access token> (CIBA_REGISTRATION)
   --push KIND         recording (default: listed at /_local/pushes) or sns (CIBA_PUSH); sns uses
                       SNS_PLATFORM_APP_GCM / _APNS / _APNS_SANDBOX and AWS_ENDPOINT_URL_SNS,
@@ -74,6 +79,8 @@ pub struct Options {
     pub local_endpoints_on_dynamodb: bool,
     pub table: String,
     pub signing_key: Option<String>,
+    /// Whether the signer comes from the functions' settings (`signer_from_env`).
+    pub signer_from_env: bool,
     pub sns: bool,
     pub registration: Registration,
     pub sweep_every: Duration,
@@ -167,8 +174,14 @@ impl Options {
                 .ok_or_else(|| format!("sweep-every {s:?} must be 1 to 86400 seconds"))?,
             None => Duration::from_secs(1),
         };
+        let signer_from_env = match get("signer", "CIBA_SIGNER").as_deref() {
+            None | Some("local") => false,
+            Some("env") => true,
+            Some(other) => return Err(format!("signer {other:?} must be local or env")),
+        };
         let tls = tls_options(port, &get)?;
         Ok(Self {
+            signer_from_env,
             tls,
             sweep_every,
             registration,
@@ -267,6 +280,9 @@ pub async fn build(
         (Arc::new(MemoryStore::new()), "in-memory".into())
     };
     let signer: Arc<dyn Signer> = match &options.signing_key {
+        _ if options.signer_from_env => ciba_shared::context::signer_from_env(None)
+            .await
+            .map_err(|e| e.0)?,
         Some(path) => {
             let pem = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
             Arc::new(key_ring::from_pem(&format!("--signing-key {path}"), &pem).map_err(|e| e.0)?)
@@ -441,6 +457,17 @@ mod tests {
         let mut bad = full.to_vec();
         bad[1] = "https";
         assert!(parse(&bad).unwrap_err().contains("not a port number"));
+    }
+
+    #[test]
+    fn the_signer_is_local_unless_env_is_asked_for() {
+        assert!(!parse(&[]).unwrap().signer_from_env);
+        assert!(parse(&["--signer", "env"]).unwrap().signer_from_env);
+        assert!(
+            parse(&["--signer", "kms"])
+                .unwrap_err()
+                .contains("local or env")
+        );
     }
 
     #[test]

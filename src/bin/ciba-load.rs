@@ -11,6 +11,10 @@
 //!   POST /_approve (the server's stand-in for the device: the same ES256 decision JWT, with
 //!   txn = auth_req_id) → POST /token until 200.
 //!
+//! With `--target ours`, `--shape ping` and `--shape push` register a ping or push client whose
+//! notification endpoint is a receiver in this process on 127.0.0.1, and `--shape refresh`
+//! follows each whole flow with one refresh.
+//!
 //! It prints flows/s, p50/p99 per endpoint and errors as JSON (and as a Markdown table with
 //! `--markdown PATH`), and the server's peak RSS (VmHWM) with `--pid`.
 
@@ -43,13 +47,19 @@ ciba-load: whole CIBA poll flows against an OP on 127.0.0.1, for a bounded time
   --duration S       seconds of load (default 10, at most 300)
   --shape KIND       full (default: the whole flow above) or pending: POST bc-authorize (or
                      /backchannel) then one POST /token answering authorization_pending, the OP's
-                     own endpoints without the device step and its harness
+                     own endpoints without the device step and its harness. With --target ours
+                     also: ping (a ping client registered at start: bc-authorize, the device's
+                     decision, the ping at this process's receiver, the redeeming POST /token),
+                     push (the same with a push client: the tokens arrive at the receiver) and
+                     refresh (a whole flow, then one refresh_token grant, as token/refresh)
   --threads N        the driver's tokio worker threads (default 1)
   --flows N          stop after N flows instead of at the end of --duration
   --count-url URLS   comma-separated /_counts URLs of bench/count_proxy.py in front of the OP's
                      AWS services: after every request, once no call has been under way for
                      100 ms, the calls and capacity units counted since the previous one are put
-                     down to that endpoint; needs --concurrency 1
+                     down to that endpoint (those counted after its answer separately, as the
+                     OP's asynchronous work), with the sequential AWS round trips made before
+                     the answer (calls overlapping in time count once); needs --concurrency 1
   --pid PID          the server's pid: report its peak RSS (VmHWM) from /proc/PID/status
   --key PEM          alice's device key (default tests/keys/alice-phone.pem)
   --label TEXT       a name for this run in the output (default: the target)
@@ -62,7 +72,7 @@ const MAX_POLLS: usize = 20;
 struct Options {
     api: String,
     target: Target,
-    pending: bool,
+    shape: Shape,
     concurrency: usize,
     duration: Duration,
     flows: Option<u64>,
@@ -79,6 +89,36 @@ struct Options {
 enum Target {
     Ours,
     Node,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Shape {
+    Full,
+    Pending,
+    Ping,
+    Push,
+    Refresh,
+}
+
+impl Shape {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Pending => "pending",
+            Self::Ping => "ping",
+            Self::Push => "push",
+            Self::Refresh => "refresh",
+        }
+    }
+
+    /// The delivery mode of the client this shape registers, if it registers one.
+    fn notified(self) -> Option<&'static str> {
+        match self {
+            Self::Ping => Some("ping"),
+            Self::Push => Some("push"),
+            _ => None,
+        }
+    }
 }
 
 fn parse(args: &[String]) -> Result<Options, Stop> {
@@ -113,11 +153,24 @@ fn options(flags: &HashMap<String, String>) -> Result<Options, String> {
         Some("node") => Target::Node,
         Some(other) => return Err(format!("--target {other:?} must be ours or node")),
     };
-    let pending = match flags.get("shape").map(String::as_str) {
-        None | Some("full") => false,
-        Some("pending") => true,
-        Some(other) => return Err(format!("--shape {other:?} must be full or pending")),
+    let shape = match flags.get("shape").map(String::as_str) {
+        None | Some("full") => Shape::Full,
+        Some("pending") => Shape::Pending,
+        Some("ping") => Shape::Ping,
+        Some("push") => Shape::Push,
+        Some("refresh") => Shape::Refresh,
+        Some(other) => {
+            return Err(format!(
+                "--shape {other:?} must be full, pending, ping, push or refresh"
+            ));
+        }
     };
+    if target == Target::Node && !matches!(shape, Shape::Full | Shape::Pending) {
+        return Err(format!(
+            "--shape {} needs --target ours: bench/node-op runs poll mode only",
+            shape.name()
+        ));
+    }
     let seconds = number("duration", 10)?;
     if !(1..=300).contains(&seconds) {
         return Err("--duration must be 1 to 300 seconds".into());
@@ -153,7 +206,7 @@ fn options(flags: &HashMap<String, String>) -> Result<Options, String> {
     Ok(Options {
         api,
         target,
-        pending,
+        shape,
         concurrency,
         duration: Duration::from_secs(seconds),
         flows,
@@ -182,9 +235,11 @@ struct Shared {
     client: HttpClient,
     api: String,
     target: Target,
-    pending: bool,
+    shape: Shape,
     key: SigningKey,
     authorization: String,
+    /// What the ping or push client's notification endpoint received, by auth_req_id.
+    callbacks: Callbacks,
     deadline: Instant,
     /// Flows left to start when `--flows` bounds the run.
     flows_left: Option<std::sync::atomic::AtomicU64>,
@@ -205,7 +260,57 @@ struct Tally {
     /// endpoint; `counted` is the proxies' totals after the last request.
     aws_calls: BTreeMap<&'static str, BTreeMap<String, u64>>,
     aws_units: BTreeMap<&'static str, (f64, f64)>,
-    counted: (BTreeMap<String, u64>, f64, f64),
+    /// Of those calls, the ones made after the endpoint had answered (the local notifier's).
+    aws_after: BTreeMap<&'static str, BTreeMap<String, u64>>,
+    /// Sequential AWS round trips made before the endpoint answered, summed over its requests.
+    aws_rounds: BTreeMap<&'static str, u64>,
+    /// The injected delay on those rounds, in ms, summed over the endpoint's requests.
+    aws_delay_ms: BTreeMap<&'static str, f64>,
+    /// (read, write) units of the calls made after the answer, by endpoint.
+    aws_after_units: BTreeMap<&'static str, (f64, f64)>,
+    /// DynamoDB items written by endpoint and key kind.
+    aws_item_writes: BTreeMap<&'static str, BTreeMap<String, u64>>,
+    counted: Counters,
+    /// When the last request was answered.
+    answered: Option<Instant>,
+}
+
+/// The proxies' running totals.
+#[derive(Default, Clone)]
+struct Counters {
+    calls: BTreeMap<String, u64>,
+    /// DynamoDB items written, by the kind of their key (`count_proxy.py`'s `item_writes`).
+    item_writes: BTreeMap<String, u64>,
+    read_units: f64,
+    write_units: f64,
+    rounds: u64,
+    /// Milliseconds of injected delay (`count_proxy.py --delay-ms`) on the rounds' path.
+    delay_ms: f64,
+}
+
+impl Counters {
+    /// The calls counted in `self` and not in `before`, by operation.
+    fn calls_since<'a>(&'a self, before: &'a Counters) -> impl Iterator<Item = (&'a String, u64)> {
+        increase(&self.calls, &before.calls)
+    }
+}
+
+/// What each count of `now` gained over `before`.
+fn increase<'a>(
+    now: &'a BTreeMap<String, u64>,
+    before: &'a BTreeMap<String, u64>,
+) -> impl Iterator<Item = (&'a String, u64)> {
+    now.iter().filter_map(move |(key, n)| {
+        let was = before.get(key).copied().unwrap_or(0);
+        (*n > was).then(|| (key, n - was))
+    })
+}
+
+/// Adds `more` into `into`, key by key.
+fn add_counts(into: &mut BTreeMap<String, u64>, more: impl IntoIterator<Item = (String, u64)>) {
+    for (key, n) in more {
+        *into.entry(key).or_default() += n;
+    }
 }
 
 impl Tally {
@@ -232,6 +337,26 @@ impl Tally {
             let mine = self.aws_units.entry(endpoint).or_default();
             mine.0 += r;
             mine.1 += w;
+        }
+        for (endpoint, calls) in other.aws_after {
+            let mine = self.aws_after.entry(endpoint).or_default();
+            for (op, n) in calls {
+                *mine.entry(op).or_default() += n;
+            }
+        }
+        for (endpoint, n) in other.aws_rounds {
+            *self.aws_rounds.entry(endpoint).or_default() += n;
+        }
+        for (endpoint, ms) in other.aws_delay_ms {
+            *self.aws_delay_ms.entry(endpoint).or_default() += ms;
+        }
+        for (endpoint, (r, w)) in other.aws_after_units {
+            let mine = self.aws_after_units.entry(endpoint).or_default();
+            mine.0 += r;
+            mine.1 += w;
+        }
+        for (endpoint, kinds) in other.aws_item_writes {
+            add_counts(self.aws_item_writes.entry(endpoint).or_default(), kinds);
         }
     }
 }
@@ -264,7 +389,10 @@ impl Shared {
         body: Vec<u8>,
     ) -> Result<Reply, String> {
         // The client authenticates (client_secret_basic) at the OP's two client endpoints.
-        let auth = matches!(endpoint, "bc-authorize" | "backchannel" | "token");
+        let auth = matches!(
+            endpoint,
+            "bc-authorize" | "backchannel" | "token" | "token/refresh"
+        );
         let mut builder = hyper::Request::builder()
             .method(method)
             .uri(format!("{}{target}", self.api));
@@ -292,16 +420,17 @@ impl Shared {
             .to_bytes();
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         tally.latencies.entry(endpoint).or_default().push(micros);
+        tally.answered = Some(Instant::now());
         if !self.count_urls.is_empty() {
             self.count(tally, endpoint).await?;
         }
         Ok(Reply { status, body })
     }
 
-    /// The proxies' totals (calls by operation, read units, write units), summed, and whether
-    /// they are quiet: no call under way and none ended in the last 100 ms.
-    async fn counters(&self) -> Result<((BTreeMap<String, u64>, f64, f64), bool), String> {
-        let mut total = (BTreeMap::new(), 0.0, 0.0);
+    /// The proxies' totals, summed, and whether they are quiet: no call under way and none ended
+    /// in the last 100 ms.
+    async fn counters(&self) -> Result<(Counters, bool), String> {
+        let mut total = Counters::default();
         let mut quiet = true;
         for url in &self.count_urls {
             let uri: hyper::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
@@ -317,11 +446,20 @@ impl Shared {
                 .map_err(|e| format!("{url}: {e}"))?
                 .to_bytes();
             let counts: Value = serde_json::from_slice(&body).map_err(|e| format!("{url}: {e}"))?;
-            for (op, n) in counts["calls"].as_object().into_iter().flatten() {
-                *total.0.entry(op.clone()).or_default() += n.as_u64().unwrap_or(0);
+            for (field, into) in [
+                ("calls", &mut total.calls),
+                ("item_writes", &mut total.item_writes),
+            ] {
+                let counted = counts[field].as_object().into_iter().flatten();
+                add_counts(
+                    into,
+                    counted.map(|(key, n)| (key.clone(), n.as_u64().unwrap_or(0))),
+                );
             }
-            total.1 += counts["read_units"].as_f64().unwrap_or(0.0);
-            total.2 += counts["write_units"].as_f64().unwrap_or(0.0);
+            total.read_units += counts["read_units"].as_f64().unwrap_or(0.0);
+            total.write_units += counts["write_units"].as_f64().unwrap_or(0.0);
+            total.rounds += counts["rounds"].as_u64().unwrap_or(0);
+            total.delay_ms += counts["delay_ms"].as_f64().unwrap_or(0.0);
             quiet &= counts["inflight"].as_u64() == Some(0)
                 && counts["idle_ms"].as_f64().is_some_and(|ms| ms >= 100.0);
         }
@@ -329,7 +467,7 @@ impl Shared {
     }
 
     /// The proxies' totals once they are quiet (for at most 5 s).
-    async fn settled(&self) -> Result<(BTreeMap<String, u64>, f64, f64), String> {
+    async fn settled(&self) -> Result<Counters, String> {
         let give_up = Instant::now() + Duration::from_secs(5);
         loop {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -342,18 +480,35 @@ impl Shared {
 
     /// Puts the AWS calls made since the previous request down to `endpoint`, once the OP's
     /// asynchronous work (the local notifier) has settled: the proxies quiet, for at most 5 s.
+    /// The totals read right at the answer tell the round trips on the request's path from the
+    /// calls made after it.
     async fn count(&self, tally: &mut Tally, endpoint: &'static str) -> Result<(), String> {
+        let (answered, _) = self.counters().await?;
         let now = self.settled().await?;
-        let calls = tally.aws_calls.entry(endpoint).or_default();
-        for (op, n) in &now.0 {
-            let before = tally.counted.0.get(op).copied().unwrap_or(0);
-            if *n > before {
-                *calls.entry(op.clone()).or_default() += n - before;
-            }
-        }
+        *tally.aws_rounds.entry(endpoint).or_default() += answered.rounds - tally.counted.rounds;
+        *tally.aws_delay_ms.entry(endpoint).or_default() +=
+            answered.delay_ms - tally.counted.delay_ms;
+        let owned = |counts: &mut dyn Iterator<Item = (&String, u64)>| {
+            counts.map(|(k, n)| (k.clone(), n)).collect::<Vec<_>>()
+        };
+        add_counts(
+            tally.aws_after.entry(endpoint).or_default(),
+            owned(&mut now.calls_since(&answered)),
+        );
+        add_counts(
+            tally.aws_calls.entry(endpoint).or_default(),
+            owned(&mut now.calls_since(&tally.counted)),
+        );
+        add_counts(
+            tally.aws_item_writes.entry(endpoint).or_default(),
+            owned(&mut increase(&now.item_writes, &tally.counted.item_writes)),
+        );
+        let after_units = tally.aws_after_units.entry(endpoint).or_default();
+        after_units.0 += now.read_units - answered.read_units;
+        after_units.1 += now.write_units - answered.write_units;
         let units = tally.aws_units.entry(endpoint).or_default();
-        units.0 += now.1 - tally.counted.1;
-        units.1 += now.2 - tally.counted.2;
+        units.0 += now.read_units - tally.counted.read_units;
+        units.1 += now.write_units - tally.counted.write_units;
         tally.counted = now;
         Ok(())
     }
@@ -372,6 +527,15 @@ impl Shared {
             Target::Ours => ("/bc-authorize", "bc-authorize"),
             Target::Node => ("/backchannel", "backchannel"),
         };
+        let notification_token = format!("cnt-{worker}-{seq}-{}", OsRandom.token(8));
+        let mut form = vec![
+            ("scope", "openid"),
+            ("login_hint", "alice"),
+            ("binding_message", binding.as_str()),
+        ];
+        if self.shape.notified().is_some() {
+            form.push(("client_notification_token", notification_token.as_str()));
+        }
         let reply = self
             .send(
                 tally,
@@ -379,11 +543,7 @@ impl Shared {
                 hyper::Method::POST,
                 authorize_path,
                 Some("application/x-www-form-urlencoded"),
-                Self::form(&[
-                    ("scope", "openid"),
-                    ("login_hint", "alice"),
-                    ("binding_message", &binding),
-                ]),
+                Self::form(&form),
             )
             .await?;
         if reply.status != 200 {
@@ -395,7 +555,7 @@ impl Shared {
             .ok_or_else(|| format!("{token_auth}: no auth_req_id"))?
             .to_owned();
 
-        if self.pending {
+        if self.shape == Shape::Pending {
             return self.poll_pending(tally, &auth_req_id).await;
         }
         match self.target {
@@ -406,11 +566,38 @@ impl Shared {
                     .await?
             }
         }
+        match self.shape {
+            Shape::Ping => {
+                self.callback(tally, &auth_req_id).await?;
+                self.redeem(tally, &ack, &auth_req_id).await.map(drop)
+            }
+            Shape::Push => {
+                let pushed = self.callback(tally, &auth_req_id).await?;
+                if pushed["id_token"].is_string() {
+                    Ok(())
+                } else {
+                    Err(format!("notification: no tokens pushed: {pushed}"))
+                }
+            }
+            Shape::Refresh => {
+                let tokens = self.redeem(tally, &ack, &auth_req_id).await?;
+                self.refresh(tally, &tokens).await
+            }
+            Shape::Full | Shape::Pending => self.redeem(tally, &ack, &auth_req_id).await.map(drop),
+        }
+    }
 
+    /// Polls until the tokens come (at most 20 polls, `interval` apart after a pending one).
+    async fn redeem(
+        &self,
+        tally: &mut Tally,
+        ack: &Value,
+        auth_req_id: &str,
+    ) -> Result<Value, String> {
         for _ in 0..MAX_POLLS {
-            let reply = self.poll(tally, &auth_req_id).await?;
+            let reply = self.poll(tally, auth_req_id).await?;
             match reply.status {
-                200 if reply.json()["id_token"].is_string() => return Ok(()),
+                200 if reply.json()["id_token"].is_string() => return Ok(reply.json()),
                 400 => {
                     let error = reply.json()["error"].as_str().unwrap_or("").to_owned();
                     if error == "authorization_pending" || error == "slow_down" {
@@ -428,6 +615,59 @@ impl Shared {
             }
         }
         Err("token: no tokens after 20 polls".into())
+    }
+
+    /// One refresh_token grant with the refresh token of `tokens`.
+    async fn refresh(&self, tally: &mut Tally, tokens: &Value) -> Result<(), String> {
+        let refresh_token = tokens["refresh_token"]
+            .as_str()
+            .ok_or("token: no refresh_token issued")?;
+        let reply = self
+            .send(
+                tally,
+                "token/refresh",
+                hyper::Method::POST,
+                "/token",
+                Some("application/x-www-form-urlencoded"),
+                Self::form(&[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh_token),
+                ]),
+            )
+            .await?;
+        if reply.status == 200 && reply.json()["access_token"].is_string() {
+            Ok(())
+        } else {
+            Err(format!("token/refresh: {}", reply.describe()))
+        }
+    }
+
+    /// The notification for `auth_req_id` at the receiver (for at most 10 s), timed from the
+    /// previous request's answer (the decision's) as the endpoint `notification`.
+    async fn callback(&self, tally: &mut Tally, auth_req_id: &str) -> Result<Value, String> {
+        let since = tally.answered.unwrap_or_else(Instant::now);
+        let give_up = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = self
+                .callbacks
+                .lock()
+                .map_err(|_| "notification: receiver poisoned".to_owned())?
+                .remove(auth_req_id);
+            if let Some((arrived, body)) = got {
+                let micros = u64::try_from(arrived.saturating_duration_since(since).as_micros())
+                    .unwrap_or(u64::MAX);
+                tally
+                    .latencies
+                    .entry("notification")
+                    .or_default()
+                    .push(micros);
+                return Ok(body);
+            }
+            if Instant::now() > give_up {
+                return Err("notification: none within 10 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 
     /// One CIBA grant request at the token endpoint, counted as a poll.
@@ -522,6 +762,88 @@ impl Shared {
             return Err(format!("{endpoint}: {}", reply.describe()));
         }
         Ok(())
+    }
+}
+
+/// Notification bodies by auth_req_id, with the time each arrived.
+type Callbacks = Arc<std::sync::Mutex<HashMap<String, (Instant, Value)>>>;
+
+/// A ping or push client's notification endpoint on 127.0.0.1: every POST's JSON body is kept
+/// by its auth_req_id and answered 204. Returns the endpoint's URL.
+async fn receiver(callbacks: Callbacks) -> Result<String, String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("notification receiver: {e}"))?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| format!("notification receiver: {e}"))?
+        .port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let callbacks = callbacks.clone();
+            let service = hyper::service::service_fn(move |request: hyper::Request<_>| {
+                let callbacks = callbacks.clone();
+                async move {
+                    let body = BodyExt::collect(request.into_body()).await?.to_bytes();
+                    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    if let (Some(id), Ok(mut map)) =
+                        (body["auth_req_id"].as_str(), callbacks.lock())
+                    {
+                        map.insert(id.to_owned(), (Instant::now(), body.clone()));
+                    }
+                    let mut reply = hyper::Response::new(Full::new(Bytes::new()));
+                    *reply.status_mut() = hyper::StatusCode::NO_CONTENT;
+                    Ok::<_, hyper::Error>(reply)
+                }
+            });
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(format!("http://127.0.0.1:{port}/cb"))
+}
+
+/// Registers a client of delivery `mode` notified at `endpoint` (the OP's open registration);
+/// its `Authorization: Basic` header.
+async fn register(
+    client: &HttpClient,
+    api: &str,
+    mode: &str,
+    endpoint: &str,
+) -> Result<String, String> {
+    let body = json!({
+        "client_name": format!("ciba-load {mode}"),
+        "backchannel_token_delivery_mode": mode,
+        "backchannel_client_notification_endpoint": endpoint,
+    });
+    let request = hyper::Request::post(format!("{api}/register"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .map_err(|e| e.to_string())?;
+    let response = client
+        .request(request)
+        .await
+        .map_err(|e| format!("register: {e}"))?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("register: {e}"))?
+        .to_bytes();
+    let registered: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    match (
+        registered["client_id"].as_str(),
+        registered["client_secret"].as_str(),
+    ) {
+        (Some(id), Some(secret)) if status.is_success() => Ok(format!(
+            "Basic {}",
+            STANDARD.encode(format!("{id}:{secret}"))
+        )),
+        _ => Err(format!("register: {status} {registered}")),
     }
 }
 
@@ -642,15 +964,24 @@ async fn run(options: Options) -> Result<Value, String> {
         .pool_idle_timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(options.concurrency)
         .build_http();
+    let callbacks = Callbacks::default();
+    let authorization = match options.shape.notified() {
+        Some(mode) => {
+            let endpoint = receiver(callbacks.clone()).await?;
+            register(&client, &options.api, mode, &endpoint).await?
+        }
+        None => format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))),
+    };
     let cpu_before = options.pid.and_then(cpu_ms_of);
     let started = Instant::now();
     let shared = Arc::new(Shared {
         client,
         api: options.api.clone(),
         target: options.target,
-        pending: options.pending,
+        shape: options.shape,
         key,
-        authorization: format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))),
+        authorization,
+        callbacks,
         deadline: started + options.duration,
         flows_left: options.flows.map(std::sync::atomic::AtomicU64::new),
         count_urls: options.count_urls.clone(),
@@ -665,10 +996,11 @@ async fn run(options: Options) -> Result<Value, String> {
     }
     let seconds = started.elapsed().as_secs_f64();
     let mut endpoints = serde_json::Map::new();
-    for (endpoint, mut values) in tally.latencies {
+    for (endpoint, values) in &tally.latencies {
+        let mut values = values.clone();
         values.sort_unstable();
         endpoints.insert(
-            endpoint.into(),
+            (*endpoint).into(),
             json!({
                 "count": values.len(),
                 "p50_us": percentile(&values, 50),
@@ -694,16 +1026,27 @@ async fn run(options: Options) -> Result<Value, String> {
         .iter()
         .map(|(endpoint, calls)| {
             let (read, write) = tally.aws_units.get(endpoint).copied().unwrap_or_default();
+            let requests = tally.latencies.get(endpoint).map_or(0, Vec::len);
             (
                 (*endpoint).to_owned(),
-                json!({"calls": calls, "read_units": read, "write_units": write}),
+                json!({
+                    "requests": requests,
+                    "calls": calls,
+                    "calls_after_answer": tally.aws_after.get(endpoint),
+                    "read_units": read,
+                    "write_units": write,
+                    "rounds": tally.aws_rounds.get(endpoint),
+                    "delay_ms_on_path": tally.aws_delay_ms.get(endpoint),
+                    "units_after_answer": tally.aws_after_units.get(endpoint),
+                    "item_writes": tally.aws_item_writes.get(endpoint),
+                }),
             )
         })
         .collect();
     Ok(json!({
         "label": options.label,
         "api": options.api,
-        "shape": if options.pending { "pending" } else { "full" },
+        "shape": options.shape.name(),
         "concurrency": options.concurrency,
         "driver_threads": options.threads,
         "seconds": seconds,
