@@ -70,6 +70,11 @@ built() {
     fi
 }
 
+# template_default PARAMETER: the Default of a parameter of template.yaml.
+template_default() {
+    sed -n "/^  $1:\$/,/^  [A-Za-z]*:\$/s/^    Default: //p" template.yaml | head -1
+}
+
 # Server on core 0, driver on core 1, when taskset and two cores are there.
 PIN_SERVER=()
 PIN_DRIVER=()
@@ -283,7 +288,9 @@ print(kms.create_key(KeyUsage="ENCRYPT_DECRYPT", KeySpec="SYMMETRIC_DEFAULT")["K
         python3 -c 'import sys, urllib.request
 urllib.request.urlopen(urllib.request.Request(sys.argv[1], method="POST")).read()' \
             "http://127.0.0.1:$dport/_reset"
+        # CLIENT_CACHE_SECS as template.yaml deploys it (ClientCacheSeconds).
         OURS_ENV=("${signer_env[@]}" "TABLE_NAME=$table" "AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$dport"
+            "CLIENT_CACHE_SECS=$(template_default ClientCacheSeconds)"
             "AWS_ENDPOINT_URL_SNS=http://127.0.0.1:$sport" "AWS_ENDPOINT_URL_KMS=http://127.0.0.1:$kport")
         start_ours "counted-$signer" --store dynamodb --table "$table" --seed "$OUT/seed-aws.json" \
             --push sns --seed-dynamodb --local-endpoints-on-dynamodb --sweep-every 86400 --signer env
