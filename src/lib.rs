@@ -16,6 +16,7 @@ use crate::local_notify::LocalNotifier;
 use ciba_shared::context::Ctx;
 use ciba_shared::error::{DeviceError, RouteError, error_response};
 use ciba_shared::http::json_response;
+use ciba_shared::store::memory::DEFAULT_REQUEST_RETENTION_SECS;
 use ciba_testkit::RecordingPushSender;
 use ciba_testkit::enrollment::{self, IssueError};
 use lambda_http::http::{Method, StatusCode};
@@ -64,6 +65,8 @@ pub struct LocalApi {
     pub notifier: Option<Arc<LocalNotifier>>,
     /// Whether `/_local/*` is served (not over a DynamoDB store unless asked for).
     local_endpoints: bool,
+    /// Seconds the push of an expired request stays listed at `/_local/pushes`.
+    request_retention: i64,
     metadata: Value,
     key_set: Value,
 }
@@ -78,6 +81,7 @@ impl LocalApi {
             pushes,
             notifier: None,
             local_endpoints: true,
+            request_retention: DEFAULT_REQUEST_RETENTION_SECS,
             metadata,
             key_set,
         }
@@ -86,6 +90,12 @@ impl LocalApi {
     /// Ping and push notifications run in-process through `notifier`.
     pub fn with_notifier(mut self, notifier: Arc<LocalNotifier>) -> Self {
         self.notifier = Some(notifier);
+        self
+    }
+
+    /// Pushes leave `/_local/pushes` `seconds` after their request expired.
+    pub fn with_request_retention(mut self, seconds: i64) -> Self {
+        self.request_retention = seconds;
         self
     }
 
@@ -112,7 +122,12 @@ impl LocalApi {
         match function {
             Some("discovery") => discovery::handle(&self.metadata),
             Some("jwks") => jwks::handle(&self.key_set),
-            Some("bc-authorize") => bc_authorize::handle(&self.ctx, req).await,
+            Some("bc-authorize") => {
+                // Pushes are recorded here only, so here is where the old ones are forgotten.
+                let cutoff = self.ctx.clock.now() - self.request_retention;
+                self.pushes.forget_expired_before(cutoff);
+                bc_authorize::handle(&self.ctx, req).await
+            }
             Some("register") => register::handle(&self.ctx, req).await,
             Some("token") => token::handle(&self.ctx, req).await,
             Some("introspect") => introspect::handle(&self.ctx, req).await,

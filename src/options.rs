@@ -13,6 +13,7 @@ use ciba_shared::ports::Random;
 use ciba_shared::ports::{Clock, LocalSigner, OsRandom, Signer, SystemClock, SystemResolver};
 use ciba_shared::push::{PushSender, SnsPushSender};
 use ciba_shared::secret::Secret;
+use ciba_shared::store::memory::DEFAULT_REQUEST_RETENTION_SECS;
 use ciba_shared::store::{MemoryStore, Store};
 use ciba_testkit::seed::Seed;
 use ciba_testkit::{RecordingPushSender, TeePushSender};
@@ -48,6 +49,10 @@ ciba-local: every CIBA function's handler on one local port
                       and lists what SNS accepted at /_local/pushes too
   --sweep-every S     seconds between expiry sweeps, the expiry-sweeper function's job
                       (CIBA_SWEEP_EVERY, default 1)
+  --request-retention S
+                      seconds an expired auth request stays known (answered expired_token, not
+                      unknown) before it leaves the in-memory store and /_local/pushes
+                      (CIBA_REQUEST_RETENTION, default 86400 as in the DynamoDB table; 0 to 86400)
   --tls-port N        also serve HTTPS with client certificates (mutual TLS, RFC 8705) on this
                       port of 127.0.0.1, as API Gateway's mTLS custom domain does (CIBA_TLS_PORT);
                       discovery then names it in mtls_endpoint_aliases (MTLS_BASE_URL overrides).
@@ -84,6 +89,8 @@ pub struct Options {
     pub sns: bool,
     pub registration: Registration,
     pub sweep_every: Duration,
+    /// Seconds an expired auth request stays in the in-memory store and its push in the record.
+    pub request_retention: i64,
     /// The mutual-TLS listener, when asked for.
     pub tls: Option<TlsOptions>,
 }
@@ -179,11 +186,20 @@ impl Options {
             Some("env") => true,
             Some(other) => return Err(format!("signer {other:?} must be local or env")),
         };
+        let request_retention = match get("request-retention", "CIBA_REQUEST_RETENTION") {
+            Some(s) => s
+                .parse::<i64>()
+                .ok()
+                .filter(|n| (0..=DEFAULT_REQUEST_RETENTION_SECS).contains(n))
+                .ok_or_else(|| format!("request-retention {s:?} must be 0 to 86400 seconds"))?,
+            None => DEFAULT_REQUEST_RETENTION_SECS,
+        };
         let tls = tls_options(port, &get)?;
         Ok(Self {
             signer_from_env,
             tls,
             sweep_every,
+            request_retention,
             registration,
             sns,
             port,
@@ -277,7 +293,8 @@ pub async fn build(
             format!("DynamoDB table {}{created}", options.table),
         )
     } else {
-        (Arc::new(MemoryStore::new()), "in-memory".into())
+        let store = MemoryStore::with_request_retention(options.request_retention);
+        (Arc::new(store), "in-memory".into())
     };
     let signer: Arc<dyn Signer> = match &options.signing_key {
         _ if options.signer_from_env => ciba_shared::context::signer_from_env(None)
@@ -362,7 +379,9 @@ pub async fn build(
         },
     };
     let notifier = LocalNotifier::spawn(notifier, changed, options.sweep_every);
-    let api = LocalApi::new(ctx, pushes).with_notifier(notifier);
+    let api = LocalApi::new(ctx, pushes)
+        .with_notifier(notifier)
+        .with_request_retention(options.request_retention);
     let api = if options.dynamodb && !options.local_endpoints_on_dynamodb {
         api.without_local_endpoints()
     } else {

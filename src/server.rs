@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderMap, HeaderValue};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use lambda_http::Body;
@@ -14,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::event::{ClientCert, HttpRequest};
+use crate::event::{self, ClientCert, Event};
 use crate::{HostCheck, LocalApi};
 
 /// API Gateway's payload limit is 10 MB; nothing here needs more than a few kilobytes.
@@ -96,33 +97,27 @@ async fn answer(
         Ok(collected) => collected.to_bytes(),
         Err(_) => return plain(413, "request body too large"),
     };
-    let mut request = HttpRequest::new(
-        parts.method.as_str(),
-        parts.uri.path_and_query().map_or("/", |p| p.as_str()),
-    );
-    for (name, value) in &parts.headers {
-        match value.to_str() {
-            Ok(v) => request = request.header(name.as_str(), v),
-            Err(_) => return plain(400, "header values must be visible ASCII"),
-        }
-    }
-    request.body = body.to_vec();
-    request.client_cert = match peer {
+    let Some(headers) = joined(parts.headers) else {
+        return plain(400, "header values must be visible ASCII");
+    };
+    let client_cert = match peer {
         None => None,
-        Some(Ok(cert)) => Some(cert.clone()),
+        Some(Ok(cert)) => Some(cert),
         Some(Err(why)) => {
             tracing::info!(error = %why, "client certificate unreadable");
             return plain(400, "the client certificate cannot be read");
         }
     };
     let id = format!("local-{}", REQUEST_IDS.fetch_add(1, Ordering::Relaxed));
-    let now_ms = api.ctx.clock.now_ms();
-    let Ok(lambda_request) = request.to_lambda(&id, now_ms) else {
-        return plain(
-            400,
-            "the request cannot be represented as an API Gateway event",
-        );
-    };
+    let lambda_request = event::into_lambda(event::event(Event {
+        method: parts.method,
+        target: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+        headers,
+        body: Vec::from(body),
+        client_cert,
+        request_id: &id,
+        epoch_ms: api.ctx.clock.now_ms(),
+    }));
     let response = api.handle(lambda_request).await;
     let (parts, body) = response.into_parts();
     let bytes = match body {
@@ -132,6 +127,27 @@ async fn answer(
         _ => Bytes::new(),
     };
     hyper::Response::from_parts(parts, Full::new(bytes))
+}
+
+/// The headers with one value per name, repeated ones joined with commas as API Gateway joins
+/// them; `None` when a value is not visible ASCII, which an API Gateway event cannot carry.
+fn joined(headers: HeaderMap) -> Option<HeaderMap> {
+    if headers.values().any(|v| v.to_str().is_err()) {
+        return None;
+    }
+    if headers.len() == headers.keys_len() {
+        return Some(headers);
+    }
+    let mut joined = HeaderMap::with_capacity(headers.keys_len());
+    for name in headers.keys() {
+        let values: Vec<&str> = headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        joined.insert(name.clone(), HeaderValue::try_from(values.join(",")).ok()?);
+    }
+    Some(joined)
 }
 
 fn plain(status: u16, message: &str) -> hyper::Response<Full<Bytes>> {

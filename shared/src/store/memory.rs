@@ -1,6 +1,9 @@
 //! The in-memory store: the embedded default of the local API and the fast handler tests. One
 //! mutex makes every operation atomic, which is what the DynamoDB adapter's conditional writes
-//! give in AWS.
+//! give in AWS. Expired entries leave as DynamoDB's TTL deletes them, but on time, a few at each
+//! write (`expiry`), so the local API's memory follows what is live, not what was ever stored.
+
+mod expiry;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -16,6 +19,12 @@ use crate::domain::{
     TokenRecord, User, normalize_hint,
 };
 use crate::protocol::SLOW_DOWN_STEP_SECS;
+use expiry::{Expiring, Expiry, Pending};
+
+/// How long an auth request and its txn outlive the request's expiry, as in the DynamoDB table:
+/// meanwhile the token and decision endpoints answer that it expired rather than that it is
+/// unknown.
+pub const DEFAULT_REQUEST_RETENTION_SECS: i64 = 86_400;
 
 #[derive(Default)]
 struct Tables {
@@ -33,40 +42,91 @@ struct Tables {
     due: std::collections::BTreeSet<(i64, String)>,
     tokens: HashMap<String, TokenRecord>,
     families: HashMap<String, Family>,
-    /// The ids of each user's requests that were pending when last counted.
-    pending: HashMap<String, Vec<String>>,
+    /// Each user's pending requests.
+    pending: HashMap<String, Pending>,
     /// Each user's counted `user_code` attempts and the end of their window.
     attempts: HashMap<String, (u32, i64)>,
+    expiry: Expiry,
+    request_retention: i64,
 }
 
 impl Tables {
-    /// The user's pending requests: `(from client_id, in total)`, forgetting the others.
+    /// The user's pending requests: `(from client_id, in total)`.
     fn count_pending(&mut self, sub: &str, client_id: &str, now: i64) -> (usize, usize) {
-        let Some(ids) = self.pending.get_mut(sub) else {
-            return (0, 0);
-        };
-        let requests = &self.requests;
-        ids.retain(|id| {
-            requests
-                .get(id)
-                .is_some_and(|r| r.status == Status::Pending && !r.is_expired(now))
-        });
-        let from_client = ids
-            .iter()
-            .filter(|id| requests.get(*id).is_some_and(|r| r.client_id == client_id))
-            .count();
-        (from_client, ids.len())
+        self.pending
+            .get_mut(sub)
+            .map_or((0, 0), |pending| pending.count(client_id, now))
+    }
+
+    /// The request stopped being pending.
+    fn not_pending(&mut self, request: &AuthRequest) {
+        if let Some(pending) = self.pending.get_mut(&request.sub) {
+            pending.remove(request.expires_at, &request.auth_req_id);
+            if pending.is_empty() {
+                self.pending.remove(&request.sub);
+            }
+        }
     }
 }
 
-#[derive(Default)]
 pub struct MemoryStore {
     tables: Mutex<Tables>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::with_request_retention(DEFAULT_REQUEST_RETENTION_SECS)
+    }
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store whose auth requests leave `seconds` after they expire (the other entries leave
+    /// when they expire, as in DynamoDB).
+    pub fn with_request_retention(seconds: i64) -> Self {
+        let tables = Tables {
+            request_retention: seconds,
+            ..Tables::default()
+        };
+        Self {
+            tables: Mutex::new(tables),
+        }
+    }
+
+    /// How many entries the store holds, of every kind, and their expiry times: what the tests
+    /// read to see expired entries leave.
+    pub fn len(&self) -> usize {
+        self.lock().map_or(0, |t| {
+            t.clients.len()
+                + t.users.len()
+                + t.hints.len()
+                + t.devices.len()
+                + t.enrollment_codes.len()
+                + t.jtis.len()
+                + t.requests.len()
+                + t.decision_jtis.len()
+                + t.txns.len()
+                + t.due.len()
+                + t.tokens.len()
+                + t.families.len()
+                + t.pending.len()
+                + t.attempts.len()
+                + t.expiry.len()
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The tables once the entries expired at `now` are forgotten: every write goes through here.
+    fn lock_at(&self, now: i64) -> Result<MutexGuard<'_, Tables>, StoreError> {
+        let mut tables = self.lock()?;
+        tables.forget_expired(now);
+        Ok(tables)
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, Tables>, StoreError> {
@@ -82,11 +142,6 @@ fn jti_is_live(t: &Tables, jti: &JtiUse, now: i64) -> bool {
         .is_some_and(|&expires_at| expires_at >= now)
 }
 
-fn insert_jti(t: &mut Tables, jti: &JtiUse) {
-    t.jtis
-        .insert((jti.scope.clone(), jti.jti.clone()), jti.expires_at);
-}
-
 crate::store::plays_every_role!(MemoryStore);
 
 #[async_trait]
@@ -97,7 +152,7 @@ impl Requests for MemoryStore {
         jti: Option<&JtiUse>,
         limit: PendingLimit,
     ) -> Result<(), CreateError> {
-        let mut t = self.lock()?;
+        let mut t = self.lock_at(request.created_at)?;
         if let Some(jti) = jti
             && jti_is_live(&t, jti, request.created_at)
         {
@@ -114,7 +169,7 @@ impl Requests for MemoryStore {
             )));
         }
         if let Some(jti) = jti {
-            insert_jti(&mut t, jti);
+            t.insert_jti(jti);
         }
         t.txns
             .insert(request.txn.clone(), request.auth_req_id.clone());
@@ -122,10 +177,14 @@ impl Requests for MemoryStore {
             t.due
                 .insert((request.expires_at, request.auth_req_id.clone()));
         }
-        t.pending
-            .entry(request.sub.clone())
-            .or_default()
-            .push(request.auth_req_id.clone());
+        t.pending.entry(request.sub.clone()).or_default().add(
+            request.expires_at,
+            &request.auth_req_id,
+            &request.client_id,
+        );
+        let leaves = request.expires_at + t.request_retention;
+        t.expiry
+            .at(leaves, Expiring::Request(request.auth_req_id.clone()));
         t.requests
             .insert(request.auth_req_id.clone(), request.clone());
         Ok(())
@@ -137,7 +196,10 @@ impl Requests for MemoryStore {
         jti: Option<&JtiUse>,
     ) -> Result<(), StoreError> {
         let mut t = self.lock()?;
-        t.requests.remove(&request.auth_req_id);
+        if let Some(stored) = t.requests.remove(&request.auth_req_id) {
+            t.not_pending(&stored);
+        }
+        t.decision_jtis.remove(&request.auth_req_id);
         t.txns.remove(&request.txn);
         t.due
             .remove(&(request.expires_at, request.auth_req_id.clone()));
@@ -157,7 +219,7 @@ impl Requests for MemoryStore {
     }
 
     async fn record_poll(&self, auth_req_id: &str, now_ms: i64) -> Result<PollOutcome, StoreError> {
-        let mut t = self.lock()?;
+        let mut t = self.lock_at(now_ms.div_euclid(1000))?;
         let Some(request) = t.requests.get_mut(auth_req_id) else {
             return Ok(PollOutcome::Gone);
         };
@@ -181,7 +243,7 @@ impl Requests for MemoryStore {
         now: i64,
         jti: &JtiUse,
     ) -> Result<(), DecideError> {
-        let mut t = self.lock()?;
+        let mut t = self.lock_at(now)?;
         let used = (jti.scope.clone(), jti.jti.clone());
         let replayed = t.decision_jtis.get(auth_req_id) == Some(&used);
         let Some(request) = t.requests.get_mut(auth_req_id) else {
@@ -201,6 +263,8 @@ impl Requests for MemoryStore {
             Decision::Deny => Status::Denied,
         };
         request.decided_at = Some(now);
+        let decided = request.clone();
+        t.not_pending(&decided);
         t.decision_jtis.insert(auth_req_id.to_owned(), used);
         Ok(())
     }
@@ -212,7 +276,7 @@ impl Requests for MemoryStore {
         family: &Family,
         tokens: &[TokenRecord],
     ) -> Result<(), RedeemError> {
-        let mut t = self.lock()?;
+        let mut t = self.lock_at(now)?;
         let Some(request) = t.requests.get_mut(auth_req_id) else {
             return Err(RedeemError::NotRedeemable);
         };
@@ -220,9 +284,9 @@ impl Requests for MemoryStore {
             return Err(RedeemError::NotRedeemable);
         }
         request.status = Status::Redeemed;
-        t.families.insert(family.id.clone(), family.clone());
+        t.insert_family(family);
         for token in tokens {
-            t.tokens.insert(token.hash.clone(), token.clone());
+            t.insert_token(token);
         }
         Ok(())
     }
@@ -233,7 +297,7 @@ impl Requests for MemoryStore {
         lookback: i64,
         limit: usize,
     ) -> Result<Vec<AuthRequest>, StoreError> {
-        let mut t = self.lock()?;
+        let mut t = self.lock_at(now)?;
         let due: Vec<(i64, String)> = t
             .due
             .range((now - lookback, String::new())..)
@@ -248,7 +312,9 @@ impl Requests for MemoryStore {
                 && request.status == Status::Pending
             {
                 request.status = Status::Expired;
-                expired.push(request.clone());
+                let request = request.clone();
+                t.not_pending(&request);
+                expired.push(request);
             }
         }
         Ok(expired)
@@ -284,7 +350,7 @@ impl Tokens for MemoryStore {
         family: &Family,
         successors: &[TokenRecord],
     ) -> Result<(), RotateError> {
-        let mut t = self.lock()?;
+        let mut t = self.lock_at(now)?;
         let Some(spent) = t.tokens.get(hash).filter(|r| {
             r.kind == TokenKind::Refresh && r.client_id == client_id && r.expires_at > now
         }) else {
@@ -296,25 +362,26 @@ impl Tokens for MemoryStore {
         if t.families.get(&family.id).is_some_and(|f| !f.is_live(now)) || !family.is_live(now) {
             return Err(RotateError::Invalid);
         }
-        t.families
-            .entry(family.id.clone())
-            .or_insert_with(|| family.clone());
+        if !t.families.contains_key(&family.id) {
+            t.insert_family(family);
+        }
         if let Some(spent) = t.tokens.get_mut(hash) {
             spent.rotated_at = Some(now);
         }
         for token in successors {
-            t.tokens.insert(token.hash.clone(), token.clone());
+            t.insert_token(token);
         }
         Ok(())
     }
 
     async fn revoke_family(&self, family: &Family, now: i64) -> Result<(), StoreError> {
-        self.lock()?
-            .families
-            .entry(family.id.clone())
-            .or_insert_with(|| family.clone())
-            .revoked_at
-            .get_or_insert(now);
+        let mut t = self.lock_at(now)?;
+        if !t.families.contains_key(&family.id) {
+            t.insert_family(family);
+        }
+        if let Some(stored) = t.families.get_mut(&family.id) {
+            stored.revoked_at.get_or_insert(now);
+        }
         Ok(())
     }
 
@@ -400,9 +467,13 @@ impl Accounts for MemoryStore {
     }
 
     async fn put_enrollment_code(&self, code: &EnrollmentCode) -> Result<(), StoreError> {
-        self.lock()?
-            .enrollment_codes
+        let mut t = self.lock()?;
+        t.enrollment_codes
             .insert(code.code_hash.clone(), code.clone());
+        t.expiry.at(
+            code.expires_at,
+            Expiring::EnrollmentCode(code.code_hash.clone()),
+        );
         Ok(())
     }
 
@@ -425,7 +496,7 @@ impl Accounts for MemoryStore {
         device: &Device,
         now: i64,
     ) -> Result<(), EnrollError> {
-        let mut t = self.lock()?;
+        let mut t = self.lock_at(now)?;
         let valid = t
             .enrollment_codes
             .get(code_hash)
@@ -456,10 +527,12 @@ impl Accounts for MemoryStore {
         now: i64,
         limit: AttemptLimit,
     ) -> Result<Attempt, StoreError> {
-        let mut t = self.lock()?;
+        let mut t = self.lock_at(now)?;
+        let t = &mut *t;
         let (count, until) = t.attempts.entry(sub.to_owned()).or_insert((0, now));
         if *until <= now {
             (*count, *until) = (0, now + limit.window);
+            t.expiry.at(*until, Expiring::Attempts(sub.to_owned()));
         }
         if *count >= limit.max {
             return Ok(Attempt::Locked { until: *until });
@@ -477,11 +550,11 @@ impl Accounts for MemoryStore {
 #[async_trait]
 impl Jtis for MemoryStore {
     async fn use_jti(&self, jti: &JtiUse, now: i64) -> Result<bool, StoreError> {
-        let mut t = self.lock()?;
+        let mut t = self.lock_at(now)?;
         if jti_is_live(&t, jti, now) {
             return Ok(false);
         }
-        insert_jti(&mut t, jti);
+        t.insert_jti(jti);
         Ok(true)
     }
 }

@@ -1,6 +1,7 @@
 //! Push senders for the local API and the tests: one that records every push instead of sending
 //! it, and one that sends through another adapter and records what it delivered.
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -19,10 +20,29 @@ pub struct RecordedPush {
 /// Keeps every push in memory; the local API lists them at `GET /_local/pushes`.
 #[derive(Default)]
 pub struct RecordingPushSender {
-    sent: Mutex<Vec<RecordedPush>>,
+    sent: Mutex<VecDeque<RecordedPush>>,
 }
 
 impl RecordingPushSender {
+    /// Forgets the oldest pushes whose request expired before `cutoff` (epoch seconds), up to the
+    /// first one still live: amortised O(1) per push. Requests expire roughly in the order they
+    /// were made, so what stays behind a live one is bounded by the longest request lifetime.
+    pub fn forget_expired_before(&self, cutoff: i64) {
+        if let Ok(mut sent) = self.sent.lock() {
+            while sent.front().is_some_and(|p| p.message.expires_at < cutoff) {
+                sent.pop_front();
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.sent.lock().map_or(0, |v| v.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn sent_to(&self, sub: &str) -> Vec<RecordedPush> {
         self.sent
             .lock()
@@ -31,7 +51,10 @@ impl RecordingPushSender {
     }
 
     pub fn all(&self) -> Vec<RecordedPush> {
-        self.sent.lock().map(|v| v.clone()).unwrap_or_default()
+        self.sent
+            .lock()
+            .map(|v| v.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// The newest `limit` pushes (to `sub`, and carrying `binding_message`, when given), oldest
@@ -72,7 +95,7 @@ impl PushSender for RecordingPushSender {
 
     async fn send(&self, device: &Device, message: &PushMessage) -> Result<(), PushError> {
         if let Ok(mut sent) = self.sent.lock() {
-            sent.push(RecordedPush {
+            sent.push_back(RecordedPush {
                 sub: device.sub.clone(),
                 device_id: device.device_id.clone(),
                 message: message.clone(),
@@ -179,6 +202,24 @@ mod tests {
             ["user-1-B"]
         );
         assert!(record.recent(Some("user-3"), None, 10).is_empty());
+    }
+
+    #[tokio::test]
+    async fn pushes_of_expired_requests_are_forgotten_oldest_first() {
+        let record = RecordingPushSender::default();
+        for (txn, expires_at) in [("a", 10), ("b", 20), ("c", 15), ("d", 30)] {
+            let mut m = message();
+            m.txn = txn.into();
+            m.expires_at = expires_at;
+            record.send(&device(), &m).await.unwrap();
+        }
+        record.forget_expired_before(10);
+        assert_eq!(record.len(), 4);
+        record.forget_expired_before(16);
+        let left: Vec<String> = record.all().into_iter().map(|p| p.message.txn).collect();
+        assert_eq!(left, ["b", "c", "d"], "c stays behind b, still live");
+        record.forget_expired_before(31);
+        assert!(record.is_empty());
     }
 
     #[tokio::test]

@@ -143,6 +143,7 @@ impl Model {
             Call::Create { request, jti } => self.create(request, jti.as_ref()),
             Call::Discard { request, jti } => {
                 self.requests.remove(&request.auth_req_id);
+                self.decision_jtis.remove(&request.auth_req_id);
                 self.due
                     .remove(&(request.expires_at, request.auth_req_id.clone()));
                 if let Some(jti) = jti {

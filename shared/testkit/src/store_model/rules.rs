@@ -46,6 +46,10 @@ impl Rules {
                     redemptions: 0,
                 };
                 self.requests.insert(request.auth_req_id.clone(), life);
+                // A new life of the id: its decisions' jtis start over.
+                let decided_here = format!("@{}", request.auth_req_id);
+                self.jtis
+                    .retain(|(scope, _), _| !scope.ends_with(&decided_here));
             }
         }
         self.one_use_per_jti(&answers)?;

@@ -77,7 +77,8 @@ impl Case {
             keys.add(call);
         }
         let held = Holdings::read(&self.store, &keys).await?;
-        self.model = explain(&self.model, &calls, &outcomes, &keys, &held)?;
+        let now = self.now_ms.div_euclid(1000);
+        self.model = explain(&self.model, &calls, &outcomes, &keys, &held, now)?;
         Ok(())
     }
 
@@ -89,7 +90,7 @@ impl Case {
             tokens: self.model.token_hashes(),
         };
         let held = Holdings::read(&self.store, &keys).await?;
-        Holdings::expected(&self.model, &keys).compare(&held)
+        Holdings::expected(&self.model, &keys).compare(&held, self.now_ms.div_euclid(1000))
     }
 
     /// The call `op` makes now, its arguments drawn from the model as it stands.
@@ -316,6 +317,7 @@ fn explain(
     outcomes: &[Outcome],
     keys: &Keys,
     held: &Holdings,
+    now: i64,
 ) -> Result<Model, String> {
     let mut first_mismatch = None;
     for order in orders(calls.len()) {
@@ -328,7 +330,7 @@ fn explain(
         if answers != outcomes {
             continue;
         }
-        match Holdings::expected(&next, keys).compare(held) {
+        match Holdings::expected(&next, keys).compare(held, now) {
             Ok(()) => return Ok(next),
             Err(mismatch) => {
                 first_mismatch.get_or_insert(mismatch);
