@@ -219,7 +219,7 @@ def section_costs(out, results, charts):
         "they are shared by batches of up to 10). The DynamoDB stream's reads by Lambda are free.",
         "`/_local/pushes` (the harness's phone) is left out.",
         "",
-        "| signer | flow | part | requests | AWS calls | RRU | WRU | items written (by key) |",
+        "| signer | flow | part | requests | AWS calls | RRU | WRU | write units by item key |",
         "|---|---|---|---:|---|---:|---:|---|",
     ]
     for (signer, flow), n in numbers.items():
@@ -347,10 +347,10 @@ def section_scale(out, numbers, costs, inits, gb):
     row("DynamoDB WCU/s, whole table (poll)", lambda r: r * t_kms["wru"], None,
         "on demand: spread over partitions by key")
     row("DynamoDB RCU/s, whole table (poll)", lambda r: r * t_kms["rru"], None, "the same")
+    # Write units on the expiry index per flow, as counted (a transaction's doubled).
     due_writes = sum(p.get("item_writes", {}).get("DUE", 0) for p in push_kms["parts"])
-    # A DUE item is written in a transaction: 2 WRU per item up to 1 KB.
     row(f"WCU/s on one `{pattern}` partition (ping/push only)",
-        lambda r: r * due_writes * 2 / shards, PARTITION_WCU, f"{PARTITION_WCU:,} WCU per partition",
+        lambda r: r * due_writes / shards, PARTITION_WCU, f"{PARTITION_WCU:,} WCU per partition",
         "more expiry-index shards (ping and push only)")
     row("SNS publishes/s", lambda r: r * t_kms["publishes"], SNS_PUBLISH_TPS,
         f"{SNS_PUBLISH_TPS:,}/s Publish in us-east-1 (from memory; soft)",
@@ -380,9 +380,9 @@ def section_scale(out, numbers, costs, inits, gb):
         f"❌: over the limit. Per flow: {sign_per_flow:g} `Sign` (kms mode, poll), {t_kms['wru']:g} WRU, "
         f"{t_kms['rru']:g} RRU, {t_kms['http']:g} HTTP API requests (kms mode, poll).",
         "Lambda concurrency is rate × requests × billed duration per API function (the durations of the",
-        f"cost table). The expiry index's items ({due_writes:g} per push flow, counted) are written",
-        "inside transactions, each taking 2 WCU of its partition's 1,000 per second, and a minute's",
-        f"items share their key for that whole minute. The expiry index is {sharded} (read from",
+        f"cost table). The expiry index takes {due_writes:g} write unit(s) per push flow (counted, a",
+        "transaction's doubled) of its partition's 1,000 per second, and a minute's items share",
+        f"their key for that whole minute. The expiry index is {sharded} (read from",
         "`shared/src/store/dynamodb/layout.rs`). Every other item is keyed by its own request, token",
         "or user, so on-demand DynamoDB spreads the table-wide load; one user's or client's items see",
         "only that user's or client's rate (the table-wide on-demand maximum is a soft quota too).",

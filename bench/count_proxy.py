@@ -129,7 +129,8 @@ def units(consumed, op):
 
 def written_kinds(op, request):
     """The kinds of the items a DynamoDB write request writes (a transaction's condition checks
-    included, as they are billed as writes): each item's partition key up to its first `#`."""
+    included, as they are billed as writes), once per write unit of an item up to 1 KB: each
+    item's partition key up to its first `#`."""
     keys = []
     if op == "PutItem":
         keys.append(request.get("Item"))
@@ -145,10 +146,13 @@ def written_kinds(op, request):
         for writes in request.get("RequestItems", {}).values():
             for w in writes:
                 keys.append((w.get("PutRequest") or {}).get("Item") or (w.get("DeleteRequest") or {}).get("Key"))
+    # DynamoDB bills a transaction's item twice: the kind is listed once per write unit of an
+    # item up to 1 KB, so a partition's write units per flow can be read off.
+    factor = 2 if op == "TransactWriteItems" else 1
     kinds = []
     for key in keys:
         pk = ((key or {}).get("pk") or {}).get("S", "")
-        kinds.append(pk.split("#", 1)[0] or "?")
+        kinds.extend([pk.split("#", 1)[0] or "?"] * factor)
     return kinds
 
 

@@ -367,6 +367,17 @@ main() {
         run_ours memory-pending-pinned pending --store memory
     fi
 
+    # Memory stays bounded when entries expire: a million authorize + pending-poll flows with
+    # 2-second lifetimes, the recorded pushes and the requests leaving with them.
+    log "memory after a million flows (2 s lifetimes)"
+    OURS_ENV=(AUTH_REQ_EXPIRES_IN=2 ACCESS_TOKEN_TTL=2 REFRESH_TOKEN_TTL=2 REFRESH_TOKEN_MAX_LIFETIME=2)
+    start_ours memory-million-pinned --store memory --request-retention 0
+    OURS_ENV=()
+    # The last --duration given wins: the run ends at the millionth flow.
+    load memory-million-pinned ours "$OURS_PID" "$OURS_URL" pending \
+        --flows "${BENCH_MILLION_FLOWS:-1000000}" --duration 1800
+    stop_pid "$OURS_PID"
+
     if ! skipped aws; then
         aws_runs
     fi

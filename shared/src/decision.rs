@@ -23,11 +23,19 @@ pub async fn decide(ctx: &Ctx, jwt: &str) -> Result<(Device, Decision), DeviceEr
     if let Some(fault) = Ident::OpId.fault(&kid) {
         return Err(invalid(format!("the decision header's kid {fault}")));
     }
-    let device = ctx
-        .store
-        .accounts()
-        .get_device(&kid)
-        .await?
+    // The device and the request its decision names are read at once, one round trip: the
+    // request by the txn the unverified payload names, used only if the verified one names it.
+    let early_txn = jose::peek_claim(jwt, "txn").filter(|t| Ident::OpId.fault(t).is_none());
+    let requests = ctx.store.requests();
+    let (device, early_request) =
+        futures_util::future::join(ctx.store.accounts().get_device(&kid), async {
+            match &early_txn {
+                Some(txn) => requests.get_auth_request_by_txn(txn).await,
+                None => Ok(None),
+            }
+        })
+        .await;
+    let device = device?
         .filter(|d| d.enabled)
         .ok_or_else(|| invalid("unknown device"))?;
     let keys = jose::single_key_set(&device.public_key).ok_or_else(|| invalid("unknown device"))?;
@@ -58,13 +66,12 @@ pub async fn decide(ctx: &Ctx, jwt: &str) -> Result<(Device, Decision), DeviceEr
         .ok_or_else(|| invalid("the decision must carry jti"))?;
 
     // A txn of another user answers exactly like an unknown one.
-    let request = ctx
-        .store
-        .requests()
-        .get_auth_request_by_txn(txn)
-        .await?
-        .filter(|r| r.sub == device.sub)
-        .ok_or_else(|| invalid("unknown txn"))?;
+    let request = match early_txn {
+        Some(early) if early == txn => early_request?,
+        _ => requests.get_auth_request_by_txn(txn).await?,
+    }
+    .filter(|r| r.sub == device.sub)
+    .ok_or_else(|| invalid("unknown txn"))?;
     ctx.store
         .requests()
         .decide(&request.auth_req_id, decision, now, jti)

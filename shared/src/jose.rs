@@ -59,6 +59,15 @@ pub fn peek_header(token: &str) -> Result<(Algorithm, Option<String>), JwsError>
     Ok((header.alg, header.kid))
 }
 
+/// A string claim of a compact JWS, read without verifying it: only to start a read early,
+/// never to decide anything (the verified claims decide).
+pub fn peek_claim(token: &str, name: &str) -> Option<String> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let claims = serde_json::from_slice::<Claims>(&bytes).ok()?;
+    claims.get(name)?.as_str().map(str::to_owned)
+}
+
 /// `alg: none` and unknown algorithms fail header parsing in jsonwebtoken; tell them apart from
 /// garbage so the error says what is wrong.
 fn header_alg_is_unsupported(token: &str) -> bool {

@@ -44,7 +44,7 @@ ciba-load: whole CIBA poll flows against an OP on 127.0.0.1, for a bounded time
   --api URL          the OP (default http://127.0.0.1:8080); only loopback addresses
   --target KIND      ours (default: the local API) or node (bench/node-op/server.mjs)
   --concurrency N    concurrent workers, one flow at a time each (default 8)
-  --duration S       seconds of load (default 10, at most 300)
+  --duration S       seconds of load (default 10, at most 1800)
   --shape KIND       full (default: the whole flow above) or pending: POST bc-authorize (or
                      /backchannel) then one POST /token answering authorization_pending, the OP's
                      own endpoints without the device step and its harness. With --target ours
@@ -172,8 +172,8 @@ fn options(flags: &HashMap<String, String>) -> Result<Options, String> {
         ));
     }
     let seconds = number("duration", 10)?;
-    if !(1..=300).contains(&seconds) {
-        return Err("--duration must be 1 to 300 seconds".into());
+    if !(1..=1800).contains(&seconds) {
+        return Err("--duration must be 1 to 1800 seconds".into());
     }
     let count_urls: Vec<String> = flags
         .get("count-url")
