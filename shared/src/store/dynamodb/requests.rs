@@ -31,6 +31,7 @@ use super::transact::{
     MAX_ATTEMPTS, Transaction, backoff, build_error, sdk_error, update_condition_failure,
     update_condition_item,
 };
+use super::writes::Created;
 use crate::domain::{AuthRequest, Decision, DeliveryMode, Family, Status, TokenRecord};
 use crate::ports::{OsRandom, Random};
 use crate::protocol::SLOW_DOWN_STEP_SECS;
@@ -63,21 +64,35 @@ impl Requests for DynamoStore {
         let written = self
             .put_new("create_auth_request", auth_request_item(request))
             .await;
+        // A put that answered an error may still have gone through: it is taken back as well.
         if !matches!(written, Ok(true)) {
-            self.undo_create(request, jti, false).await;
+            let got = if written.is_err() {
+                Created::Request
+            } else {
+                Created::Jti
+            };
+            self.undo_create(request, jti, got).await;
             return Err(match written {
                 Err(e) => CreateError::Store(e),
                 _ => CreateError::Store(StoreError::Fault("auth_req_id collision".into())),
             });
         }
-        let filed = async {
-            if !stored_under_txn(request)
-                && !self
-                    .put_new("create_auth_request", txn_item(request))
-                    .await?
-            {
-                return Err(StoreError::Fault("txn collision".into()));
+        if !stored_under_txn(request) {
+            let pointed = self.put_new("create_auth_request", txn_item(request)).await;
+            if !matches!(pointed, Ok(true)) {
+                let got = if pointed.is_err() {
+                    Created::Pointer
+                } else {
+                    Created::Request
+                };
+                self.undo_create(request, jti, got).await;
+                return Err(match pointed {
+                    Err(e) => CreateError::Store(e),
+                    _ => CreateError::Store(StoreError::Fault("txn collision".into())),
+                });
             }
+        }
+        let filed = async {
             if let Some(crowded) = self.file_pending(request, limit).await? {
                 return Ok(Some(crowded));
             }
@@ -91,11 +106,11 @@ impl Requests for DynamoStore {
         match filed.await {
             Ok(None) => Ok(()),
             Ok(Some(crowded)) => {
-                self.undo_create(request, jti, true).await;
+                self.undo_create(request, jti, Created::Pointer).await;
                 Err(CreateError::TooManyPending(crowded))
             }
             Err(e) => {
-                self.undo_create(request, jti, true).await;
+                self.undo_create(request, jti, Created::Pointer).await;
                 Err(CreateError::Store(e))
             }
         }

@@ -92,20 +92,20 @@ impl DynamoStore {
         }
     }
 
-    /// Takes back what a refused or failed creation wrote, as far as it can: what is left stays
-    /// unreachable (no client was given the id) until its TTL.
+    /// Takes back what a refused or failed creation wrote (`written`: how far it got), as far as
+    /// it can: what is left stays unreachable (no client was given the id) until its TTL.
     pub(super) async fn undo_create(
         &self,
         request: &AuthRequest,
         jti: Option<&JtiUse>,
-        stored: bool,
+        written: Created,
     ) {
         let mut keys = Vec::new();
-        if stored {
+        if written >= Created::Request {
             keys.push(key(authreq_pk(&request.auth_req_id), SK_AUTHREQ));
-            if !stored_under_txn(request) {
-                keys.push(key(txn_pk(&request.txn), SK_TXN));
-            }
+        }
+        if written >= Created::Pointer && !stored_under_txn(request) {
+            keys.push(key(txn_pk(&request.txn), SK_TXN));
         }
         if let Some(jti) = jti {
             keys.push(key(jti_pk(jti), SK_JTI));
@@ -185,4 +185,15 @@ impl DynamoStore {
             "{op}: writes kept coming back unprocessed"
         )))
     }
+}
+
+/// How far a creation got before it was refused or failed: each step includes the ones before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Created {
+    /// Only the request object's `jti`, if any.
+    Jti,
+    /// And the request item.
+    Request,
+    /// And the `TXN#` item of an id that does not start with its txn.
+    Pointer,
 }
