@@ -86,7 +86,12 @@ impl Bench {
         let pushes = Arc::new(RecordingPushSender::default());
         let push: Arc<dyn PushSender> = pushes.clone();
         let ctx = Ctx {
-            config: Arc::new(Config::new(ISSUER).expect("a valid issuer")),
+            config: Arc::new(Config {
+                // Every iteration files another pending request for alice: the limit guards
+                // users against RPs, not the benchmark against itself.
+                pending_limit: ciba_shared::store::PendingLimit::NONE,
+                ..Config::new(ISSUER).expect("a valid issuer")
+            }),
             store,
             clock: clock.clone(),
             random: Arc::new(OsRandom),
