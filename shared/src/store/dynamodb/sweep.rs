@@ -111,22 +111,12 @@ impl DynamoStore {
         if self.cursor_seen.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(SWEEP_CURSOR_PK.into(), SK_SWEEP_CURSOR)))
-            .update_expression("SET #minute = :minute")
-            .condition_expression("attribute_not_exists(#minute)")
-            .expression_attribute_names("#minute", "minute")
-            .expression_attribute_values(":minute", num(now.div_euclid(60)))
-            .send()
-            .await;
-        match result {
-            Ok(_) => {}
-            Err(e) if update_condition_failure(&e).is_some() => {}
-            Err(e) => return Err(sdk_error("create_auth_request", e)),
-        }
+        self.set_sweep_cursor(
+            "create_auth_request",
+            now.div_euclid(60),
+            "attribute_not_exists(#minute)",
+        )
+        .await?;
         self.cursor_seen.store(true, Ordering::Relaxed);
         Ok(())
     }
@@ -141,13 +131,28 @@ impl DynamoStore {
 
     /// Moves the sweep cursor forward to `minute`, never back (sweeps may overlap).
     async fn advance_sweep_cursor(&self, minute: i64) -> Result<(), StoreError> {
+        self.set_sweep_cursor(
+            "expire_due",
+            minute,
+            "attribute_not_exists(#minute) OR #minute < :minute",
+        )
+        .await
+    }
+
+    /// Sets the sweep cursor to `minute` where `condition` holds; a failed condition leaves it.
+    async fn set_sweep_cursor(
+        &self,
+        op: &str,
+        minute: i64,
+        condition: &str,
+    ) -> Result<(), StoreError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(SWEEP_CURSOR_PK.into(), SK_SWEEP_CURSOR)))
             .update_expression("SET #minute = :minute")
-            .condition_expression("attribute_not_exists(#minute) OR #minute < :minute")
+            .condition_expression(condition)
             .expression_attribute_names("#minute", "minute")
             .expression_attribute_values(":minute", num(minute))
             .send()
@@ -155,7 +160,7 @@ impl DynamoStore {
         match result {
             Ok(_) => Ok(()),
             Err(e) if update_condition_failure(&e).is_some() => Ok(()),
-            Err(e) => Err(sdk_error("expire_due", e)),
+            Err(e) => Err(sdk_error(op, e)),
         }
     }
 }
