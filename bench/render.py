@@ -19,7 +19,7 @@ import re
 import subprocess
 import sys
 
-from costs import section_costs
+from costs import load, section_costs
 
 # Targets of issue 6: reported next to the results, not asserted.
 TARGETS_US = {
@@ -36,14 +36,6 @@ CRYPTO_FLOOR_US = 56
 RSS_TARGET_MIB = 64
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
 
 
 def command(*argv):
