@@ -5,10 +5,11 @@
 use std::collections::BTreeSet;
 
 use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
-use ciba_shared::domain::Device;
+use ciba_shared::domain::{Decision, Device};
 use ciba_shared::store::dynamodb::{create_table, local_client};
 use ciba_shared::store::{
-    Accounts, Clients, DynamoStore, PendingLimit, PollOutcome, Requests, StoreError,
+    Accounts, Clients, CreateError, Crowded, DynamoStore, JtiUse, PendingLimit, PollOutcome,
+    Requests, StoreError,
 };
 use ciba_testkit::dynamodb::{store_from_env, table_from_env};
 use ciba_testkit::store_suite::request;
@@ -75,6 +76,69 @@ async fn auth_request_is_stored_as_top_level_attributes() {
     assert_eq!(
         txn.get("auth_req_id"),
         Some(&AttributeValue::S("r1".into()))
+    );
+}
+
+/// A user's pending map (`PENDING#<sub>` / `SLOTS`) holds decided requests only until it grows
+/// or a limit is near: however many requests a user has had, the item stays a few entries (one
+/// write unit per filing), and the limits count only what is still pending.
+#[tokio::test]
+async fn a_users_pending_map_stays_small_and_forgets_decided_requests() {
+    let Some(local) = table_from_env().await else {
+        return;
+    };
+    let store = &local.store;
+    let generous = PendingLimit {
+        per_client: 1_000,
+        per_user: 1_000,
+    };
+    for i in 0..40 {
+        let id = format!("t{i:02}.secret");
+        let r = request(&id);
+        store.create_auth_request(&r, None, generous).await.unwrap();
+        let jti = JtiUse {
+            scope: "device".into(),
+            jti: format!("d{i}"),
+            expires_at: r.expires_at,
+        };
+        store
+            .decide(&id, Decision::Approve, r.created_at + 1, &jti)
+            .await
+            .unwrap();
+    }
+    let slots = local
+        .client
+        .get_item()
+        .table_name(&local.table)
+        .key("pk", AttributeValue::S("PENDING#alice".into()))
+        .key("sk", AttributeValue::S("SLOTS".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let Some(AttributeValue::M(entries)) = slots.get("e") else {
+        panic!("no map in {slots:?}");
+    };
+    assert!(entries.len() < 12, "{} entries", entries.len());
+    // Forty decided requests leave room for exactly the limit.
+    let strict = PendingLimit {
+        per_client: 2,
+        per_user: 3,
+    };
+    for id in ["p1.secret", "p2.secret"] {
+        store
+            .create_auth_request(&request(id), None, strict)
+            .await
+            .unwrap();
+    }
+    let third = store
+        .create_auth_request(&request("p3.secret"), None, strict)
+        .await;
+    assert!(
+        matches!(third, Err(CreateError::TooManyPending(Crowded::ByClient))),
+        "{third:?}"
     );
 }
 

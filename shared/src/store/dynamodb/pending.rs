@@ -5,10 +5,11 @@
 //! one user cannot all count the same entries and slip past the limit together.
 //!
 //! A request is filed after its item is written and leaves the map lazily: an entry past its
-//! expiry is dropped without a read, and when the entries would reach a bound (or the map grows
-//! past `PRUNE_AT`) the requests behind them are read and those no longer pending (decided,
-//! discarded, gone) are dropped. Deciding a request therefore writes nothing here: a decision is
-//! one write of the request item alone.
+//! expiry is dropped without a read, and only when the entries would reach a bound (or the map
+//! reaches `PRUNE_AT` entries) are the requests behind them read and those no longer pending
+//! (decided, discarded, gone) dropped. Deciding a request therefore writes nothing here: a
+//! decision is one write of the request item alone. A user far from the limits costs a filing
+//! one read and one write; each decided entry is read about once, by the prune that drops it.
 
 use std::collections::HashMap;
 
@@ -23,8 +24,11 @@ use crate::store::{Crowded, PendingLimit, StoreError};
 
 const SK_SLOTS: &str = "SLOTS";
 /// Entries the map may hold before the requests behind them are read to prune it, whatever the
-/// limit: keeps the item (and the write of every filing) small.
-const PRUNE_AT: usize = 4;
+/// limit: keeps the item under 1 KB, so that every filing's write stays one write unit (an entry
+/// is a 22-character locator, a client id and an expiry: under 80 bytes with the map's overhead
+/// for client ids up to 40 characters).
+/// Below it, and below the limits, a filing reads no request.
+const PRUNE_AT: usize = 12;
 /// Keys one `BatchGetItem` may ask for.
 const BATCH_GET_MAX: usize = 100;
 
@@ -58,6 +62,8 @@ impl DynamoStore {
                     .count();
                 limit.crowded(from_client, entries.len())
             };
+            // Decided entries still count here: reading them is only worth it when the count
+            // would refuse the request, or the item grows.
             if entries.len() >= PRUNE_AT || crowded(&entries).is_some() {
                 self.keep_pending(&mut entries).await?;
             }
