@@ -34,7 +34,8 @@ struct Tables {
     devices: HashMap<String, Device>,
     enrollment_codes: HashMap<String, EnrollmentCode>,
     jtis: HashMap<(String, String), i64>,
-    requests: HashMap<String, AuthRequest>,
+    /// Boxed: the table's slots stay small, and it grows (doubling) by pointers, not requests.
+    requests: HashMap<String, Box<AuthRequest>>,
     /// The (scope, jti) of the decision each decided request took.
     decision_jtis: HashMap<String, (String, String)>,
     txns: HashMap<String, String>,
@@ -186,7 +187,7 @@ impl Requests for MemoryStore {
         t.expiry
             .at(leaves, Expiring::Request(request.auth_req_id.clone()));
         t.requests
-            .insert(request.auth_req_id.clone(), request.clone());
+            .insert(request.auth_req_id.clone(), Box::new(request.clone()));
         Ok(())
     }
 
@@ -210,12 +211,19 @@ impl Requests for MemoryStore {
     }
 
     async fn get_auth_request(&self, auth_req_id: &str) -> Result<Option<AuthRequest>, StoreError> {
-        Ok(self.lock()?.requests.get(auth_req_id).cloned())
+        Ok(self
+            .lock()?
+            .requests
+            .get(auth_req_id)
+            .map(|r| (**r).clone()))
     }
 
     async fn get_auth_request_by_txn(&self, txn: &str) -> Result<Option<AuthRequest>, StoreError> {
         let t = self.lock()?;
-        Ok(t.txns.get(txn).and_then(|id| t.requests.get(id)).cloned())
+        Ok(t.txns
+            .get(txn)
+            .and_then(|id| t.requests.get(id))
+            .map(|r| (**r).clone()))
     }
 
     async fn record_poll(&self, auth_req_id: &str, now_ms: i64) -> Result<PollOutcome, StoreError> {
@@ -312,7 +320,7 @@ impl Requests for MemoryStore {
                 && request.status == Status::Pending
             {
                 request.status = Status::Expired;
-                let request = request.clone();
+                let request = (**request).clone();
                 t.not_pending(&request);
                 expired.push(request);
             }
