@@ -13,7 +13,10 @@
 #      (default 8) against ciba-local on the in-memory store (the whole flow, and the `pending`
 #      shape: bc-authorize + one pending poll), the same with the server pinned to one core and
 #      the driver to the other (`taskset`, when there are 2+ cores), and on DynamoDB Local;
-#      the server's CPU time per flow is read from /proc;
+#      the server's CPU time per flow is read from /proc (user and kernel); right after them,
+#      node-oidc-provider (bench/node-op) under the same load, both shapes, pinned and not; and
+#      before and after the two, `openssl speed ecdsap256` on the server's core: the flow's
+#      crypto floor in this run (a shared VM's speed drifts);
 #   6. AWS calls per flow, counted: ciba-local on DynamoDB Local and moto's SNS and KMS through
 #      bench/count_proxy.py, in both signer modes (kms: a KMS Sign per signature; envelope: a
 #      key made by ciba-admin signing-key, one KMS Decrypt at start-up); BENCH_COUNT_FLOWS
@@ -23,8 +26,7 @@
 #      sequential round trips and p50/p99 per endpoint;
 #   7. Lambda cold start: every x86_64 bootstrap under the official Lambda Runtime Interface
 #      Emulator (tests/rie.py cold-start: the environment template.yaml gives it, DynamoDB Local,
-#      moto's SNS and KMS behind it), BENCH_INIT_RUNS (default 5) times each;
-#   8. node-oidc-provider (bench/node-op) under the same load, both shapes, pinned and not.
+#      moto's SNS and KMS behind it), BENCH_INIT_RUNS (default 5) times each.
 #
 # Every server runs on a free 127.0.0.1 port and is stopped on exit. Raw results are kept in
 # target/bench-report/, the charts' numbers in it as charts.json; bench/render.py writes
@@ -171,6 +173,15 @@ run_node() {
         node "$dir/server.mjs" --device-key "$ROOT/tests/keys/alice-phone.pem" >"$OUT/startup-node.json"
 }
 
+# crypto_speed NAME: ES256 signatures and verifications per second on the server's core
+# (`openssl speed ecdsap256`), into $OUT/crypto-NAME.json: the flow's crypto floor in this run.
+crypto_speed() {
+    command -v openssl >/dev/null || return 0
+    "${PIN_SERVER[@]}" openssl speed -seconds 2 ecdsap256 2>/dev/null |
+        awk '/nistp256/ { printf "{\"sign_per_s\": %s, \"verify_per_s\": %s}\n", $(NF-1), $NF }' \
+            >"$OUT/crypto-$1.json"
+}
+
 # sizes ARCH NAME=BOOTSTRAP...: the size of every bootstrap into $OUT/lambda-sizes-ARCH.json.
 sizes() {
     local arch="$1" pair bootstrap name built stripped tmp tool first=1 file="$OUT/lambda-sizes-$1.json"
@@ -304,7 +315,9 @@ for _ in range(600):
         break
     time.sleep(0.2)
 print(json.dumps(counts))' "$counter" >"$OUT/count-$signer-startup.json"
-        for shape in full pending ping push refresh; do
+        # `pending` last: its requests stay pending until they expire, and a user's later
+        # filings would count them (and read them once the limits are near).
+        for shape in full ping push refresh pending; do
             log "counting AWS calls ($signer signer, $DELAY_MS ms injected): $COUNT_FLOWS $shape flows, one at a time"
             "$BIN/ciba-load" --api "$OURS_URL" --pid "$OURS_PID" --label "counted-$signer-$shape" \
                 --shape "$shape" --concurrency 1 --flows "$COUNT_FLOWS" --duration 300 \
@@ -360,12 +373,19 @@ main() {
     python3 bench/startup.py 5 /.well-known/openid-configuration \
         "$BIN/ciba-local" --port '{port}' >"$OUT/startup.json"
 
+    # The side-by-side runs back to back, between two measurements of the flow's crypto on the
+    # server's core: a shared VM's speed drifts over minutes, and the ratio should not.
+    crypto_speed before
     run_ours memory full --store memory
     run_ours memory-pending pending --store memory
     if ((${#PIN_SERVER[@]})); then
         run_ours memory-pinned full --store memory
         run_ours memory-pending-pinned pending --store memory
     fi
+    if ! skipped node; then
+        run_node
+    fi
+    crypto_speed after
 
     # Memory stays bounded when entries expire: a million authorize + pending-poll flows with
     # 2-second lifetimes, the recorded pushes and the requests leaving with them.
@@ -380,10 +400,6 @@ main() {
 
     if ! skipped aws; then
         aws_runs
-    fi
-
-    if ! skipped node; then
-        run_node
     fi
 
     local drawn=1

@@ -904,14 +904,16 @@ fn memory_of(pid: u32) -> Option<(u64, u64)> {
     Some((field("VmHWM:")?, field("VmRSS:")?))
 }
 
-/// CPU time (user + system) a process has used so far, in milliseconds, from
-/// `/proc/PID/stat` (fields 14 and 15, in clock ticks of 1/100 s on Linux).
-fn cpu_ms_of(pid: u32) -> Option<u64> {
+/// CPU time a process has used so far, in milliseconds: (user + system, system), from
+/// `/proc/PID/stat` (fields 14 and 15, in clock ticks of 1/100 s on Linux). The system part is
+/// mostly the kernel's loopback TCP, which any server pays for the same requests.
+fn cpu_ms_of(pid: u32) -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces; the fields after its ')' are plain.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(ticks * 10)
+    let user = fields.get(11)?.parse::<u64>().ok()?;
+    let system = fields.get(12)?.parse::<u64>().ok()?;
+    Some(((user + system) * 10, system * 10))
 }
 
 fn markdown(result: &Value) -> String {
@@ -1016,11 +1018,21 @@ async fn run(options: Options) -> Result<Value, String> {
         .map(|(_, n)| n)
         .sum();
     let memory = options.pid.and_then(memory_of);
-    let cpu_ms = options
+    let cpu = options
         .pid
         .and_then(cpu_ms_of)
         .zip(cpu_before)
-        .map(|(after, before)| after.saturating_sub(before));
+        .map(|(after, before)| {
+            (
+                after.0.saturating_sub(before.0),
+                after.1.saturating_sub(before.1),
+            )
+        });
+    let (cpu_ms, sys_ms) = (cpu.map(|c| c.0), cpu.map(|c| c.1));
+    let per_flow = |ms: Option<u64>| {
+        ms.filter(|_| tally.flows > 0)
+            .map(|ms| ms as f64 * 1000.0 / tally.flows as f64)
+    };
     let aws: serde_json::Map<String, Value> = tally
         .aws_calls
         .iter()
@@ -1062,9 +1074,9 @@ async fn run(options: Options) -> Result<Value, String> {
         "server_rss_kb": memory.map(|m| m.1),
         "aws": aws,
         "server_cpu_ms": cpu_ms,
-        "server_cpu_us_per_flow": cpu_ms
-            .filter(|_| tally.flows > 0)
-            .map(|ms| ms as f64 * 1000.0 / tally.flows as f64),
+        "server_cpu_us_per_flow": per_flow(cpu_ms),
+        "server_sys_ms": sys_ms,
+        "server_sys_us_per_flow": per_flow(sys_ms),
     }))
 }
 
