@@ -211,6 +211,7 @@ fn id_token(c: &mut Criterion) {
         family_expires_at: T0 + config.refresh_family_lifetime,
         format: AccessTokenFormat::Opaque,
         binding: Default::default(),
+        authorization_details: None,
     };
     c.bench_function("tokens/mint", |b| {
         b.iter(|| {

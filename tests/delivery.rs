@@ -66,6 +66,7 @@ impl World {
                 resource_server: false,
                 access_token_format: Default::default(),
                 fapi: false,
+                authorization_details_types: None,
                 tls: Default::default(),
             };
             store.clients().put_client(&client).await.unwrap();

@@ -41,6 +41,7 @@ async fn register(h: &Harness, id: &str, mode: DeliveryMode, endpoint: &str) {
         resource_server: false,
         access_token_format: Default::default(),
         fapi: false,
+        authorization_details_types: None,
         tls: Default::default(),
     };
     h.store.clients().put_client(&client).await.unwrap();

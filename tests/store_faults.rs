@@ -101,6 +101,7 @@ fn tokens(auth_req_id: &str) -> Vec<TokenRecord> {
         rotated_at: None,
         jkt: None,
         x5t: None,
+        authorization_details: None,
     })
     .collect()
 }

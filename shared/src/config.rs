@@ -65,6 +65,10 @@ pub struct Config {
     /// read every time): a changed or deleted client takes effect in other functions after at
     /// most this long.
     pub client_cache_secs: u64,
+    /// The RFC 9396 `authorization_details` types `/bc-authorize` accepts
+    /// (`AUTHORIZATION_DETAILS_TYPES`, names separated by spaces or commas, empty for none; every
+    /// type `authorization_details::TYPES` knows by default).
+    pub authorization_details_types: Vec<String>,
 }
 
 /// The dynamic registration policy (RFC 7591 §3: the endpoint "MAY be protected" by an initial
@@ -137,6 +141,10 @@ impl Config {
             mtls_base_url: None,
             dpop_nonce_required: false,
             client_cache_secs: 0,
+            authorization_details_types: crate::authorization_details::TYPES
+                .iter()
+                .map(|(name, _)| (*name).to_owned())
+                .collect(),
         })
     }
 
@@ -211,6 +219,27 @@ impl Config {
                          {MAX_CLIENT_CACHE_SECS}, got {raw:?}"
                     ))
                 })?;
+        }
+        if let Some(raw) = vars.get("AUTHORIZATION_DETAILS_TYPES") {
+            let types: Vec<String> = raw
+                .split([' ', ','])
+                .filter(|name| !name.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if let Some(unknown) = types
+                .iter()
+                .find(|name| !crate::authorization_details::known(name))
+            {
+                return Err(ConfigError(format!(
+                    "AUTHORIZATION_DETAILS_TYPES: no schema for type {unknown:?} (known: {})",
+                    crate::authorization_details::TYPES
+                        .iter()
+                        .map(|(name, _)| *name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            config.authorization_details_types = types;
         }
         config.registration = registration(vars)?;
         config.fapi_by_default = match vars.get("FAPI_BY_DEFAULT").map(String::as_str) {
@@ -348,6 +377,32 @@ fn validate_issuer(raw: &str) -> Result<String, ConfigError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn authorization_details_types_are_every_known_type_unless_configured() {
+        let vars = |types: Option<&str>| {
+            let mut vars = HashMap::from([("ISSUER".to_owned(), "https://op.example".to_owned())]);
+            if let Some(types) = types {
+                vars.insert("AUTHORIZATION_DETAILS_TYPES".to_owned(), types.to_owned());
+            }
+            vars
+        };
+        let types = |raw| {
+            Config::from_vars(&vars(raw))
+                .unwrap()
+                .authorization_details_types
+        };
+        assert_eq!(types(None), ["payment_initiation", "generic"]);
+        assert_eq!(types(Some("generic")), ["generic"]);
+        assert_eq!(
+            types(Some("payment_initiation, generic")),
+            ["payment_initiation", "generic"]
+        );
+        assert!(types(Some("")).is_empty());
+        let err =
+            Config::from_vars(&vars(Some("payment_initiation,account_information"))).unwrap_err();
+        assert!(err.0.contains("account_information"), "{err}");
+    }
+
     #[test]
     fn mtls_base_url_is_an_https_origin_whose_endpoints_are_audiences_too() {
         let vars = |base: &str| {

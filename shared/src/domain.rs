@@ -62,6 +62,10 @@ pub struct Client {
     /// Held to the FAPI-CIBA client profile (`fapi`), whatever the OP's default.
     #[serde(default, skip_serializing_if = "is_false")]
     pub fapi: bool,
+    /// The RFC 9396 `authorization_details` types this client may request (RFC 9396 §10);
+    /// `None`: every type the OP supports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_details_types: Option<Vec<String>>,
     /// Mutual TLS metadata (RFC 8705), under its registered names.
     #[serde(flatten)]
     pub tls: TlsClientMetadata,
@@ -243,6 +247,10 @@ pub struct AuthRequest {
     /// Epoch seconds at which a ping or push client was notified of the outcome.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notified_at: Option<i64>,
+    /// The RFC 9396 `authorization_details` the client asked the user to approve, as checked
+    /// by `authorization_details::parse`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_details: Option<serde_json::Value>,
 }
 
 impl AuthRequest {
@@ -305,6 +313,9 @@ pub struct TokenRecord {
     /// good over mutual TLS with that certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub x5t: Option<String>,
+    /// The RFC 9396 `authorization_details` of the grant, answered by introspection (§9.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_details: Option<serde_json::Value>,
 }
 
 /// Every token issued from one grant (one approved request): the first access and refresh

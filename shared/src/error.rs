@@ -218,6 +218,9 @@ error_family! {
         InvalidUserCode => ("invalid_user_code", BAD_REQUEST),
         /// The `binding_message` is too long or has characters the device cannot show.
         InvalidBindingMessage => ("invalid_binding_message", BAD_REQUEST),
+        /// The `authorization_details` are malformed, of a type the OP or the client does not
+        /// support, or fail their type's schema (RFC 9396 §5).
+        InvalidAuthorizationDetails => ("invalid_authorization_details", BAD_REQUEST),
         /// The OP refuses the request.
         AccessDenied => ("access_denied", FORBIDDEN),
     }

@@ -2,6 +2,7 @@
 //! the ports (store, clock, randomness, signer, push) and their adapters. Every Lambda in
 //! `functions/` is a thin handler over this crate.
 
+pub mod authorization_details;
 pub mod aws_error;
 pub mod backchannel;
 pub mod callback_policy;

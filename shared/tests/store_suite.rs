@@ -37,6 +37,7 @@ mod memory {
             rotated_at: None,
             jkt: None,
             x5t: None,
+            authorization_details: None,
         }
     }
 

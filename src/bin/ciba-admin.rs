@@ -216,6 +216,7 @@ fn resource_server_client(
         resource_server: true,
         access_token_format: metadata.access_token_format,
         fapi: metadata.fapi,
+        authorization_details_types: None,
         tls: metadata.tls,
     })
 }

@@ -57,6 +57,7 @@ fn endpoints_and_capabilities(config: &Config) -> Value {
         "backchannel_token_delivery_modes_supported": [DeliveryMode::Poll, DeliveryMode::Ping, DeliveryMode::Push],
         "backchannel_authentication_request_signing_alg_values_supported": ["ES256", "PS256"],
         "backchannel_user_code_parameter_supported": true,
+        "authorization_details_types_supported": config.authorization_details_types,
         "grant_types_supported": [CIBA_GRANT, REFRESH_GRANT],
         "token_endpoint_auth_methods_supported": methods,
         "token_endpoint_auth_signing_alg_values_supported": CLIENT_ASSERTION_ALGS,
@@ -111,6 +112,10 @@ mod tests {
             json!(["poll", "ping", "push"])
         );
         assert_eq!(m["id_token_signing_alg_values_supported"], json!(["ES256"]));
+        assert_eq!(
+            m["authorization_details_types_supported"],
+            json!(["payment_initiation", "generic"])
+        );
     }
 
     /// RFC 8414 §2: a resource server finds introspection and revocation in the metadata, and

@@ -58,6 +58,10 @@ fn active(record: &TokenRecord, issuer: &str) -> Value {
     if let Some(acr) = &record.acr {
         answer["acr"] = acr.as_str().into();
     }
+    // RFC 9396 §9.2: what the user approved, for the API to enforce.
+    if let Some(details) = &record.authorization_details {
+        answer["authorization_details"] = details.clone();
+    }
     if let Some(cnf) = Binding::confirmation(record.jkt.as_deref(), record.x5t.as_deref()) {
         answer["cnf"] = cnf;
     }
@@ -84,6 +88,7 @@ mod tests {
             rotated_at: None,
             jkt: None,
             x5t: None,
+            authorization_details: None,
         }
     }
 

@@ -75,6 +75,7 @@ async fn register(ctx: &Ctx, req: &Request) -> Result<Response<Body>, Registrati
         resource_server: metadata.resource_server,
         access_token_format: metadata.access_token_format,
         fapi: metadata.fapi,
+        authorization_details_types: metadata.authorization_details_types,
         tls: metadata.tls,
     };
     let issued_at = ctx.clock.now();
@@ -135,6 +136,8 @@ struct Registered<'a> {
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     resource_server: bool,
     access_token_format: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authorization_details_types: Option<&'a [String]>,
     #[serde(flatten)]
     tls: &'a TlsClientMetadata,
 }
@@ -166,6 +169,7 @@ impl<'a> Registered<'a> {
             client_name: client.client_name.as_deref(),
             resource_server: client.resource_server,
             access_token_format: client.access_token_format.as_str(),
+            authorization_details_types: client.authorization_details_types.as_deref(),
             tls: &client.tls,
         }
     }

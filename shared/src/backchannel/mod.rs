@@ -231,6 +231,7 @@ fn new_request(
         status: Status::Pending,
         decided_at: None,
         notified_at: None,
+        authorization_details: valid.authorization_details,
     }
 }
 

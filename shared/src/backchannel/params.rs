@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 
+use crate::authorization_details;
 use crate::config::Config;
 use crate::display;
 use crate::domain::Client;
@@ -22,6 +23,7 @@ pub const AUTHN_PARAMS: &[&str] = &[
     "user_code",
     "requested_expiry",
     "client_notification_token",
+    "authorization_details",
 ];
 
 fn invalid(description: impl Into<String>) -> AuthnError {
@@ -40,6 +42,9 @@ pub struct AuthnParams {
     pub user_code: Option<String>,
     pub requested_expiry: Option<String>,
     pub client_notification_token: Option<String>,
+    /// RFC 9396: a JSON array, as the form field's text (a request object's array claim is
+    /// written back to text).
+    pub authorization_details: Option<String>,
 }
 
 impl AuthnParams {
@@ -54,6 +59,7 @@ impl AuthnParams {
             "user_code" => &mut self.user_code,
             "requested_expiry" => &mut self.requested_expiry,
             "client_notification_token" => &mut self.client_notification_token,
+            "authorization_details" => &mut self.authorization_details,
             _ => return,
         };
         *slot = Some(value);
@@ -70,7 +76,8 @@ impl AuthnParams {
     }
 
     /// From a request object: every parameter is a string, but `requested_expiry` may also be
-    /// a JSON number (CIBA Core §7.1.1).
+    /// a JSON number (CIBA Core §7.1.1), and `authorization_details` is a JSON array (RFC 9396
+    /// §3; the text of one is accepted too).
     pub fn from_claims(claims: &Claims) -> Result<Self, AuthnError> {
         let mut params = Self::default();
         for name in AUTHN_PARAMS {
@@ -79,6 +86,9 @@ impl AuthnParams {
                 (Some(Value::String(s)), _) if s.is_empty() => {}
                 (Some(Value::String(s)), _) => params.set(name, s.clone()),
                 (Some(Value::Number(n)), "requested_expiry") => params.set(name, n.to_string()),
+                (Some(details), "authorization_details") => {
+                    params.set(name, details.to_string());
+                }
                 (Some(_), _) => {
                     return Err(invalid(format!(
                         "request object claim {name} must be a string"
@@ -108,6 +118,8 @@ pub struct ValidParams {
     pub user_code: Option<String>,
     pub expires_in: i64,
     pub client_notification_token: Option<String>,
+    /// Checked against their types' schemas (`authorization_details::parse`).
+    pub authorization_details: Option<Value>,
 }
 
 /// Applies the contract's parameter rules in order; the first broken rule answers.
@@ -145,6 +157,18 @@ pub fn validate(
     {
         return Err(invalid("acr_values must be space-separated values"));
     }
+    let authorization_details = params
+        .authorization_details
+        .as_deref()
+        .map(|raw| {
+            authorization_details::parse(
+                raw,
+                &config.authorization_details_types,
+                client.authorization_details_types.as_deref(),
+            )
+        })
+        .transpose()
+        .map_err(|e| AuthnError::InvalidAuthorizationDetails(e.0.into()))?;
     Ok(ValidParams {
         scope,
         hint,
@@ -153,6 +177,7 @@ pub fn validate(
         user_code: params.user_code,
         expires_in,
         client_notification_token: params.client_notification_token,
+        authorization_details,
     })
 }
 

@@ -9,6 +9,7 @@ use url::Url;
 
 mod tls;
 
+use crate::authorization_details;
 use crate::callback_policy::{self, RESOLVES_INTERNALLY};
 use crate::config::is_loopback;
 use crate::display;
@@ -54,6 +55,9 @@ pub struct Metadata {
     pub access_token_format: AccessTokenFormat,
     /// `fapi: true`: the FAPI-CIBA client profile (`fapi::check_registration`).
     pub fapi: bool,
+    /// `authorization_details_types` (RFC 9396 §10): the types it may request, each one the OP
+    /// has a schema for.
+    pub authorization_details_types: Option<Vec<String>>,
     /// The client certificate's identity and binding (RFC 8705).
     pub tls: TlsClientMetadata,
 }
@@ -216,6 +220,7 @@ impl Metadata {
             resource_server,
             access_token_format,
             fapi: boolean(body, "fapi")?,
+            authorization_details_types: authorization_details_types(body)?,
             tls,
         })
     }
@@ -243,6 +248,43 @@ impl Metadata {
         }
         Ok(())
     }
+}
+
+/// `authorization_details_types`: a non-empty array of distinct names of types the OP has a
+/// schema for (`authorization_details::TYPES`).
+fn authorization_details_types(
+    body: &Map<String, Value>,
+) -> Result<Option<Vec<String>>, RegistrationError> {
+    let Some(value) = member(body, "authorization_details_types") else {
+        return Ok(None);
+    };
+    let malformed = || {
+        invalid_metadata(format!(
+            "authorization_details_types must be a non-empty array of distinct type names, each one \
+             of: {}",
+            authorization_details::TYPES
+                .iter()
+                .map(|(name, _)| *name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    };
+    let names = value
+        .as_array()
+        .filter(|a| !a.is_empty())
+        .ok_or_else(malformed)?;
+    let mut types: Vec<String> = Vec::with_capacity(names.len());
+    for name in names {
+        let name = name
+            .as_str()
+            .filter(|n| authorization_details::known(n))
+            .ok_or_else(malformed)?;
+        if types.iter().any(|t| t == name) {
+            return Err(malformed());
+        }
+        types.push(name.to_owned());
+    }
+    Ok(Some(types))
 }
 
 /// CIBA Core §4: "This URL MUST use the https scheme". Plain http only reaches a loopback host,

@@ -195,6 +195,42 @@ fn a_resource_server_registers_without_ciba_metadata_and_with_no_grants() {
 }
 
 #[test]
+fn authorization_details_types_are_known_distinct_names() {
+    let types = |value: Value| {
+        validate(
+            json!({"backchannel_token_delivery_mode": "poll", "authorization_details_types": value}),
+            false,
+        )
+        .map(|m| m.authorization_details_types)
+    };
+    assert_eq!(
+        validate(json!({"backchannel_token_delivery_mode": "poll"}), false)
+            .unwrap()
+            .authorization_details_types,
+        None
+    );
+    assert_eq!(types(Value::Null).unwrap(), None);
+    assert_eq!(
+        types(json!(["generic", "payment_initiation"])).unwrap(),
+        Some(vec!["generic".to_owned(), "payment_initiation".to_owned()])
+    );
+    for bad in [
+        json!([]),
+        json!("generic"),
+        json!(["generic", "generic"]),
+        json!(["account_information"]),
+        json!([1]),
+    ] {
+        let e = types(bad.clone()).unwrap_err();
+        assert_eq!(e.code(), "invalid_client_metadata", "{bad}");
+        assert!(
+            e.description().contains("payment_initiation, generic"),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
 fn access_token_format_is_opaque_unless_jwt_is_asked_for() {
     let poll = |extra: Value| {
         let mut body = json!({"backchannel_token_delivery_mode": "poll"});

@@ -25,6 +25,9 @@ pub struct TokenResponse {
     pub refresh_token: String,
     pub id_token: String,
     pub scope: String,
+    /// What the user approved (RFC 9396 §7), when the request carried `authorization_details`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorization_details: Option<serde_json::Value>,
 }
 
 /// A minted set of tokens: the response for the client and the records to store.
@@ -61,6 +64,9 @@ pub struct Grant {
     pub format: AccessTokenFormat,
     /// What the tokens are bound to, if anything.
     pub binding: Binding,
+    /// The RFC 9396 `authorization_details` the user approved, carried by every token of the
+    /// grant.
+    pub authorization_details: Option<serde_json::Value>,
 }
 
 /// What the tokens of a grant are bound to (their sender constraint): the DPoP key the token
@@ -119,6 +125,7 @@ impl Grant {
             family_expires_at: auth_time.saturating_add(config.refresh_family_lifetime),
             format,
             binding: Binding::default(),
+            authorization_details: request.authorization_details.clone(),
         }
     }
 
@@ -142,6 +149,7 @@ impl Grant {
             family_expires_at: family.expires_at,
             format,
             binding: Binding::default(),
+            authorization_details: record.authorization_details.clone(),
         }
     }
 
@@ -243,6 +251,7 @@ pub async fn mint(
         rotated_at: None,
         jkt: grant.binding.jkt.clone(),
         x5t: grant.binding.x5t.clone(),
+        authorization_details: grant.authorization_details.clone(),
     };
     let records = vec![
         record(
@@ -264,6 +273,7 @@ pub async fn mint(
             refresh_token: refresh.expose().to_owned(),
             id_token,
             scope: grant.scope.clone(),
+            authorization_details: grant.authorization_details.clone(),
         },
         records,
         family: grant.family(),
@@ -296,6 +306,10 @@ async fn jwt_access_token(
     let binding = &grant.binding;
     if let Some(cnf) = Binding::confirmation(binding.jkt.as_deref(), binding.x5t.as_deref()) {
         claims["cnf"] = cnf;
+    }
+    // RFC 9396 §9.1: an API checks what was approved in the token itself.
+    if let Some(details) = &grant.authorization_details {
+        claims["authorization_details"] = details.clone();
     }
     jose::sign_es256(signer, AT_JWT_TYP, &claims).await
 }

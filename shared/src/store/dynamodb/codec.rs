@@ -143,6 +143,10 @@ pub(super) fn auth_request_item(r: &AuthRequest) -> Item {
     if let Some(at) = r.notified_at {
         set("notified_at", num(at));
     }
+    // As the JSON text it was checked as: stored, shown and approved byte for byte alike.
+    if let Some(details) = &r.authorization_details {
+        set("authorization_details", s(&details.to_string()));
+    }
     set("ttl", num(r.expires_at + REQUEST_RETENTION_SECS));
     item
 }
@@ -170,7 +174,18 @@ pub(super) fn auth_request_from_item(item: &Item) -> Result<AuthRequest, StoreEr
             .ok_or_else(|| StoreError::Fault(format!("auth request has status {status:?}")))?,
         decided_at: opt_n(item, "decided_at")?,
         notified_at: opt_n(item, "notified_at")?,
+        authorization_details: opt_json(item, "authorization_details")?,
     })
+}
+
+/// A JSON document stored as text.
+fn opt_json(item: &Item, name: &str) -> Result<Option<serde_json::Value>, StoreError> {
+    opt_s(item, name)?
+        .map(|text| {
+            serde_json::from_str(&text)
+                .map_err(|e| StoreError::Fault(format!("{name} is not JSON: {e}")))
+        })
+        .transpose()
 }
 
 /// A family item, as `Put` writes it whole.
@@ -220,6 +235,9 @@ pub(super) fn token_item(t: &TokenRecord) -> Item {
     if let Some(x5t) = &t.x5t {
         item.insert("x5t".into(), s(x5t));
     }
+    if let Some(details) = &t.authorization_details {
+        item.insert("authorization_details".into(), s(&details.to_string()));
+    }
     item.insert("ttl".into(), num(t.expires_at));
     item
 }
@@ -242,6 +260,7 @@ pub(super) fn token_from_item(item: &Item) -> Result<TokenRecord, StoreError> {
         rotated_at: opt_n(item, "rotated_at")?,
         jkt: opt_s(item, "jkt")?,
         x5t: opt_s(item, "x5t")?,
+        authorization_details: opt_json(item, "authorization_details")?,
     })
 }
 

@@ -207,6 +207,7 @@ impl Case {
             rotated_at: None,
             jkt: None,
             x5t: None,
+            authorization_details: None,
         };
         vec![
             token("at", TokenKind::Access, ACCESS_TTL),

@@ -168,6 +168,7 @@ pub fn client(id: &str) -> Client {
         resource_server: false,
         access_token_format: Default::default(),
         fapi: false,
+        authorization_details_types: None,
         tls: Default::default(),
     }
 }
@@ -194,6 +195,7 @@ pub fn request(id: &str) -> AuthRequest {
         status: Status::Pending,
         decided_at: None,
         notified_at: None,
+        authorization_details: None,
     }
 }
 
@@ -220,6 +222,7 @@ fn token(hash: &str, kind: TokenKind) -> TokenRecord {
         rotated_at: None,
         jkt: None,
         x5t: None,
+        authorization_details: None,
     }
 }
 
