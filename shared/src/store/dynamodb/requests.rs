@@ -21,8 +21,8 @@ use aws_sdk_dynamodb::types::{
 
 use super::DynamoStore;
 use super::codec::{
-    auth_request_from_item, auth_request_item, due_item, family_item, jti_item, num, opt_s, req_n,
-    req_s, s, txn_item,
+    Item, auth_request_from_item, auth_request_item, due_item, family_item, jti_item, num, opt_s,
+    req_n, req_s, s, txn_item,
 };
 use super::layout::{
     SK_AUTHREQ, SK_JTI, SK_TXN, authreq_pk, due_pk, jti_pk, key, request_locator, txn_pk,
@@ -41,6 +41,35 @@ use crate::store::{
 
 /// Random bytes of the mark a write leaves on its item (see `writes`).
 pub(super) const MARK_BYTES: usize = 16;
+
+impl DynamoStore {
+    /// Puts the next item of a creation, after `done` (what is written so far). When the item
+    /// already exists (a `what` collision) what is written so far is taken back; when the put
+    /// answered an error it may still have gone through, so the item is taken back as well.
+    async fn put_or_undo(
+        &self,
+        request: &AuthRequest,
+        jti: Option<&JtiUse>,
+        item: Item,
+        done: Created,
+        what: &str,
+    ) -> Result<(), CreateError> {
+        let written = self.put_new("create_auth_request", item).await;
+        if let Ok(true) = written {
+            return Ok(());
+        }
+        let taken_back = match (&written, done) {
+            (Err(_), Created::Jti) => Created::Request,
+            (Err(_), _) => Created::Pointer,
+            (Ok(_), done) => done,
+        };
+        self.undo_create(request, jti, taken_back).await;
+        Err(CreateError::Store(match written {
+            Err(e) => e,
+            Ok(_) => StoreError::Fault(format!("{what} collision")),
+        }))
+    }
+}
 
 #[async_trait]
 impl Requests for DynamoStore {
@@ -61,36 +90,17 @@ impl Requests for DynamoStore {
         {
             return Err(CreateError::JtiReplayed);
         }
-        let written = self
-            .put_new("create_auth_request", auth_request_item(request))
-            .await;
-        // A put that answered an error may still have gone through: it is taken back as well.
-        if !matches!(written, Ok(true)) {
-            let got = if written.is_err() {
-                Created::Request
-            } else {
-                Created::Jti
-            };
-            self.undo_create(request, jti, got).await;
-            return Err(match written {
-                Err(e) => CreateError::Store(e),
-                _ => CreateError::Store(StoreError::Fault("auth_req_id collision".into())),
-            });
-        }
+        self.put_or_undo(
+            request,
+            jti,
+            auth_request_item(request),
+            Created::Jti,
+            "auth_req_id",
+        )
+        .await?;
         if !stored_under_txn(request) {
-            let pointed = self.put_new("create_auth_request", txn_item(request)).await;
-            if !matches!(pointed, Ok(true)) {
-                let got = if pointed.is_err() {
-                    Created::Pointer
-                } else {
-                    Created::Request
-                };
-                self.undo_create(request, jti, got).await;
-                return Err(match pointed {
-                    Err(e) => CreateError::Store(e),
-                    _ => CreateError::Store(StoreError::Fault("txn collision".into())),
-                });
-            }
+            self.put_or_undo(request, jti, txn_item(request), Created::Request, "txn")
+                .await?;
         }
         let filed = async {
             if let Some(crowded) = self.file_pending(request, limit).await? {
