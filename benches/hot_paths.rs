@@ -201,6 +201,7 @@ fn id_token(c: &mut Criterion) {
     let config = Config::new(ISSUER).expect("a valid issuer");
     let signer = LocalSigner::generate();
     let grant = Grant {
+        approval: None,
         client_id: "demo-rp".into(),
         sub: "user-alice".into(),
         scope: "openid email profile".into(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use ciba_shared::domain::{AuthRequest, Decision, Family, TokenRecord};
+use ciba_shared::domain::{AuthRequest, Decision, Evidence, Family, TokenRecord};
 use ciba_shared::notify::{
     DeadLetter, Disposition, Notification, NotificationQueue, Notifier, QueueError,
 };
@@ -113,16 +113,17 @@ impl Requests for NotifyingRequests {
     async fn record_poll(&self, auth_req_id: &str, now_ms: i64) -> Result<PollOutcome, StoreError> {
         self.inner.requests().record_poll(auth_req_id, now_ms).await
     }
-    async fn decide(
+    async fn decide_with(
         &self,
         auth_req_id: &str,
         decision: Decision,
+        evidence: Option<&Evidence>,
         now: i64,
         jti: &JtiUse,
     ) -> Result<(), DecideError> {
         self.inner
             .requests()
-            .decide(auth_req_id, decision, now, jti)
+            .decide_with(auth_req_id, decision, evidence, now, jti)
             .await?;
         self.changed(auth_req_id);
         Ok(())

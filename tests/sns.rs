@@ -75,6 +75,7 @@ fn device(endpoint_arn: Option<String>, push_token: &str) -> Device {
 
 fn message(txn: &str) -> PushMessage {
     PushMessage {
+        summary: None,
         txn: txn.into(),
         binding_message: Some("W4SCT".into()),
         client_name: "Example Bank".into(),

@@ -88,6 +88,7 @@ fn tokens(auth_req_id: &str) -> Vec<TokenRecord> {
     ]
     .into_iter()
     .map(|(hash, kind)| TokenRecord {
+        approval: None,
         hash: format!("{hash}-{auth_req_id}"),
         kind,
         client_id: "c1".into(),

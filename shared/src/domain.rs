@@ -221,6 +221,9 @@ pub struct AuthRequest {
     /// The id the device sees instead of `auth_req_id`.
     pub txn: String,
     pub client_id: String,
+    /// The client's name as the device was shown it (part of `transaction::shown`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_name: Option<String>,
     pub sub: String,
     pub scope: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -251,6 +254,22 @@ pub struct AuthRequest {
     /// by `authorization_details::parse`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization_details: Option<serde_json::Value>,
+    /// The device's signed decision, kept with the request for the grant's lifetime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
+}
+
+/// The evidence of a decision: the device's JWS as it was sent, the device, the public key that
+/// verified it (kept, so the evidence verifies after the device is gone) and its RFC 7638
+/// thumbprint, and the `txn_hash` it carried (`transaction`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Evidence {
+    pub decision_jws: String,
+    pub device_id: String,
+    pub device_key: serde_json::Value,
+    pub device_jkt: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn_hash: Option<String>,
 }
 
 impl AuthRequest {
@@ -316,6 +335,9 @@ pub struct TokenRecord {
     /// The RFC 9396 `authorization_details` of the grant, answered by introspection (§9.2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization_details: Option<serde_json::Value>,
+    /// The grant's `txn_approval` (`transaction::approval_claim`): which device approved what.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<serde_json::Value>,
 }
 
 /// Every token issued from one grant (one approved request): the first access and refresh

@@ -24,6 +24,7 @@ mod memory {
 
     fn token(hash: &str, kind: TokenKind, r: &AuthRequest, expires_at: i64) -> TokenRecord {
         TokenRecord {
+            approval: None,
             hash: hash.into(),
             kind,
             client_id: r.client_id.clone(),

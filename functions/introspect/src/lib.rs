@@ -62,6 +62,10 @@ fn active(record: &TokenRecord, issuer: &str) -> Value {
     if let Some(details) = &record.authorization_details {
         answer["authorization_details"] = details.clone();
     }
+    // Which device approved what (the ID token's claim): an API can hold the grant to it.
+    if let Some(approval) = &record.approval {
+        answer[ciba_shared::tokens::APPROVAL_CLAIM] = approval.clone();
+    }
     if let Some(cnf) = Binding::confirmation(record.jkt.as_deref(), record.x5t.as_deref()) {
         answer["cnf"] = cnf;
     }
@@ -75,6 +79,7 @@ mod tests {
 
     fn record(client_id: &str, kind: TokenKind) -> TokenRecord {
         TokenRecord {
+            approval: None,
             hash: "h".into(),
             kind,
             client_id: client_id.into(),

@@ -218,6 +218,7 @@ fn new_request(
         auth_req_id: format!("{txn}.{}", ctx.random.token(AUTH_REQ_ID_BYTES)),
         txn,
         client_id: client.client_id.clone(),
+        client_name: Some(client.display_name().to_owned()),
         sub: user.sub.clone(),
         scope: valid.scope,
         acr_values: valid.acr_values,
@@ -232,6 +233,7 @@ fn new_request(
         decided_at: None,
         notified_at: None,
         authorization_details: valid.authorization_details,
+        evidence: None,
     }
 }
 
@@ -254,6 +256,7 @@ async fn push(
         scope: request.scope.clone(),
         acr_values: request.acr_values.clone(),
         expires_at: request.expires_at,
+        summary: crate::transaction::summary(request.authorization_details.as_ref()),
     };
     let mut delivered = 0;
     let mut outage = false;

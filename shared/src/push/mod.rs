@@ -50,6 +50,10 @@ pub struct PushMessage {
     pub scope: String,
     pub acr_values: Option<String>,
     pub expires_at: i64,
+    /// One line about the transaction, when the request has `authorization_details`
+    /// (`transaction::summary`); the device fetches the details themselves by `txn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
 }
 
 #[derive(Debug, PartialEq)]

@@ -206,14 +206,20 @@ fn gcm_payload(m: &PushMessage) -> Value {
         data.insert("acr_values".into(), acr.clone().into());
     }
     data.insert("expires_at".into(), m.expires_at.to_string().into());
+    if let Some(summary) = &m.summary {
+        data.insert("summary".into(), summary.clone().into());
+    }
     json!({ "data": data, "priority": "high" })
 }
 
 /// An APNs payload: a visible alert plus the request's fields as custom keys.
 fn apns_payload(m: &PushMessage) -> Value {
+    // The transaction's summary first ("Pay 50.00 GBP to Savings Ltd"): the lock screen shows
+    // what is to be approved; the app fetches the details before the user can decide.
     let body = m
-        .binding_message
+        .summary
         .as_deref()
+        .or(m.binding_message.as_deref())
         .unwrap_or("Approve or deny the request");
     let mut payload = Map::new();
     payload.insert(
@@ -238,6 +244,9 @@ fn apns_payload(m: &PushMessage) -> Value {
         payload.insert("acr_values".into(), acr.clone().into());
     }
     payload.insert("expires_at".into(), m.expires_at.into());
+    if let Some(summary) = &m.summary {
+        payload.insert("summary".into(), summary.clone().into());
+    }
     Value::Object(payload)
 }
 
@@ -257,7 +266,20 @@ mod tests {
             scope: "openid profile".into(),
             acr_values: Some("urn:acr:high".into()),
             expires_at: 1_700_000_000,
+            summary: None,
         }
+    }
+
+    #[test]
+    fn a_transactions_summary_is_the_alert_and_a_field_of_both_platforms() {
+        let mut m = message();
+        m.summary = Some("Pay 50.00 GBP to Savings Ltd".into());
+        let gcm = platform_payload(&m, "GCM");
+        assert_eq!(gcm["data"]["summary"], "Pay 50.00 GBP to Savings Ltd");
+        let apns = platform_payload(&m, "APNS");
+        assert_eq!(apns["aps"]["alert"]["body"], "Pay 50.00 GBP to Savings Ltd");
+        assert_eq!(apns["summary"], "Pay 50.00 GBP to Savings Ltd");
+        assert_eq!(apns["binding_message"], "W4SCT");
     }
 
     fn platform_payload(message: &PushMessage, key: &str) -> Value {

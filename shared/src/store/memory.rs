@@ -15,8 +15,8 @@ use super::{
     PendingLimit, PollOutcome, RedeemError, Requests, RotateError, StoreError, Tokens,
 };
 use crate::domain::{
-    AuthRequest, Client, Decision, DeliveryMode, Device, EnrollmentCode, Family, Status, TokenKind,
-    TokenRecord, User, normalize_hint,
+    AuthRequest, Client, Decision, DeliveryMode, Device, EnrollmentCode, Evidence, Family, Status,
+    TokenKind, TokenRecord, User, normalize_hint,
 };
 use crate::protocol::SLOW_DOWN_STEP_SECS;
 use expiry::{Expiring, Expiry, Pending};
@@ -244,10 +244,11 @@ impl Requests for MemoryStore {
         Ok(PollOutcome::InTime)
     }
 
-    async fn decide(
+    async fn decide_with(
         &self,
         auth_req_id: &str,
         decision: Decision,
+        evidence: Option<&Evidence>,
         now: i64,
         jti: &JtiUse,
     ) -> Result<(), DecideError> {
@@ -271,6 +272,7 @@ impl Requests for MemoryStore {
             Decision::Deny => Status::Denied,
         };
         request.decided_at = Some(now);
+        request.evidence = evidence.cloned();
         let decided = request.clone();
         t.not_pending(&decided);
         t.decision_jtis.insert(auth_req_id.to_owned(), used);

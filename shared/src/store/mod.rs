@@ -10,7 +10,7 @@
 use async_trait::async_trait;
 
 use crate::domain::{
-    AuthRequest, Client, Decision, Device, EnrollmentCode, Family, TokenRecord, User,
+    AuthRequest, Client, Decision, Device, EnrollmentCode, Evidence, Family, TokenRecord, User,
 };
 
 pub mod dynamodb;
@@ -252,6 +252,20 @@ pub trait Requests: Send + Sync {
         &self,
         auth_req_id: &str,
         decision: Decision,
+        now: i64,
+        jti: &JtiUse,
+    ) -> Result<(), DecideError> {
+        self.decide_with(auth_req_id, decision, None, now, jti)
+            .await
+    }
+
+    /// `decide`, keeping `evidence` (the device's signed decision) on the request in the same
+    /// write.
+    async fn decide_with(
+        &self,
+        auth_req_id: &str,
+        decision: Decision,
+        evidence: Option<&Evidence>,
         now: i64,
         jti: &JtiUse,
     ) -> Result<(), DecideError>;

@@ -13,6 +13,10 @@ use crate::store::{RedeemError, StoreError};
 
 pub mod presented;
 
+/// The claim that carries the evidence of the device's decision (`transaction::approval_claim`)
+/// in ID tokens, JWT access tokens and introspection answers.
+pub const APPROVAL_CLAIM: &str = "txn_approval";
+
 /// The `typ` of a JWT access token (RFC 9068 §2.1).
 pub const AT_JWT_TYP: &str = "at+jwt";
 
@@ -67,6 +71,9 @@ pub struct Grant {
     /// The RFC 9396 `authorization_details` the user approved, carried by every token of the
     /// grant.
     pub authorization_details: Option<serde_json::Value>,
+    /// The `txn_approval` claim of its ID tokens, introspection and JWT access tokens: the
+    /// evidence of the device's decision (`transaction::approval_claim`).
+    pub approval: Option<serde_json::Value>,
 }
 
 /// What the tokens of a grant are bound to (their sender constraint): the DPoP key the token
@@ -126,6 +133,10 @@ impl Grant {
             format,
             binding: Binding::default(),
             authorization_details: request.authorization_details.clone(),
+            approval: request
+                .evidence
+                .as_ref()
+                .map(|evidence| crate::transaction::approval_claim(request, evidence)),
         }
     }
 
@@ -150,6 +161,7 @@ impl Grant {
             format,
             binding: Binding::default(),
             authorization_details: record.authorization_details.clone(),
+            approval: record.approval.clone(),
         }
     }
 
@@ -236,6 +248,9 @@ pub async fn mint(
     if let Some(acr) = &grant.acr {
         claims["acr"] = acr.as_str().into();
     }
+    if let Some(approval) = &grant.approval {
+        claims[APPROVAL_CLAIM] = approval.clone();
+    }
     let id_token = jose::sign_es256(signer, "JWT", &claims).await?;
     let record = |hash: String, kind, expires_at| TokenRecord {
         hash,
@@ -252,6 +267,7 @@ pub async fn mint(
         jkt: grant.binding.jkt.clone(),
         x5t: grant.binding.x5t.clone(),
         authorization_details: grant.authorization_details.clone(),
+        approval: grant.approval.clone(),
     };
     let records = vec![
         record(
@@ -310,6 +326,9 @@ async fn jwt_access_token(
     // RFC 9396 §9.1: an API checks what was approved in the token itself.
     if let Some(details) = &grant.authorization_details {
         claims["authorization_details"] = details.clone();
+    }
+    if let Some(approval) = &grant.approval {
+        claims[APPROVAL_CLAIM] = approval.clone();
     }
     jose::sign_es256(signer, AT_JWT_TYP, &claims).await
 }

@@ -65,6 +65,17 @@ impl RecordingPushSender {
         binding_message: Option<&str>,
         limit: usize,
     ) -> Vec<RecordedPush> {
+        self.recent_to(sub, None, binding_message, limit)
+    }
+
+    /// `recent`, also only those to the device `device_id` when it is given.
+    pub fn recent_to(
+        &self,
+        sub: Option<&str>,
+        device_id: Option<&str>,
+        binding_message: Option<&str>,
+        limit: usize,
+    ) -> Vec<RecordedPush> {
         let Ok(sent) = self.sent.lock() else {
             return Vec::new();
         };
@@ -72,6 +83,7 @@ impl RecordingPushSender {
             .iter()
             .rev()
             .filter(|p| sub.is_none_or(|s| p.sub == s))
+            .filter(|p| device_id.is_none_or(|d| p.device_id == d))
             .filter(|p| {
                 binding_message.is_none_or(|b| p.message.binding_message.as_deref() == Some(b))
             })
@@ -157,6 +169,7 @@ mod tests {
 
     fn message() -> PushMessage {
         PushMessage {
+            summary: None,
             txn: "txn-1".into(),
             binding_message: None,
             client_name: "Demo".into(),
@@ -202,6 +215,13 @@ mod tests {
             ["user-1-B"]
         );
         assert!(record.recent(Some("user-3"), None, 10).is_empty());
+        let to_device = record.recent_to(None, Some(&record.all()[0].device_id), None, 10);
+        assert!(!to_device.is_empty());
+        assert!(
+            to_device
+                .iter()
+                .all(|p| p.device_id == record.all()[0].device_id)
+        );
     }
 
     #[tokio::test]

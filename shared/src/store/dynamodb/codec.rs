@@ -13,7 +13,7 @@ use super::layout::{
     family_pk, hint_pk, jti_pk, key, token_pk, txn_pk, user_device_sk, user_pk,
 };
 use crate::domain::{
-    AuthRequest, Client, DeliveryMode, Device, EnrollmentCode, Family, Status, TokenKind,
+    AuthRequest, Client, DeliveryMode, Device, EnrollmentCode, Evidence, Family, Status, TokenKind,
     TokenRecord, User,
 };
 use crate::store::{JtiUse, StoreError};
@@ -116,6 +116,9 @@ pub(super) fn auth_request_item(r: &AuthRequest) -> Item {
     set("auth_req_id", s(&r.auth_req_id));
     set("txn", s(&r.txn));
     set("client_id", s(&r.client_id));
+    if let Some(v) = &r.client_name {
+        set("client_name", s(v));
+    }
     set("sub", s(&r.sub));
     set("scope", s(&r.scope));
     if let Some(v) = &r.acr_values {
@@ -147,6 +150,9 @@ pub(super) fn auth_request_item(r: &AuthRequest) -> Item {
     if let Some(details) = &r.authorization_details {
         set("authorization_details", s(&details.to_string()));
     }
+    if let Some(evidence) = &r.evidence {
+        set("evidence", evidence_value(evidence));
+    }
     set("ttl", num(r.expires_at + REQUEST_RETENTION_SECS));
     item
 }
@@ -158,6 +164,7 @@ pub(super) fn auth_request_from_item(item: &Item) -> Result<AuthRequest, StoreEr
         auth_req_id: req_s(item, "auth_req_id")?,
         txn: req_s(item, "txn")?,
         client_id: req_s(item, "client_id")?,
+        client_name: opt_s(item, "client_name")?,
         sub: req_s(item, "sub")?,
         scope: req_s(item, "scope")?,
         acr_values: opt_s(item, "acr_values")?,
@@ -175,7 +182,19 @@ pub(super) fn auth_request_from_item(item: &Item) -> Result<AuthRequest, StoreEr
         decided_at: opt_n(item, "decided_at")?,
         notified_at: opt_n(item, "notified_at")?,
         authorization_details: opt_json(item, "authorization_details")?,
+        evidence: opt_json(item, "evidence")?
+            .map(|v| {
+                serde_json::from_value(v).map_err(|e| {
+                    StoreError::Fault(format!("auth request has evidence that is not: {e}"))
+                })
+            })
+            .transpose()?,
     })
+}
+
+/// A decision's evidence as stored: its JSON text.
+pub(super) fn evidence_value(evidence: &Evidence) -> AttributeValue {
+    s(&serde_json::to_string(evidence).unwrap_or_default())
 }
 
 /// A JSON document stored as text.
@@ -238,6 +257,9 @@ pub(super) fn token_item(t: &TokenRecord) -> Item {
     if let Some(details) = &t.authorization_details {
         item.insert("authorization_details".into(), s(&details.to_string()));
     }
+    if let Some(approval) = &t.approval {
+        item.insert("approval".into(), s(&approval.to_string()));
+    }
     item.insert("ttl".into(), num(t.expires_at));
     item
 }
@@ -261,6 +283,7 @@ pub(super) fn token_from_item(item: &Item) -> Result<TokenRecord, StoreError> {
         jkt: opt_s(item, "jkt")?,
         x5t: opt_s(item, "x5t")?,
         authorization_details: opt_json(item, "authorization_details")?,
+        approval: opt_json(item, "approval")?,
     })
 }
 

@@ -28,11 +28,13 @@
 //! neither). Items a creation puts carry `put_by`, the mark of the call that put them.
 //!
 //! An auth request is stored as plain top-level attributes (no JSON blob), so conditions can use
-//! them: `auth_req_id`, `txn`, `client_id`, `sub`, `scope`, `acr_values`?, `binding_message`?,
+//! them: `auth_req_id`, `txn`, `client_id`, `client_name`? (as the device was shown it), `sub`,
+//! `scope`, `acr_values`?, `binding_message`?,
 //! `client_notification_token`?, `delivery_mode` (`poll` / `ping` / `push`), `created_at`,
 //! `expires_at`, `interval` (seconds), `last_poll_ms`?, `status` (`pending` / `approved` /
 //! `denied` / `redeemed`), `decided_at`? (`?`: absent when `None`), `authorization_details`?
-//! (RFC 9396, the JSON text as checked: the one attribute that is a document), `decision_jti`? and
+//! (RFC 9396, the JSON text as checked), `evidence`? (the device's signed decision, its device,
+//! key thumbprint and `txn_hash`, as JSON text: kept as long as the grant), `decision_jti`? and
 //! `decided_by`? (the decision's `jti` and the mark of the write that made it),
 //! `redeemed_by`?, `family_expires_at`? and `revoked_at`? (the family of a redeemed request),
 //! plus two helpers for the poll-rate check, since condition expressions cannot do arithmetic:

@@ -21,8 +21,8 @@ use aws_sdk_dynamodb::types::{
 
 use super::DynamoStore;
 use super::codec::{
-    Item, auth_request_from_item, auth_request_item, due_item, family_item, jti_item, num, opt_s,
-    req_n, req_s, s, txn_item,
+    Item, auth_request_from_item, auth_request_item, due_item, evidence_value, family_item,
+    jti_item, num, opt_s, req_n, req_s, s, txn_item,
 };
 use super::layout::{
     SK_AUTHREQ, SK_JTI, SK_TXN, authreq_pk, due_pk, jti_pk, key, request_locator, txn_pk,
@@ -32,7 +32,7 @@ use super::transact::{
     update_condition_item,
 };
 use super::writes::Created;
-use crate::domain::{AuthRequest, Decision, DeliveryMode, Family, Status, TokenRecord};
+use crate::domain::{AuthRequest, Decision, DeliveryMode, Evidence, Family, Status, TokenRecord};
 use crate::ports::{OsRandom, Random};
 use crate::protocol::SLOW_DOWN_STEP_SECS;
 use crate::store::{
@@ -227,10 +227,11 @@ impl Requests for DynamoStore {
         ))
     }
 
-    async fn decide(
+    async fn decide_with(
         &self,
         auth_req_id: &str,
         decision: Decision,
+        evidence: Option<&Evidence>,
         now: i64,
         jti: &JtiUse,
     ) -> Result<(), DecideError> {
@@ -242,11 +243,15 @@ impl Requests for DynamoStore {
         // replay can only ever be of a decision on this same request.
         let used = jti_pk(jti);
         let mark = OsRandom.token(MARK_BYTES);
-        let result = self
+        let mut update =
+            "SET #status = :new, decided_at = :now, decision_jti = :jti, decided_by = :mark"
+                .to_owned();
+        if evidence.is_some() {
+            update.push_str(", evidence = :evidence");
+        }
+        let mut call = self
             .update_request(auth_req_id)
-            .update_expression(
-                "SET #status = :new, decided_at = :now, decision_jti = :jti, decided_by = :mark",
-            )
+            .update_expression(update)
             .condition_expression("auth_req_id = :id AND #status = :pending AND expires_at > :now")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":new", s(status.as_str()))
@@ -254,9 +259,11 @@ impl Requests for DynamoStore {
             .expression_attribute_values(":now", num(now))
             .expression_attribute_values(":jti", s(&used))
             .expression_attribute_values(":mark", s(&mark))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        if let Some(evidence) = evidence {
+            call = call.expression_attribute_values(":evidence", evidence_value(evidence));
+        }
+        let result = call.send().await;
         let err = match result {
             Ok(_) => return Ok(()),
             Err(err) => err,

@@ -194,6 +194,7 @@ impl Case {
     fn tokens(&mut self, id: &str, now: i64, refresh_ttl: i64) -> Vec<TokenRecord> {
         self.issued += 1;
         let token = |prefix: &str, kind, ttl| TokenRecord {
+            approval: None,
             hash: format!("{prefix}-{}", self.issued),
             kind,
             client_id: "c1".into(),

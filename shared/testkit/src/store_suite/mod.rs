@@ -177,6 +177,8 @@ pub fn client(id: &str) -> Client {
 /// with its txn; any other id gets the txn `txn-<id>`.
 pub fn request(id: &str) -> AuthRequest {
     AuthRequest {
+        evidence: None,
+        client_name: None,
         auth_req_id: id.into(),
         txn: id
             .split_once('.')
@@ -209,6 +211,7 @@ fn jti(scope: &str, jti: &str) -> JtiUse {
 
 fn token(hash: &str, kind: TokenKind) -> TokenRecord {
     TokenRecord {
+        approval: None,
         hash: hash.into(),
         kind,
         client_id: "c1".into(),
