@@ -1,6 +1,7 @@
 //! The local API: every function's real handler behind one port, fed the same API Gateway HTTP
 //! API (payload 2.0) events that AWS would send, plus the operator and device tooling.
 
+pub mod authenticator;
 pub mod cli;
 pub mod client;
 pub mod dynamo;
@@ -36,6 +37,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/userinfo", "userinfo"),
     ("POST", "/device/register", "device-register"),
     ("POST", "/device/decision", "device-decision"),
+    ("POST", "/device/transaction", "device-transaction"),
 ];
 
 /// The local API's own routes, which AWS does not have: method, path, what it answers. Printed at
@@ -44,7 +46,17 @@ pub const LOCAL_ROUTES: &[(&str, &str, &str)] = &[
     (
         "GET",
         "/_local/pushes",
-        "pushes sent, oldest first (?user=<login hint>&binding_message=M&limit=N, each optional)",
+        "pushes sent, oldest first (?user=<login hint>&device=<device id>&binding_message=M&limit=N, each optional)",
+    ),
+    (
+        "GET",
+        "/_local/evidence",
+        "the evidence of a decision, verified (?auth_req_id=ID; ciba-admin evidence --api)",
+    ),
+    (
+        "GET",
+        "/_local/authenticator",
+        "the browser authenticator: enrol this browser as a device, approve or deny",
     ),
     (
         "GET",
@@ -135,6 +147,7 @@ impl LocalApi {
             Some("userinfo") => userinfo::handle(&self.ctx, req).await,
             Some("device-register") => device_register::handle(&self.ctx, req).await,
             Some("device-decision") => device_decision::handle(&self.ctx, req).await,
+            Some("device-transaction") => device_transaction::handle(&self.ctx, req).await,
             _ if path.starts_with("/_local/") && !self.local_endpoints => {
                 error_response(&RouteError::NotFound)
             }
@@ -149,6 +162,13 @@ impl LocalApi {
             }
             _ if path == "/_local/enrollment-codes" && method == Method::POST => {
                 self.issue_enrollment_code(&req).await
+            }
+            _ if path == "/_local/evidence" && method == Method::GET => self.evidence(&req).await,
+            _ if path == "/_local/authenticator" && method == Method::GET => {
+                authenticator::page(authenticator::Asset::Page)
+            }
+            _ if path == "/_local/authenticator.js" && method == Method::GET => {
+                authenticator::page(authenticator::Asset::Script)
             }
             _ if ROUTES.iter().any(|(_, p, _)| *p == path) => {
                 error_response(&RouteError::MethodNotAllowed("method not allowed"))
@@ -197,8 +217,28 @@ impl LocalApi {
         }
     }
 
-    /// `GET /_local/pushes?user=<login hint>[&binding_message=M][&limit=N]`: what was pushed to
-    /// that user's devices (carrying that binding message), oldest first.
+    /// `GET /_local/evidence?auth_req_id=ID`: `evidence::report` of the request, for
+    /// `ciba-admin evidence --api` (the in-memory store is this process's own).
+    async fn evidence(&self, req: &Request) -> Response<Body> {
+        let query = req.query_string_parameters();
+        let Some(id) = query.first("auth_req_id") else {
+            return error_response(&DeviceError::InvalidRequest(
+                "auth_req_id is required".into(),
+            ));
+        };
+        match self.ctx.store.requests().get_auth_request(id).await {
+            Ok(Some(request)) => match ciba_shared::evidence::report(&request) {
+                Ok((report, _)) => json_response(StatusCode::OK, &report, true),
+                Err(why) => error_response(&DeviceError::InvalidRequest(why.into())),
+            },
+            Ok(None) => error_response(&DeviceError::InvalidRequest("unknown auth_req_id".into())),
+            Err(e) => error_response(&DeviceError::from(e)),
+        }
+    }
+
+    /// `GET /_local/pushes?user=<login hint>[&device=<device id>][&binding_message=M][&limit=N]`:
+    /// what was pushed to that user's devices (to that device, carrying that binding message),
+    /// oldest first.
     async fn pushes_for(&self, req: &Request) -> Response<Body> {
         let query = req.query_string_parameters();
         // `limit=N`: only the newest N, so a script polling a busy user stays cheap.
@@ -207,13 +247,16 @@ impl LocalApi {
             .and_then(|l| l.parse::<usize>().ok())
             .unwrap_or(usize::MAX);
         let binding = query.first("binding_message");
+        let device = query.first("device");
         let pushes = match query.first("user") {
             Some(hint) => match self.ctx.store.accounts().find_user_by_hint(hint).await {
-                Ok(Some(user)) => self.pushes.recent(Some(&user.sub), binding, limit),
+                Ok(Some(user)) => self
+                    .pushes
+                    .recent_to(Some(&user.sub), device, binding, limit),
                 Ok(None) => Vec::new(),
                 Err(e) => return error_response(&DeviceError::from(e)),
             },
-            None => self.pushes.recent(None, binding, limit),
+            None => self.pushes.recent_to(None, device, binding, limit),
         };
         json_response(StatusCode::OK, &pushes, true)
     }

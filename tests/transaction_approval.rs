@@ -1,7 +1,10 @@
 //! Transaction approval (RFC 9396): `authorization_details` at /bc-authorize, as a form field or
 //! a request-object claim, checked against the JSON Schema of their type; the approved details
 //! come back with the tokens, in introspection and in JWT access tokens, and refreshed tokens
-//! carry them on. Every scenario runs on the in-memory store and on DynamoDB Local.
+//! carry them on. The device fetches what it shows (`POST /device/transaction`) and signs its
+//! `txn_hash` into the decision (dynamic linking); the decision is kept as evidence, and the ID
+//! token, introspection and JWT access tokens carry `txn_approval`. Every scenario runs on the
+//! in-memory store and on DynamoDB Local.
 
 mod common;
 
@@ -16,6 +19,10 @@ on_both_stores!(
     a_client_registered_for_some_types_may_not_request_others,
     refreshed_tokens_carry_the_approved_details,
     a_jwt_access_token_carries_the_approved_details,
+    the_device_fetches_what_it_shows_and_its_hash_links_the_approval,
+    a_decision_must_carry_the_hash_of_exactly_what_was_shown,
+    only_the_users_device_fetches_a_pending_transaction_each_jti_once,
+    the_tokens_and_the_kept_evidence_prove_the_payment_and_the_device,
 );
 
 fn payment() -> Value {
@@ -242,4 +249,275 @@ async fn a_jwt_access_token_carries_the_approved_details(h: Harness) {
     let verified = ciba_shared::jose::verify(access, &jwks, &[jsonwebtoken::Algorithm::ES256])
         .expect("the JWT access token verifies with /jwks");
     assert_eq!(verified.claims["authorization_details"], payment());
+}
+
+/// A payment pushed to alice: its `auth_req_id` and `txn`.
+async fn pending_payment(h: &Harness) -> (String, String) {
+    let started = start_with(h, &payment().to_string()).await;
+    assert_eq!(started.status, 200, "{:?}", started.body);
+    let id = started.body["auth_req_id"].as_str().unwrap().to_owned();
+    (id, h.latest_txn("user-alice"))
+}
+
+async fn the_device_fetches_what_it_shows_and_its_hash_links_the_approval(h: Harness) {
+    let (_, txn) = pending_payment(&h).await;
+    // The push carries the summary line and the txn, not the details.
+    let push = h.pushes.sent_to("user-alice").pop().unwrap().message;
+    assert_eq!(push.summary.as_deref(), Some("Pay 50.00 GBP to Savings"));
+    let shown = h.transaction("alice-phone", "alice-phone", &txn).await;
+    assert_eq!(shown.status, 200, "{:?}", shown.body);
+    assert_eq!(shown.body["txn"], txn.as_str());
+    assert_eq!(shown.body["summary"], "Pay 50.00 GBP to Savings");
+    let request = h
+        .store
+        .requests()
+        .get_auth_request_by_txn(&txn)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        shown.body["shown"],
+        json!({
+            "client_name": "Demo Bank (call centre)",
+            "binding_message": "Pay 50.00 GBP to Savings",
+            "scope": "openid email",
+            "authorization_details": payment(),
+            "expires_at": request.expires_at,
+        })
+    );
+    assert!(
+        shown.body.get("auth_req_id").is_none()
+            && !shown.body.to_string().contains(&request.auth_req_id),
+        "the device never sees the auth_req_id"
+    );
+    // The device hashes the canonical form of exactly that object: however its members are
+    // ordered, the hash is the one the OP computes.
+    let hash = ciba_shared::transaction::txn_hash(&shown.body["shown"]);
+    let jwt = h.device_jws(
+        "alice-phone",
+        "alice-phone",
+        json!({"txn": txn, "action": "approve", "txn_hash": hash}),
+    );
+    assert_eq!(h.post_decision(&jwt).await.status, 204);
+    // Decided: no more details, 409 as for a second decision.
+    let again = h.transaction("alice-phone", "alice-phone", &txn).await;
+    again.expect_error(409, "invalid_request");
+}
+
+/// Alice's phone sends a decision of `claims`.
+async fn decide(h: &Harness, claims: Value) -> Reply {
+    let jwt = h.device_jws("alice-phone", "alice-phone", claims);
+    h.post_decision(&jwt).await
+}
+
+async fn a_decision_must_carry_the_hash_of_exactly_what_was_shown(h: Harness) {
+    let (id, txn) = pending_payment(&h).await;
+    let shown = h.transaction("alice-phone", "alice-phone", &txn).await.body["shown"].clone();
+    // What a tampered app or a man in the middle would have shown: another amount.
+    let mut tampered = shown.clone();
+    tampered["authorization_details"][0]["instructedAmount"]["amount"] = json!("5000.00");
+    let wrong = ciba_shared::transaction::txn_hash(&tampered);
+    let reply = decide(
+        &h,
+        json!({"txn": txn, "action": "approve", "txn_hash": wrong}),
+    )
+    .await;
+    reply.expect_error(400, "invalid_request");
+    assert!(
+        reply.body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("txn_hash")
+    );
+    // No hash at all, or not a string: refused for an approval of details.
+    decide(&h, json!({"txn": txn, "action": "approve"}))
+        .await
+        .expect_error(400, "invalid_request");
+    decide(&h, json!({"txn": txn, "action": "approve", "txn_hash": 42}))
+        .await
+        .expect_error(400, "invalid_request");
+    // None of that changed anything: the request is pending, and the right hash approves it.
+    assert_eq!(h.poll(&id).await.error(), "authorization_pending");
+    let right = ciba_shared::transaction::txn_hash(&shown);
+    let reply = decide(
+        &h,
+        json!({"txn": txn, "action": "approve", "txn_hash": right}),
+    )
+    .await;
+    assert_eq!(reply.status, 204, "{:?}", reply.body);
+
+    // A denial needs no hash (it authorises nothing) but one it carries must match.
+    let (_, txn) = pending_payment(&h).await;
+    decide(&h, json!({"txn": txn, "action": "deny", "txn_hash": wrong}))
+        .await
+        .expect_error(400, "invalid_request");
+    assert_eq!(
+        decide(&h, json!({"txn": txn, "action": "deny"}))
+            .await
+            .status,
+        204
+    );
+
+    // A request without details: the hash is optional, and checked when present.
+    let plain = h
+        .bc_authorize(&[
+            ("scope", "openid"),
+            ("login_hint", "alice"),
+            ("binding_message", "Sign in"),
+        ])
+        .await;
+    assert_eq!(plain.status, 200);
+    let txn = h.latest_txn("user-alice");
+    decide(
+        &h,
+        json!({"txn": txn, "action": "approve", "txn_hash": wrong}),
+    )
+    .await
+    .expect_error(400, "invalid_request");
+    assert_eq!(
+        decide(&h, json!({"txn": txn, "action": "approve"}))
+            .await
+            .status,
+        204
+    );
+}
+
+async fn only_the_users_device_fetches_a_pending_transaction_each_jti_once(h: Harness) {
+    let (_, txn) = pending_payment(&h).await;
+    // Bob's phone: alice's txn is unknown to it, as a made-up one is.
+    let reply = h.transaction("bob-phone", "bob-phone", &txn).await;
+    reply.expect_error(400, "invalid_request");
+    assert_eq!(reply.body["error_description"], "unknown txn");
+    h.transaction("alice-phone", "alice-phone", "no-such-txn")
+        .await
+        .expect_error(400, "invalid_request");
+    // Signed by another key than the device's.
+    let forged = h.device_jws("bob-phone", "alice-phone", json!({"txn": txn}));
+    let req =
+        HttpRequest::new("POST", "/device/transaction").body("application/jwt", forged.clone());
+    h.send(req).await.expect_error(400, "invalid_request");
+    // The same JWS twice: the second is a replay.
+    let jwt = h.device_jws(
+        "alice-phone",
+        "alice-phone",
+        json!({"txn": txn, "jti": "once"}),
+    );
+    let send = || {
+        let req =
+            HttpRequest::new("POST", "/device/transaction").body("application/jwt", jwt.clone());
+        h.send(req)
+    };
+    assert_eq!(send().await.status, 200);
+    send().await.expect_error(400, "invalid_request");
+    // Not a JWT, or not POST.
+    let req = HttpRequest::new("POST", "/device/transaction").body("application/json", "{}");
+    h.send(req).await.expect_error(400, "invalid_request");
+    // Expired: expired_token, as the decision answers.
+    h.clock.advance_secs(3600);
+    h.transaction("alice-phone", "alice-phone", &txn)
+        .await
+        .expect_error(400, "expired_token");
+}
+
+fn id_token_claims(tokens: &Value) -> Value {
+    use base64::Engine;
+    let payload = tokens["id_token"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .nth(1)
+        .unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+async fn the_tokens_and_the_kept_evidence_prove_the_payment_and_the_device(h: Harness) {
+    let tokens = approved_payment(&h).await;
+    let id = id_token_claims(&tokens)["urn:openid:params:jwt:claim:auth_req_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let request = h
+        .store
+        .requests()
+        .get_auth_request(&id)
+        .await
+        .unwrap()
+        .unwrap();
+    let evidence = request
+        .evidence
+        .clone()
+        .expect("the decision is kept as evidence");
+    // The ID token: the hash of what was shown, the decision's hash and the device key's
+    // thumbprint, which the RP can check against what it sent.
+    let approval = &id_token_claims(&tokens)["txn_approval"];
+    let shown = json!({
+        "client_name": "Demo Bank (call centre)",
+        "binding_message": "Pay 50.00 GBP to Savings",
+        "scope": "openid email",
+        "authorization_details": payment(),
+        "expires_at": approval["expires_at"],
+    });
+    assert_eq!(
+        approval["txn_hash"],
+        ciba_shared::transaction::txn_hash(&shown)
+    );
+    assert_eq!(
+        approval["decision_hash"],
+        ciba_shared::transaction::sha256(&evidence.decision_jws)
+    );
+    let alice_key = h
+        .store
+        .accounts()
+        .get_device("alice-phone")
+        .await
+        .unwrap()
+        .unwrap()
+        .public_key;
+    assert_eq!(
+        approval["device_jkt"],
+        ciba_shared::dpop::thumbprint(&alice_key).unwrap()
+    );
+    // Introspection says the same, for the API that moves the money.
+    let access = introspect(&h, tokens["access_token"].as_str().unwrap()).await;
+    assert_eq!(access["txn_approval"], *approval);
+    assert_eq!(access["authorization_details"], payment());
+
+    // The kept evidence verifies after redemption, and fails once anything in it is changed.
+    let (report, verified) = ciba_shared::evidence::report(&request).unwrap();
+    assert!(verified, "{report:#}");
+    assert_eq!(report["status"], "redeemed");
+    assert_eq!(report["txn_approval"], *approval);
+    let mut other_amount = request.clone();
+    other_amount.authorization_details.as_mut().unwrap()[0]["instructedAmount"]["amount"] =
+        json!("5000.00");
+    let (report, verified) = ciba_shared::evidence::report(&other_amount).unwrap();
+    assert!(!verified);
+    assert_eq!(report["checks"]["txn_hash_matches_what_was_shown"], false);
+    let mut other_key = request.clone();
+    other_key.evidence.as_mut().unwrap().device_key = h
+        .store
+        .accounts()
+        .get_device("bob-phone")
+        .await
+        .unwrap()
+        .unwrap()
+        .public_key;
+    let (report, verified) = ciba_shared::evidence::report(&other_key).unwrap();
+    assert!(!verified);
+    assert_eq!(
+        report["checks"]["signature_verifies_under_the_device_key"],
+        false
+    );
+    // The local API answers the same report (`ciba-admin evidence --api`).
+    let reply = h
+        .send(HttpRequest::new(
+            "GET",
+            &format!("/_local/evidence?auth_req_id={id}"),
+        ))
+        .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(reply.body["verified"], true);
 }

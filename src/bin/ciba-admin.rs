@@ -7,6 +7,7 @@
 //!   ciba-admin enrollment-code --user SUB|HINT [--ttl SECONDS] --api http://127.0.0.1:8080
 //!   ciba-admin dead-letters --queue DLQ_URL [--redrive-to QUEUE_URL] [--limit N]
 //!   ciba-admin signing-key --kms-key-id KEY [--table NAME]
+//!   ciba-admin evidence AUTH_REQ_ID [--table NAME | --api URL]
 //!
 //! Without `--api` it writes to DynamoDB (`--table` or `TABLE_NAME`, created when missing the way
 //! `ciba-local --store dynamodb` creates it), configured as the AWS SDK is (`AWS_REGION`,
@@ -57,6 +58,13 @@ ciba-admin: operator tooling for the CIBA OP's store
       by KMS under the symmetric key KEY (id, ARN or alias; the stack output
       EnvelopeSigningKeyArn), never shown. Prints its kid, for EnvelopeSigningKids (the new kid
       first, then the kids it replaces)
+
+  ciba-admin evidence AUTH_REQ_ID [--table NAME | --api URL]
+      prints the evidence of the user's decision on a request and verifies it: the device's
+      signed decision as it was sent, checked under the device key it was enrolled with; that
+      key's thumbprint (the ID token's txn_approval.device_jkt); the txn and action; and the
+      txn_hash against what the request showed (client, binding message, scope,
+      authorization_details, expiry). Exits 1 when a check fails. Kept for the grant's lifetime
 
   --table NAME   the DynamoDB table (TABLE_NAME), created when missing; the AWS SDK's usual
                  configuration applies: AWS_REGION, credentials, and AWS_ENDPOINT_URL_DYNAMODB
@@ -178,7 +186,63 @@ async fn run(args: &[String]) -> Result<(), Stop> {
         "resource-server" => resource_server(&flags).await,
         "dead-letters" => dead_letters(&flags).await,
         "signing-key" => signing_key(&flags, now).await,
+        "evidence" => evidence(rest).await,
         other => Err(Stop::Usage(format!("unknown command {other}\n\n{USAGE}"))),
+    }
+}
+
+/// `ciba-admin evidence AUTH_REQ_ID`: the report of `evidence::report`, from the table or from a
+/// running local API; a check that fails is a failure of the command.
+async fn evidence(args: &[String]) -> Result<(), Stop> {
+    let (auth_req_id, rest) = match args.split_first() {
+        Some((id, rest)) if !id.starts_with('-') => (id.clone(), rest),
+        _ => {
+            // `--help` alone, or the id missing.
+            cli::flags(args, USAGE)?;
+            return Err(Stop::Usage(format!(
+                "evidence needs the AUTH_REQ_ID
+
+{USAGE}"
+            )));
+        }
+    };
+    let flags = cli::flags(rest, USAGE)?;
+    if let Some(fault) = Ident::OpId.fault(auth_req_id.split('.').next_back().unwrap_or("")) {
+        return Err(Stop::Usage(format!("AUTH_REQ_ID {fault}")));
+    }
+    let (report, verified) = if let Some(api) = flags.get("api") {
+        let target = format!(
+            "/_local/evidence?auth_req_id={}",
+            form_urlencoded::byte_serialize(auth_req_id.as_bytes()).collect::<String>()
+        );
+        let response = client::send(api, "GET", &target, &[], b"")?;
+        if response.status != 200 {
+            return Err(format!("{} {}", response.status, response.body).into());
+        }
+        let report = response.json();
+        let verified = report["verified"] == true;
+        (report, verified)
+    } else {
+        use ciba_shared::store::Store;
+        let store = dynamo(&flags).await?;
+        let request = store
+            .requests()
+            .get_auth_request(&auth_req_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no request {auth_req_id} in {}", store.table()))?;
+        ciba_shared::evidence::report(&request)?
+    };
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&report).unwrap_or_default()
+    );
+    if verified {
+        Ok(())
+    } else {
+        Err(Stop::Failed(
+            "the evidence does not verify: see its checks above".into(),
+        ))
     }
 }
 

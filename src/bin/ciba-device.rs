@@ -3,8 +3,12 @@
 //!   ciba-device keygen --out KEY.pem
 //!   ciba-device enroll  --code CODE --key KEY.pem [--push-token T] [--platform GCM] [--api URL]
 //!   ciba-device pushes  --user HINT [--api URL]
+//!   ciba-device show    --user HINT --device-id ID --key KEY.pem [--txn TXN] [--api URL]
 //!   ciba-device approve --user HINT --device-id ID --key KEY.pem [--txn TXN] [--api URL]
 //!   ciba-device deny    --user HINT --device-id ID --key KEY.pem [--txn TXN] [--api URL]
+//!
+//! Before deciding, it fetches what the request shows (`POST /device/transaction`, signed with
+//! the device key), prints it, and signs its `txn_hash` into the decision, as an app does.
 
 use std::process::ExitCode;
 
@@ -27,8 +31,12 @@ ciba-device: the user's authenticator app, simulated against the local API
       device id
   ciba-device pushes --user HINT
       lists the pushes sent to the user's devices
+  ciba-device show --user HINT --device-id ID --key KEY.pem [--txn TXN]
+      fetches what the request TXN (default: the latest push to that device) shows: client,
+      binding message, scope, authorization_details, expiry
   ciba-device approve|deny --user HINT --device-id ID --key KEY.pem [--txn TXN]
-      signs the decision on TXN (default: the latest push to that device) and sends it
+      shows the request as above (on standard error), then signs the decision on it, with the
+      txn_hash of what was shown, and sends it
 
   --api URL   the local API (CIBA_API, default http://127.0.0.1:8080)
 ";
@@ -103,19 +111,26 @@ fn run(args: &[String]) -> Result<(), Stop> {
             );
             Ok(())
         }
-        "approve" | "deny" => {
-            let decision = if command == "approve" {
-                Decision::Approve
-            } else {
-                Decision::Deny
-            };
+        "show" | "approve" | "deny" => {
             let key = load_key(&flag("key")?)?;
             let device_id = flag("device-id")?;
             let txn = match flags.get("txn") {
                 Some(txn) => txn.clone(),
                 None => latest_txn(&api, &flag("user")?, &device_id)?,
             };
-            decide(&api, &key, &device_id, &txn, decision)?;
+            let details = transaction(&api, &key, &device_id, &txn)?;
+            let shown = serde_json::to_string_pretty(&details).unwrap_or_default();
+            let decision = match command {
+                "approve" => Decision::Approve,
+                "deny" => Decision::Deny,
+                _ => {
+                    println!("{shown}");
+                    return Ok(());
+                }
+            };
+            eprintln!("{shown}");
+            let txn_hash = ciba_shared::transaction::txn_hash(&details["shown"]);
+            decide(&api, &key, &device_id, &txn, decision, &txn_hash)?;
             println!("{} txn {txn}", decision.done());
             Ok(())
         }
@@ -199,23 +214,61 @@ fn latest_txn(api: &str, user: &str, device_id: &str) -> Result<String, String> 
         .ok_or_else(|| format!("no push for {user} on device {device_id}"))
 }
 
+fn now() -> Result<u64, String> {
+    Ok(std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs())
+}
+
+/// The device's signed call: an ES256 JWS of `claims` with a fresh `iat`, `exp` and `jti`.
+fn signed(
+    key: &SigningKey,
+    device_id: &str,
+    mut claims: Value,
+    lifetime: u64,
+) -> Result<String, String> {
+    let now = now()?;
+    claims["iat"] = now.into();
+    claims["exp"] = (now + lifetime).into();
+    claims["jti"] = OsRandom.token(16).into();
+    Ok(jose::sign_with_key(
+        key,
+        &json!({"alg": "ES256", "typ": "JWT", "kid": device_id}),
+        &claims,
+    ))
+}
+
+/// What the request `txn` shows, from `POST /device/transaction`.
+fn transaction(api: &str, key: &SigningKey, device_id: &str, txn: &str) -> Result<Value, String> {
+    let jwt = signed(key, device_id, json!({"txn": txn}), 60)?;
+    let response = client::send(
+        api,
+        "POST",
+        "/device/transaction",
+        &[("content-type", "application/jwt")],
+        jwt.as_bytes(),
+    )?;
+    match response.status {
+        200 => Ok(response.json()),
+        status => Err(format!("transaction refused: {status} {}", response.body)),
+    }
+}
+
 fn decide(
     api: &str,
     key: &SigningKey,
     device_id: &str,
     txn: &str,
     decision: Decision,
+    txn_hash: &str,
 ) -> Result<(), String> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|e| e.to_string())?
-        .as_secs();
-    let claims = json!({"txn": txn, "action": decision.action(), "iat": now, "exp": now + 120, "jti": OsRandom.token(16)});
-    let jwt = jose::sign_with_key(
+    let jwt = signed(
         key,
-        &json!({"alg": "ES256", "typ": "JWT", "kid": device_id}),
-        &claims,
-    );
+        device_id,
+        json!({"txn": txn, "action": decision.action(), "txn_hash": txn_hash}),
+        120,
+    )?;
     let response = client::send(
         api,
         "POST",

@@ -289,12 +289,29 @@ impl Harness {
     }
 
     pub fn decision(&self, device_key: &str, device_id: &str, txn: &str, action: &str) -> String {
+        self.device_jws(device_key, device_id, json!({"txn": txn, "action": action}))
+    }
+
+    /// A device's JWS of `claims` with a fresh `iat`, `exp` (2 minutes) and `jti`.
+    pub fn device_jws(&self, device_key: &str, device_id: &str, mut claims: Value) -> String {
         let now = self.now();
+        claims["iat"] = now.into();
+        claims["exp"] = (now + 120).into();
+        if claims.get("jti").is_none() {
+            claims["jti"] = OsRandom.token(12).into();
+        }
         jose::sign_with_key(
             &key(device_key),
             &json!({"alg": "ES256", "typ": "JWT", "kid": device_id}),
-            &json!({"txn": txn, "action": action, "iat": now, "exp": now + 120, "jti": OsRandom.token(12)}),
+            &claims,
         )
+    }
+
+    /// `POST /device/transaction` by a device for `txn`: what it shows.
+    pub async fn transaction(&self, device_key: &str, device_id: &str, txn: &str) -> Reply {
+        let jwt = self.device_jws(device_key, device_id, json!({"txn": txn}));
+        let req = HttpRequest::new("POST", "/device/transaction").body("application/jwt", jwt);
+        self.send(req).await
     }
 
     pub async fn post_decision(&self, jwt: &str) -> Reply {
@@ -302,10 +319,17 @@ impl Harness {
         self.send(req).await
     }
 
-    /// Alice's phone decides the latest request pushed to her.
+    /// Alice's phone decides the latest request pushed to her, as an app does: it fetches what
+    /// the request shows and signs its `txn_hash` (when the fetch is refused, an expired or
+    /// decided request, it decides without one, and the decision endpoint answers why).
     pub async fn alice_decides(&self, action: &str) -> Reply {
         let txn = self.latest_txn("user-alice");
-        let jwt = self.decision("alice-phone", "alice-phone", &txn, action);
+        let shown = self.transaction("alice-phone", "alice-phone", &txn).await;
+        let mut claims = json!({"txn": txn, "action": action});
+        if shown.status == 200 {
+            claims["txn_hash"] = ciba_shared::transaction::txn_hash(&shown.body["shown"]).into();
+        }
+        let jwt = self.device_jws("alice-phone", "alice-phone", claims);
         self.post_decision(&jwt).await
     }
 

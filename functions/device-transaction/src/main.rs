@@ -1,0 +1,1 @@
+ciba_shared::http_function_main!(device_transaction::handle);
