@@ -177,20 +177,37 @@ function_packages() {
     done
 }
 
-# qemu-user and the arm64 C library: the arm64 bootstraps `sam build` makes run under them on
-# an x86_64 machine (tests/rie.py).
-install_qemu() {
-    if [[ "$(uname -m)" == aarch64 ]] ||
-        { command -v qemu-aarch64 >/dev/null && [[ -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ]]; }; then
-        return 0
+# The Debian packages the checks need, in one apt-get run (two at once would fight over the dpkg
+# lock): qemu-user and the arm64 C library, under which the arm64 bootstraps `sam build` makes run
+# on an x86_64 machine (tests/rie.py calls qemu-aarch64 itself: no binfmt needed); and with the
+# argument `chromium`, Debian's Chromium at /usr/bin/chromium, which playwright-core drives for
+# the browser authenticator's test (tests/interop/authenticator.mjs; no ChromeDriver needed).
+# Only what is missing is installed, without recommended packages; when all is there, nothing.
+#
+#   install_apt_packages [chromium]
+install_apt_packages() {
+    local missing=() extra
+    if [[ "$(uname -m)" != aarch64 ]] &&
+        ! { command -v qemu-aarch64 >/dev/null && [[ -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ]]; }; then
+        missing+=(qemu-user libc6-arm64-cross)
     fi
+    for extra in "$@"; do
+        case "$extra" in
+        chromium) [[ -x /usr/bin/chromium ]] || missing+=(chromium) ;;
+        *)
+            log "install_apt_packages: no package set named $extra"
+            return 2
+            ;;
+        esac
+    done
+    ((${#missing[@]} > 0)) || return 0
     if [[ "$(id -u)" != 0 ]]; then
-        log "qemu-aarch64 and the arm64 C library are missing: sudo apt-get install qemu-user libc6-arm64-cross"
+        log "missing Debian packages: sudo apt-get install --no-install-recommends ${missing[*]}"
         return 1
     fi
-    log "installing qemu-user and libc6-arm64-cross: apt-get install"
+    log "installing ${missing[*]}: apt-get install"
     apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user libc6-arm64-cross >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 }
 
 # Run as a command rather than sourced: one emulator in the foreground for local work (the
@@ -222,7 +239,7 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
         ;;
     tools)
         install_tools
-        install_qemu
+        install_apt_packages
         echo "sam and cargo-lambda are in $DEPS/tools/bin: export PATH=$DEPS/tools/bin:\$PATH"
         ;;
     *)

@@ -4,8 +4,14 @@
 //! validates it, introspection as the resource server, revocation of a refresh token's family,
 //! refresh-token reuse, and RFC 9068 JWT access tokens verified against `/jwks`.
 //!
-//! Needs node 20+ and `npm ci --prefix tests/interop` (tests/run does it). Without the packages
-//! the test skips, unless `CIBA_REQUIRE_INTEROP=1` (as inside tests/run), where it fails.
+//! The second test drives the browser authenticator (`/_local/authenticator`) in Debian's
+//! Chromium with playwright-core (`tests/interop/authenticator.mjs`) against the local API on
+//! DynamoDB Local: a payment approved in the page and one by `ciba-device`, each proved by the
+//! tokens, introspection and the ID token's `txn_approval`, and tampered hashes refused.
+//!
+//! Needs node 20+ and `npm ci --prefix tests/interop` (tests/run does it), and for the browser
+//! test `/usr/bin/chromium`. Without them the tests skip, unless `CIBA_REQUIRE_INTEROP=1` (as
+//! inside tests/run), where they fail.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -17,20 +23,38 @@ use std::time::Duration;
 fn interop_packages() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
     let modules = dir.join("node_modules");
-    if ["openid-client", "jose"]
+    if ["openid-client", "jose", "playwright-core"]
         .iter()
         .all(|package| modules.join(package).join("package.json").is_file())
     {
         return Some(dir);
     }
-    if std::env::var("CIBA_REQUIRE_INTEROP").is_ok_and(|v| v == "1") {
+    if require_interop() {
         panic!(
-            "CIBA_REQUIRE_INTEROP=1 but {} lacks openid-client or jose: run \
+            "CIBA_REQUIRE_INTEROP=1 but {} lacks openid-client, jose or playwright-core: run \
              `npm ci --prefix tests/interop` (tests/run does)",
             modules.display()
         );
     }
     eprintln!("skipping: tests/interop/node_modules missing (npm ci --prefix tests/interop)");
+    None
+}
+
+fn require_interop() -> bool {
+    std::env::var("CIBA_REQUIRE_INTEROP").is_ok_and(|v| v == "1")
+}
+
+/// Debian's Chromium, which playwright-core drives; `None` (skip) without it, unless required.
+fn chromium() -> Option<&'static str> {
+    const CHROMIUM: &str = "/usr/bin/chromium";
+    if Path::new(CHROMIUM).is_file() {
+        return Some(CHROMIUM);
+    }
+    assert!(
+        !require_interop(),
+        "CIBA_REQUIRE_INTEROP=1 but {CHROMIUM} is missing: apt-get install chromium (tests/run does)"
+    );
+    eprintln!("skipping: {CHROMIUM} missing (apt-get install chromium)");
     None
 }
 
@@ -44,7 +68,51 @@ struct LocalApi {
 }
 
 impl LocalApi {
+    /// On the in-memory store, requiring DPoP nonces.
     fn start() -> Self {
+        Self::start_with(
+            &["--store", "memory", "--seed", "tests/seed.json"],
+            &[("DPOP_NONCE", "required")],
+        )
+    }
+
+    /// On a fresh table of DynamoDB Local (`CIBA_DYNAMODB_ENDPOINT`), seeded, `/_local/*`
+    /// served; on the in-memory store when DynamoDB Local is not there and not required.
+    fn start_on_dynamodb() -> Self {
+        let Ok(endpoint) = std::env::var("CIBA_DYNAMODB_ENDPOINT") else {
+            assert!(
+                std::env::var("CIBA_REQUIRE_DYNAMODB").as_deref() != Ok("1"),
+                "CIBA_REQUIRE_DYNAMODB=1 but CIBA_DYNAMODB_ENDPOINT is not set"
+            );
+            eprintln!(
+                "DynamoDB Local not configured: the browser test runs on the in-memory store"
+            );
+            return Self::start_with(&["--store", "memory", "--seed", "tests/seed.json"], &[]);
+        };
+        let table = format!(
+            "authenticator-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+        );
+        Self::start_with(
+            &[
+                "--store",
+                "dynamodb",
+                "--table",
+                &table,
+                "--seed",
+                "tests/seed.json",
+                "--seed-dynamodb",
+                "--local-endpoints-on-dynamodb",
+            ],
+            &[("AWS_ENDPOINT_URL_DYNAMODB", endpoint.as_str())],
+        )
+    }
+
+    fn start_with(args: &[&str], envs: &[(&str, &str)]) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -55,9 +123,9 @@ impl LocalApi {
         let child = Command::new(env!("CARGO_BIN_EXE_ciba-local"))
             .args(["--port", &port.to_string()])
             .args(["--issuer", &format!("http://127.0.0.1:{port}")])
-            .args(["--store", "memory", "--seed", "tests/seed.json"])
+            .args(args)
             .args(["--push", "recording"])
-            .env("DPOP_NONCE", "required")
+            .envs(envs.iter().copied())
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .stdout(output.try_clone().unwrap())
             .stderr(output)
@@ -121,5 +189,38 @@ fn openid_client_and_jose_get_introspect_revoke_and_refresh_tokens_as_the_banks_
         run.status,
         api.output()
     );
+    println!("{stdout}");
+}
+
+#[test]
+fn a_payment_approved_in_the_browser_authenticator_and_by_the_cli_is_proved_by_its_tokens() {
+    let Some(interop) = interop_packages() else {
+        return;
+    };
+    if chromium().is_none() {
+        return;
+    }
+    let api = LocalApi::start_on_dynamodb();
+    let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("authenticator-payment.png");
+    let run = Command::new("node")
+        .arg(interop.join("authenticator.mjs"))
+        .arg(api.url())
+        .arg(env!("CARGO_BIN_EXE_ciba-device"))
+        .arg(&screenshot)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("node runs (node 20+ on PATH)");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        run.status.success() && stdout.contains("authenticator: every step passed"),
+        "the browser authenticator flow failed ({}):\n--- its steps\n{stdout}\n--- its error\n\
+         {stderr}\n--- the local API's output\n{}",
+        run.status,
+        api.output()
+    );
+    let png = std::fs::read(&screenshot).expect("the screenshot was taken");
+    assert!(png.starts_with(b"\x89PNG"), "the screenshot is a PNG");
     println!("{stdout}");
 }

@@ -26,6 +26,6 @@ if (($# == 0)) || [[ "$1" == --help || "$1" == -h ]]; then
 fi
 install_tools
 if [[ " $* " != *" --native "* ]]; then
-    install_qemu
+    install_apt_packages
 fi
 exec "$DEPS/tools/bin/python" "$ROOT/tests/rie.py" invoke "$@"
