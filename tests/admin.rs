@@ -115,3 +115,87 @@ async fn resource_server_refuses_a_client_id_already_taken_and_changes_nothing()
         before
     );
 }
+
+/// `ciba-admin evidence` on a payment alice approved: the kept decision verifies (exit 0, the
+/// report on stdout); once the stored amount is changed it does not (exit 1); a request nobody
+/// decided has no evidence.
+#[tokio::test]
+async fn evidence_prints_and_verifies_the_kept_decision_and_catches_a_changed_amount() {
+    let Some(endpoint) = emulator::endpoint("DYNAMODB") else {
+        return;
+    };
+    let table = ciba_testkit::dynamodb::table_from_env().await.unwrap();
+    let h = common::Harness::with_store(table.store.clone()).await;
+    let payment = serde_json::json!([{"type": "payment_initiation",
+        "instructedAmount": {"currency": "EUR", "amount": "250.00"},
+        "creditorName": "Landlord", "creditorAccount": {"iban": "DE89370400440532013000"}}]);
+    let started = h
+        .bc_authorize(&[
+            ("scope", "openid"),
+            ("login_hint", "alice"),
+            ("authorization_details", &payment.to_string()),
+        ])
+        .await;
+    let id = started.body["auth_req_id"].as_str().unwrap().to_owned();
+    assert_eq!(h.alice_decides("approve").await.status, 204);
+    assert_eq!(h.poll(&id).await.status, 200);
+
+    let out = admin(&endpoint, &["evidence", &id, "--table", &table.table]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["verified"], true);
+    assert_eq!(report["device"]["device_id"], "alice-phone");
+    assert_eq!(report["shown"]["authorization_details"], payment);
+    assert_eq!(report["decision"]["claims"]["action"], "approve");
+
+    // Someone with write access to the table changes the amount: the evidence no longer holds.
+    let mut changed = payment.clone();
+    changed[0]["instructedAmount"]["amount"] = "2500.00".into();
+    table
+        .client
+        .update_item()
+        .table_name(&table.table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!(
+                "AUTHREQ#{}",
+                id.split('.').next().unwrap()
+            )),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("AUTHREQ".into()),
+        )
+        .update_expression("SET authorization_details = :d")
+        .expression_attribute_values(
+            ":d",
+            aws_sdk_dynamodb::types::AttributeValue::S(changed.to_string()),
+        )
+        .condition_expression("attribute_exists(pk)")
+        .send()
+        .await
+        .unwrap();
+    let out = admin(&endpoint, &["evidence", &id, "--table", &table.table]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["checks"]["txn_hash_matches_what_was_shown"], false);
+
+    // Not decided: no evidence; unknown: said so.
+    let pending = h
+        .bc_authorize(&[("scope", "openid"), ("login_hint", "alice")])
+        .await;
+    let pending = pending.body["auth_req_id"].as_str().unwrap();
+    let out = admin(&endpoint, &["evidence", pending, "--table", &table.table]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no decision evidence"));
+    let out = admin(
+        &endpoint,
+        &["evidence", "nope.nope", "--table", &table.table],
+    );
+    assert_eq!(out.status.code(), Some(1));
+}

@@ -119,6 +119,10 @@ async fn op_secret_keys(flags: &HashMap<String, String>) -> Result<Keys, Stop> {
 
 async fn run(args: &[String]) -> Result<(), Stop> {
     let (command, rest) = cli::command(args, USAGE)?;
+    // Its first argument is the request's id, not a flag.
+    if command == "evidence" {
+        return evidence(rest).await;
+    }
     let flags = cli::flags(rest, USAGE)?;
     let flag = |name: &str| flags.required(name);
     let now = SystemClock.now();
@@ -186,7 +190,6 @@ async fn run(args: &[String]) -> Result<(), Stop> {
         "resource-server" => resource_server(&flags).await,
         "dead-letters" => dead_letters(&flags).await,
         "signing-key" => signing_key(&flags, now).await,
-        "evidence" => evidence(rest).await,
         other => Err(Stop::Usage(format!("unknown command {other}\n\n{USAGE}"))),
     }
 }
