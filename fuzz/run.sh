@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds every fuzz target with libFuzzer's coverage instrumentation and runs each for a bounded
-# time; exits non-zero when any target crashed (a panic), timed out or ran out of memory, and
-# keeps the input that did it under fuzz/artifacts/<target>/.
+# time, one per core at a time (CIBA_FUZZ_JOBS to choose); exits non-zero when any target crashed
+# (a panic), timed out or ran out of memory, and keeps the input that did it under
+# fuzz/artifacts/<target>/.
 #
 #   bash fuzz/run.sh [SECONDS_PER_TARGET [TARGET...]]     (default: 60 seconds, every target;
 #                                                          0 builds without running)
@@ -49,24 +50,58 @@ if ((SECONDS_PER_TARGET == 0)); then
     exit 0
 fi
 
-failed=()
-for target in "${TARGETS[@]}"; do
-    binary="$TARGET_DIR/$TRIPLE/debug/$target"
-    seeds="$FUZZ/corpus/$target"
-    corpus="$TARGET_DIR/corpus/$target"
-    artifacts="$FUZZ/artifacts/$target"
-    log="$TARGET_DIR/logs/$target.log"
+# One target per core at a time (libFuzzer's default is one process): each writes its outcome to
+# a file, and the outcomes are printed in the targets' order once all have run.
+JOBS="${CIBA_FUZZ_JOBS:-$(nproc)}"
+run_target() {
+    local target="$1"
+    local binary="$TARGET_DIR/$TRIPLE/debug/$target"
+    local seeds="$FUZZ/corpus/$target"
+    local corpus="$TARGET_DIR/corpus/$target"
+    local artifacts="$FUZZ/artifacts/$target"
+    local log="$TARGET_DIR/logs/$target.log"
+    local outcome="$TARGET_DIR/logs/$target.outcome"
     mkdir -p "$corpus" "$artifacts" "$(dirname "$log")"
     # New inputs go to the first directory, the working corpus, never into the seeds.
     if "$binary" -max_total_time="$SECONDS_PER_TARGET" -timeout=30 -rss_limit_mb=2048 \
         -artifact_prefix="$artifacts/" -print_final_stats=1 "$corpus" "$seeds" >"$log" 2>&1; then
+        local runs cov
         runs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")"
         cov="$(grep -o 'cov: [0-9]*' "$log" | tail -n 1)"
-        echo "fuzz $target: ${runs:-?} runs in ${SECONDS_PER_TARGET}s, ${cov:-cov: ?}, no crash"
+        echo "fuzz $target: ${runs:-?} runs in ${SECONDS_PER_TARGET}s, ${cov:-cov: ?}, no crash" >"$outcome"
     else
-        echo "fuzz $target: FAILED, input kept in fuzz/artifacts/$target/; the panic and the end of $log:"
-        grep -m 1 -A 1 'panicked at' "$log" || true
-        tail -n 25 "$log"
+        {
+            echo "fuzz $target: FAILED, input kept in fuzz/artifacts/$target/; the panic and the end of $log:"
+            grep -m 1 -A 1 'panicked at' "$log" || true
+            tail -n 25 "$log"
+        } >"$outcome"
+        return 1
+    fi
+}
+
+rm -f "$TARGET_DIR"/logs/*.outcome
+running=0
+for target in "${TARGETS[@]}"; do
+    if ((running >= JOBS)); then
+        wait -n || true
+        running=$((running - 1))
+    fi
+    run_target "$target" &
+    running=$((running + 1))
+done
+
+wait || true
+
+# A target that left no outcome (killed) failed too.
+failed=()
+for target in "${TARGETS[@]}"; do
+    outcome="$TARGET_DIR/logs/$target.outcome"
+    if [[ -s "$outcome" ]]; then
+        cat "$outcome"
+    else
+        echo "fuzz $target: FAILED, no outcome (see $TARGET_DIR/logs/$target.log)"
+    fi
+    if ! grep -q "^fuzz $target: .* no crash\$" "$outcome" 2>/dev/null; then
         failed+=("$target")
     fi
 done
