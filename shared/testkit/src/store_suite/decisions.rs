@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::{NOW, approved, created, family, jti, stored_request, token};
-use ciba_shared::domain::{Decision, Status, TokenKind};
+use ciba_shared::domain::{Decision, Evidence, Status, TokenKind};
 use ciba_shared::store::{DecideError, RedeemError, Store};
 
 pub async fn decision_is_recorded_once(store: Arc<dyn Store>) {
@@ -24,6 +24,65 @@ pub async fn decision_is_recorded_once(store: Arc<dyn Store>) {
     let stored = stored_request(store.as_ref(), "r1").await;
     assert_eq!(stored.status, Status::Denied);
     assert_eq!(stored.decided_at, Some(NOW + 5));
+}
+
+/// The device's signed decision is kept with the request in the decision's own write, stays
+/// when the request is redeemed, and a refused second decision does not replace it.
+pub async fn a_decision_keeps_its_evidence_through_redemption(store: Arc<dyn Store>) {
+    let evidence = Evidence {
+        decision_jws: "eyJhbGciOiJFUzI1NiJ9.eyJ0eG4iOiJ0MSJ9.c2ln".into(),
+        device_id: "dev".into(),
+        device_key: serde_json::json!({"kty": "EC", "crv": "P-256", "x": "x", "y": "y"}),
+        device_jkt: "jkt".into(),
+        txn_hash: Some("hash".into()),
+    };
+    created(&store, "r1").await;
+    store
+        .requests()
+        .decide_with(
+            "r1",
+            Decision::Approve,
+            Some(&evidence),
+            NOW + 5,
+            &jti("dev", "d1"),
+        )
+        .await
+        .unwrap();
+    let other = Evidence {
+        device_id: "other".into(),
+        ..evidence.clone()
+    };
+    let again = store
+        .requests()
+        .decide_with(
+            "r1",
+            Decision::Deny,
+            Some(&other),
+            NOW + 6,
+            &jti("dev", "d2"),
+        )
+        .await;
+    assert!(
+        matches!(again, Err(DecideError::AlreadyDecided)),
+        "{again:?}"
+    );
+    assert_eq!(
+        stored_request(store.as_ref(), "r1").await.evidence,
+        Some(evidence.clone())
+    );
+    store
+        .requests()
+        .redeem(
+            "r1",
+            NOW + 7,
+            &family("r1"),
+            &[token("t1", TokenKind::Access)],
+        )
+        .await
+        .unwrap();
+    let redeemed = stored_request(store.as_ref(), "r1").await;
+    assert_eq!(redeemed.status, Status::Redeemed);
+    assert_eq!(redeemed.evidence, Some(evidence));
 }
 
 pub async fn decision_after_expiry_is_refused(store: Arc<dyn Store>) {

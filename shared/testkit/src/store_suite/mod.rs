@@ -64,6 +64,7 @@ macro_rules! store_suite {
             poll_after_interval_is_in_time,
             poll_of_unknown_request_is_gone,
             decision_is_recorded_once,
+            a_decision_keeps_its_evidence_through_redemption,
             decision_after_expiry_is_refused,
             decision_jti_belongs_to_its_request,
             decision_on_unknown_request_is_not_found,
