@@ -166,28 +166,49 @@ impl Drop for LocalApi {
     }
 }
 
+/// Runs `script` under node against `api` (with the device simulator's path, then `more`
+/// arguments) and answers its steps; fails the test, with the script's and the local API's
+/// output, unless it exits 0 and prints `done`.
+fn run_node(
+    api: &LocalApi,
+    script: &Path,
+    more: &[&std::ffi::OsStr],
+    done: &str,
+    what: &str,
+) -> String {
+    let run = Command::new("node")
+        .arg(script)
+        .arg(api.url())
+        .arg(env!("CARGO_BIN_EXE_ciba-device"))
+        .args(more)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("node runs (node 20+ on PATH)");
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        run.status.success() && stdout.contains(done),
+        "{what} failed ({}):\n--- its steps\n{stdout}\n--- its error\n{stderr}\n--- the local \
+         API's output\n{}",
+        run.status,
+        api.output()
+    );
+    stdout
+}
+
 #[test]
 fn openid_client_and_jose_get_introspect_revoke_and_refresh_tokens_as_the_banks_rp() {
     let Some(interop) = interop_packages() else {
         return;
     };
     let api = LocalApi::start();
-    let run = Command::new("node")
-        .arg(interop.join("rp.mjs"))
-        .arg(api.url())
-        .arg(env!("CARGO_BIN_EXE_ciba-device"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("node runs (node 20+ on PATH)");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(
-        run.status.success() && stdout.contains("interop: every step passed"),
-        "the RP on openid-client and jose failed ({}):\n--- its steps\n{stdout}\n--- its error\n\
-         {stderr}\n--- the local API's output\n{}",
-        run.status,
-        api.output()
+    let stdout = run_node(
+        &api,
+        &interop.join("rp.mjs"),
+        &[],
+        "interop: every step passed",
+        "the RP on openid-client and jose",
     );
     println!("{stdout}");
 }
@@ -202,23 +223,12 @@ fn a_payment_approved_in_the_browser_authenticator_and_by_the_cli_is_proved_by_i
     }
     let api = LocalApi::start_on_dynamodb();
     let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("authenticator-payment.png");
-    let run = Command::new("node")
-        .arg(interop.join("authenticator.mjs"))
-        .arg(api.url())
-        .arg(env!("CARGO_BIN_EXE_ciba-device"))
-        .arg(&screenshot)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("node runs (node 20+ on PATH)");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(
-        run.status.success() && stdout.contains("authenticator: every step passed"),
-        "the browser authenticator flow failed ({}):\n--- its steps\n{stdout}\n--- its error\n\
-         {stderr}\n--- the local API's output\n{}",
-        run.status,
-        api.output()
+    let stdout = run_node(
+        &api,
+        &interop.join("authenticator.mjs"),
+        &[screenshot.as_os_str()],
+        "authenticator: every step passed",
+        "the browser authenticator flow",
     );
     let png = std::fs::read(&screenshot).expect("the screenshot was taken");
     assert!(png.starts_with(b"\x89PNG"), "the screenshot is a PNG");

@@ -41,6 +41,25 @@ pub fn media_type(headers: &HeaderMap) -> Option<String> {
     Some(media.to_ascii_lowercase())
 }
 
+/// The compact JWS a device sends: the whole body as `application/jwt`, or the form field
+/// `field`. `Err` is the `error_description` of the `invalid_request` that answers anything else;
+/// `what` names the JWS in it ("the decision").
+pub fn signed_body(req: &Request, field: &str, what: &str) -> Result<String, String> {
+    match media_type(req.headers()).as_deref() {
+        Some("application/jwt") => std::str::from_utf8(body_bytes(req))
+            .map(|s| s.trim().to_owned())
+            .map_err(|_| format!("{what} is not a JWT")),
+        Some("application/x-www-form-urlencoded") => Form::from_request(req)
+            .map_err(|e| e.describe())?
+            .get(field)
+            .map(str::to_owned)
+            .ok_or_else(|| format!("the {field} field is required")),
+        _ => Err(format!(
+            "send {what} as application/jwt or in the form field {field}"
+        )),
+    }
+}
+
 /// Form parameters, each at most once (RFC 6749 §3.1: "Request and response parameters MUST NOT
 /// be included more than once"). Empty values count as absent (RFC 6749 §3.1 again).
 #[derive(Debug, Default, Clone)]

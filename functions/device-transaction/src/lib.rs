@@ -9,7 +9,7 @@
 use ciba_shared::context::Ctx;
 use ciba_shared::decision;
 use ciba_shared::error::{DeviceError, error_response};
-use ciba_shared::http::{Form, body_bytes, json_response, media_type};
+use ciba_shared::http::{json_response, signed_body};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 
@@ -24,27 +24,11 @@ pub async fn handle(ctx: &Ctx, req: Request) -> Response<Body> {
     }
 }
 
-fn request_jwt(req: &Request) -> Result<String, DeviceError> {
-    match media_type(req.headers()).as_deref() {
-        Some("application/jwt") => std::str::from_utf8(body_bytes(req))
-            .map(|s| s.trim().to_owned())
-            .map_err(|_| invalid("the transaction request is not a JWT")),
-        Some("application/x-www-form-urlencoded") => Form::from_request(req)
-            .map_err(|e| invalid(e.describe()))?
-            .get("request")
-            .map(str::to_owned)
-            .ok_or_else(|| invalid("the request field is required")),
-        _ => Err(invalid(
-            "send the signed transaction request as application/jwt or in the form field request",
-        )),
-    }
-}
-
 async fn details(ctx: &Ctx, req: &Request) -> Result<Response<Body>, DeviceError> {
     if req.method() != Method::POST {
         return Err(invalid("the transaction endpoint accepts POST only"));
     }
-    let jwt = request_jwt(req)?;
+    let jwt = signed_body(req, "request", "the signed transaction request").map_err(invalid)?;
     let details = decision::details(ctx, &jwt).await?;
     Ok(json_response(StatusCode::OK, &details, true))
 }
