@@ -16,6 +16,10 @@
     rie.py misconfigured FUNCTION NAME=VALUE [options]
         Starts FUNCTION with one environment variable replaced and checks that it stops at
         cold start with one log line naming the setting (what a deployed function does).
+    rie.py iam-report LOG... [options]
+        What each function called against what its policy grants, from the logs of runs made
+        with --iam-log (tests/iam.py); exit 1 on any refused call, and on any grant that no
+        run used unless the function's Metadata.UntestedGrants says why it stays.
     rie.py cold-start RUNS OUT.json FUNCTION... [options]
         For bench/report.sh: RUNS cold starts of each function with events/<crate>.json sent
         twice; the emulator's INIT REPORT, the first answer and the warm invocation, as JSON.
@@ -30,6 +34,9 @@ Options:
     --parameter-overrides K=V [K=V ...]
                           template parameters (as `sam local invoke --parameter-overrides`)
     --template FILE       default template.yaml
+    --iam-log FILE        hold every AWS call of the functions started to its IAM policy in the
+                          template, as IAM would (tests/iam.py), and log each call to FILE
+    --iam-run NAME        the run's name in that log (e.g. events, flow-kms)
 
 The function's environment is what Lambda would give it: Globals.Function merged with its own
 Properties, with `!Ref`, `!Sub`, `!If`, `!GetAtt`, `!Join` and `!Select` resolved. Parameters
@@ -37,13 +44,15 @@ take their overrides or defaults; the pseudo parameters AWS::Region (from AWS_RE
 us-east-1), AWS::AccountId (123456789012), AWS::Partition, AWS::URLSuffix and AWS::StackName
 (local) get local values, and resources local stand-ins:
     the DynamoDB table   $TABLE_NAME, default ciba-local (the local API's table);
-    the KMS key          $KMS_KEY_ID (e.g. a key on moto); when unset, KMS_KEY_ID is empty and
+    a KMS key            $KMS_KEY_ID_<logical id>, else $KMS_KEY_ID (e.g. a key on moto); when
+                         the signing key's is unset, KMS_KEY_ID is empty and
                          SIGNING_KEY_FILE names $SIGNING_KEY_FILE or .deps/invoke/op-key.pem (a
                          P-256 key made on first use), which the functions then sign with;
     the HTTP API         local (so the default issuer is https://local.execute-api...);
     an SQS queue         $SQS_QUEUE_URL_<logical id> (e.g. a queue on moto);
     a secret             $SECRET_ARN_<logical id> (e.g. a secret in moto's Secrets Manager);
-    anything else        its logical id, as `sam local invoke` does.
+    anything else        its logical id, as `sam local invoke` does;
+and `!GetAtt X.Arn` (and Table.StreamArn) the ARN AWS would give that stand-in.
 Nothing else of the caller's environment reaches the function but AWS_REGION, the credentials
 (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN; dummy ones when unset, which the
 emulators accept) and the endpoint overrides AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE>
@@ -66,6 +75,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,6 +88,9 @@ PSEUDO = {
 }
 PASSED_THROUGH = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 ELF_MACHINE = {0x3E: "x86_64", 0xB7: "arm64"}
+# --iam-log FILE and --iam-run NAME: every function started holds its AWS calls to its policy
+# (tests/iam.py) and logs them to FILE under the run's name.
+IAM = {"log": None, "run": "local"}
 
 
 class Failure(Exception):
@@ -100,6 +113,9 @@ class Resolver:
         self.template = template
         self.parameters = parameters
         self.pseudo = dict(PSEUDO, **{"AWS::Region": os.environ.get("AWS_REGION") or "us-east-1"})
+        # Each local value a resource resolved to, and how the template names it (Table.Arn):
+        # tests/iam.py reports grants by these names, the same in every run.
+        self.names = {}
 
     def ref(self, name):
         if name in self.pseudo:
@@ -120,11 +136,16 @@ class Resolver:
         resource = self.template.get("Resources", {}).get(name)
         if resource is None:
             raise Failure(f"!Ref {name}: no such parameter or resource")
-        kind = resource.get("Type")
+        value = self.local_ref(name, resource.get("Type"))
+        if value:
+            self.names.setdefault(value, name)
+        return value
+
+    def local_ref(self, name, kind):
         if kind == "AWS::DynamoDB::Table":
             return os.environ.get("TABLE_NAME") or "ciba-local"
         if kind == "AWS::KMS::Key":
-            return os.environ.get("KMS_KEY_ID", "")
+            return os.environ.get(f"KMS_KEY_ID_{name}", os.environ.get("KMS_KEY_ID", ""))
         if kind == "AWS::Serverless::HttpApi":
             return "local"
         if kind == "AWS::SQS::Queue":
@@ -167,8 +188,25 @@ class Resolver:
         return re.sub(r"\$\{([^}]+)\}", one, text)
 
     def get_att(self, args):
+        """The ARN of a resource's local stand-in (the one its !Ref names), as AWS writes it."""
         resource, attribute = args
-        return f"arn:aws:local:{self.pseudo['AWS::Region']}:{PSEUDO['AWS::AccountId']}:{resource}/{attribute}"
+        region, account = self.pseudo["AWS::Region"], PSEUDO["AWS::AccountId"]
+        kind = (self.template.get("Resources", {}).get(resource) or {}).get("Type")
+        local = self.local_ref(resource, kind) if kind else resource
+        if kind == "AWS::DynamoDB::Table" and attribute == "Arn":
+            arn = f"arn:aws:dynamodb:{region}:{account}:table/{local}"
+        elif kind == "AWS::DynamoDB::Table" and attribute == "StreamArn":
+            arn = f"arn:aws:dynamodb:{region}:{account}:table/{local}/stream/local"
+        elif kind == "AWS::KMS::Key" and attribute == "Arn":
+            arn = local if local.startswith("arn:") else f"arn:aws:kms:{region}:{account}:key/{local}"
+        elif kind == "AWS::SQS::Queue" and attribute == "Arn":
+            path = urllib.parse.urlparse(local).path.strip("/").split("/")
+            owner, name = (path[-2], path[-1]) if len(path) >= 2 else (account, path[-1])
+            arn = f"arn:aws:sqs:{region}:{owner}:{name}"
+        else:
+            arn = f"arn:aws:local:{region}:{account}:{resource}/{attribute}"
+        self.names.setdefault(arn, f"{resource}.{attribute}")
+        return arn
 
     def value(self, node):
         """The string a node resolves to; None for AWS::NoValue."""
@@ -196,6 +234,22 @@ class Resolver:
                 raise Failure(f"{fn} is not supported by this script")
         raise Failure(f"cannot resolve {node!r} to a value")
 
+    def tree(self, node):
+        """A whole structure (a policy) resolved: intrinsics replaced by their values, `!If`
+        branches chosen, AWS::NoValue dropped (None for the node itself)."""
+        if isinstance(node, dict) and len(node) == 1:
+            (fn, args), = node.items()
+            if fn == "Fn::If":
+                return self.tree(args[1] if self.condition(args[0]) else args[2])
+            if fn == "Ref" or fn.startswith("Fn::"):
+                return self.value(node)
+        if isinstance(node, dict):
+            out = {k: self.tree(v) for k, v in node.items()}
+            return {k: v for k, v in out.items() if v is not None}
+        if isinstance(node, list):
+            return [v for v in (self.tree(n) for n in node) if v is not None]
+        return node
+
 
 class Function:
     """One AWS::Serverless::Function of the template, as Lambda would configure it."""
@@ -216,6 +270,8 @@ class Function:
             **((properties.get("Environment") or {}).get("Variables") or {}),
         )
         resolver = Resolver(template, parameters)
+        self.template = template
+        self.resolver = resolver
         self.variables = {}
         for name, node in variables.items():
             resolved = resolver.value(node)
@@ -353,6 +409,20 @@ class Emulator:
             os.chmod(runtime, 0o755)
         self.port = free_port()
         env = function.environment(os.path.dirname(bootstrap))
+        self.checker = None
+        if IAM["log"]:
+            # Every AWS call through the function's own IAM checker (tests/iam.py).
+            import iam
+
+            try:
+                policy = iam.Policy.of(function.template, function.logical_id, function.resolver)
+            except iam.PolicyError as e:
+                raise Failure(f"{function.logical_id}'s policy: {e}")
+            self.checker = iam.Checker(function.logical_id, policy, iam.upstreams_from_env(env),
+                                       IAM["log"], IAM["run"])
+            for suffix in ("DYNAMODB", "SNS", "SQS", "KMS", "SECRETS_MANAGER"):
+                env[f"AWS_ENDPOINT_URL_{suffix}"] = self.checker.url()
+            env.pop("AWS_ENDPOINT_URL", None)
         self.log = open(log_path, "wb")
         self.process = subprocess.Popen(
             [
@@ -408,6 +478,8 @@ class Emulator:
                 self.process.wait()
         self.log.close()
         self.scratch.cleanup()
+        if self.checker:
+            self.checker.stop()
 
     def log_text(self):
         with open(self.log_path, "rb") as f:
@@ -542,6 +614,7 @@ def cmd_events(options):
         bootstrap, arch = bootstrap_for(function, options)
         log_path = os.path.join(logs_dir(), f"rie-{function.logical_id}.log")
         emulator = Emulator(function, bootstrap, arch, log_path)
+        failed_before = failed
         try:
             for name in names:
                 status, body, seconds = emulator.invoke(read_event(os.path.join(ROOT, "events", f"{name}.json")))
@@ -557,7 +630,7 @@ def cmd_events(options):
                 failed += problem is not None
         finally:
             emulator.stop()
-        if failed:
+        if failed > failed_before:
             print(f"  log of {function.logical_id} ({log_path}):\n{emulator.log_text()}", file=sys.stderr)
     print(f"{len(events) - failed} events answered as expected, {failed} wrong")
     return 1 if failed else 0
@@ -665,6 +738,15 @@ def peak_rss_kib(pid):
     return None
 
 
+def cmd_iam_report(options):
+    import iam
+
+    template = load_template(options.template)
+    problems = iam.report(options.logs, template, sys.stdout)
+    print(f"IAM check: {problems} problem(s)" if problems else "IAM check: every call granted, every grant used or justified")
+    return 1 if problems else 0
+
+
 def main(argv):
     parser = argparse.ArgumentParser(
         prog="rie.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -676,6 +758,8 @@ def main(argv):
     common.add_argument("--bootstrap")
     common.add_argument("--env-vars")
     common.add_argument("--parameter-overrides", nargs="+", metavar="NAME=VALUE")
+    common.add_argument("--iam-log", help="hold every AWS call to the function's policy, logged here")
+    common.add_argument("--iam-run", default="local", help="the run's name in the IAM log")
     commands = parser.add_subparsers(dest="command", required=True)
     invoke = commands.add_parser("invoke", parents=[common])
     invoke.add_argument("function")
@@ -689,17 +773,22 @@ def main(argv):
     cold.add_argument("runs", type=int)
     cold.add_argument("out")
     cold.add_argument("functions", nargs="+")
+    report = commands.add_parser("iam-report", parents=[common])
+    report.add_argument("logs", nargs="+")
     options = parser.parse_args(argv)
+    IAM["log"], IAM["run"] = options.iam_log, options.iam_run
     try:
         return {
             "invoke": cmd_invoke,
             "events": cmd_events,
             "misconfigured": cmd_misconfigured,
             "cold-start": cmd_cold_start,
+            "iam-report": cmd_iam_report,
         }[options.command](options)
     except Failure as e:
         print(f"rie.py: {e}", file=sys.stderr)
         return 2
+
 
 
 if __name__ == "__main__":
