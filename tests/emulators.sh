@@ -139,15 +139,19 @@ start_emulators() {
     # Further emulators get their own start_<name> function, called here.
 }
 
-# SAM CLI (template lint, sam build, and the Lambda Runtime Interface Emulator it ships) and
-# cargo-lambda (what sam build runs), in their own venv under .deps/tools; checkov; and Rust's
+# SAM CLI (template lint, sam build, the Lambda Runtime Interface Emulator it ships, and SAM's
+# translator, which tests/iam.py asks for each function's role) and cargo-lambda (what sam build
+# runs), in their own venv under .deps/tools; checkov; and Rust's
 # arm64 standard library, which `cargo lambda build --arm64` links against.
 install_tools() {
     local venv="$DEPS/tools"
-    if [[ ! -x "$venv/bin/sam" || ! -x "$venv/bin/cargo-lambda" ]]; then
+    # tests/flow.py signs and verifies with cryptography and reads the emulators with boto3 (both
+    # also aws-sam-cli's own dependencies).
+    if [[ ! -x "$venv/bin/sam" || ! -x "$venv/bin/cargo-lambda" ]] ||
+        ! "$venv/bin/python" -c 'import boto3, cryptography' 2>/dev/null; then
         log "installing aws-sam-cli and cargo-lambda: python3 -m venv $venv && pip install"
         python3 -m venv "$venv"
-        "$venv/bin/pip" install --quiet --disable-pip-version-check aws-sam-cli cargo-lambda >&2
+        "$venv/bin/pip" install --quiet --disable-pip-version-check aws-sam-cli cargo-lambda boto3 cryptography >&2
     fi
     install_checkov
     if command -v rustup >/dev/null &&

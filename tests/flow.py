@@ -10,14 +10,23 @@ Secrets Manager), and with --iam-log every AWS call held to the function's polic
 (tests/iam.py). What API Gateway, the table's stream and the SQS event source would hand a
 function is built here from what the table and the queue hold:
 
-- poll (demo-rp): /bc-authorize, the push on moto's SNS, /device/transaction, /token pending,
-  /device/decision, /token redeeming, /jwks (the ID token checked against it), /userinfo,
-  /introspect as the resource server, a refresh, /revoke of the refresh token, /introspect again
-  (inactive) and the revoked family refused at /token;
-- ping: a client registered at /register (initial access token), a device enrolled at
-  /device/register (a new SNS platform endpoint), its approval, the stream record to the notifier,
-  the SQS message to the deliverer, the ping on a callback server here, then /token;
-- push: the same, the deliverer minting the tokens and pushing them to the callback.
+- poll (demo-rp): discovery, /bc-authorize, the push on moto's SNS, /device/transaction,
+  /token pending, /device/decision, /token redeeming (then refused again), /jwks (the ID token
+  checked against it), /userinfo, /introspect as the resource server, a refresh, /revoke of the
+  first access token and of the refresh token's family, /introspect inactive after each, and the
+  revoked family refused at /token;
+- private_key_jwt (demo-fapi) at /introspect and /revoke, each assertion's jti spent once;
+- limits: a wrong user_code then the right one (demo-pos), a denial, a user's pending requests
+  from one client capped at 5 (the sixth 403 with no push) and room again once one is decided;
+- enrolment: carol's new phone at /device/register (a new SNS platform endpoint), then the same
+  push token enrolled again after SNS disabled its endpoint (re-enabled, same device);
+- ping: a client registered at /register (initial access token), its approval, the stream
+  record to the notifier (through the template's filter), the SQS message to the deliverer, the
+  ping on a callback server here, then /token;
+- push: the same, the deliverer minting the tokens and pushing them to the callback;
+- an endpoint that answers 503: the first attempt leaves the message on the queue, the last
+  (NotificationAttempts=2) parks it in the dead-letter queue with its reason;
+- the scheduled expiry sweep.
 
 The signing modes: `kms`, the ES256 key in moto's KMS (one Sign per token). moto signs a
 MessageType=DIGEST request by hashing the digest once more, so there the ID token's signature
@@ -79,6 +88,20 @@ def basic(client_id, secret):
     return "Basic " + base64.b64encode(f"{urllib.parse.quote(client_id, safe='')}:{urllib.parse.quote(secret, safe='')}".encode()).decode()
 
 
+def client_assertion(client_id, kid, key, audience):
+    """A private_key_jwt client assertion (RFC 7523) signed ES256 with the client's key."""
+    now = int(time.time())
+    claims = {"iss": client_id, "sub": client_id, "aud": audience, "iat": now, "exp": now + 60,
+              "jti": secrets.token_urlsafe(16)}
+    return es256({"alg": "ES256", "typ": "JWT", "kid": kid}, claims, key)
+
+
+def es256(header, claims, key):
+    signing_input = f"{b64url(jcs(header))}.{b64url(jcs(claims))}".encode()
+    r, s = decode_dss_signature(key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+    return f"{signing_input.decode()}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+
 def jcs(value):
     """RFC 8785 for what `shown` holds (ASCII member names, integers, strings)."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
@@ -102,16 +125,13 @@ class Device:
                 "y": b64url(numbers.y.to_bytes(32, "big"))}
 
     def jws(self, claims):
-        header = {"alg": "ES256", "typ": "JWT", "kid": self.device_id}
         now = int(time.time())
         claims = dict(claims, iat=now, exp=now + 120, jti=secrets.token_urlsafe(16))
-        signing_input = f"{b64url(jcs(header))}.{b64url(json.dumps(claims).encode())}".encode()
-        r, s = decode_dss_signature(self.key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
-        return f"{signing_input.decode()}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+        return es256({"alg": "ES256", "typ": "JWT", "kid": self.device_id}, claims, self.key)
 
 
 class Callbacks:
-    """The clients' notification endpoint: records every POST, answers 204."""
+    """The clients' notification endpoints: records every POST, answers 204 (503 under /down)."""
 
     def __init__(self):
         self.received = []
@@ -125,9 +145,11 @@ class Callbacks:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with owner.lock:
-                    owner.received.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                    owner.received.append({"path": self.path, "body": body,
+                                           "headers": {k.lower(): v for k, v in self.headers.items()}})
                     owner.lock.notify_all()
-                self.send_response(204)
+                # A client whose endpoint is down answers 503 to every notification.
+                self.send_response(503 if self.path.startswith("/down") else 204)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -187,7 +209,7 @@ class Flow:
             url = sqs.create_queue(QueueName=f"ciba-flow-{stamp}-{logical_id}")["QueueUrl"]
             os.environ[f"SQS_QUEUE_URL_{logical_id}"] = url
         self.queue_url = os.environ["SQS_QUEUE_URL_NotificationQueue"]
-        env = dict(os.environ, AWS_ENDPOINT_URL_DYNAMODB=os.environ["CIBA_DYNAMODB_ENDPOINT"],
+        self.admin_env = env = dict(os.environ, AWS_ENDPOINT_URL_DYNAMODB=os.environ["CIBA_DYNAMODB_ENDPOINT"],
                    AWS_ENDPOINT_URL_SECRETS_MANAGER=os.environ["CIBA_SNS_ENDPOINT"],
                    AWS_ENDPOINT_URL_KMS=os.environ["CIBA_SNS_ENDPOINT"])
         run([self.options.admin, "import", "--seed", self.options.seed, "--table", self.table,
@@ -197,6 +219,8 @@ class Flow:
             f"IssuerUrl={self.issuer}",
             f"GcmPlatformApplicationArn={os.environ['SNS_PLATFORM_APP_GCM']}",
             "PollInterval=1",
+            # A notification that keeps failing is parked after its second attempt.
+            "NotificationAttempts=2",
             f"RegistrationTokenHashes={b64url(hashlib.sha256(self.registration_token.encode()).digest())}",
             f"SigningMode={self.mode}",
         ]
@@ -296,8 +320,9 @@ class Flow:
 
     def start_request(self, auth, device_arn, form, what):
         before = len(self.pushes(device_arn))
+        headers = {"authorization": auth} if auth else {}
         body = self.expect(f"POST /bc-authorize ({what})", self.http(
-            "BcAuthorizeFunction", "POST", "/bc-authorize", {"authorization": auth}, form=form), 200)
+            "BcAuthorizeFunction", "POST", "/bc-authorize", headers, form=form), 200)
         pushed = self.pushes(device_arn)[before:]
         if len(pushed) != 1:
             raise StepFailed(f"{len(pushed)} pushes to {device_arn} after /bc-authorize, expected 1")
@@ -308,14 +333,14 @@ class Flow:
         print(f"  {self.run}: the push reached {device_arn.rsplit('/', 1)[-1]} on SNS (txn {data['txn'][:8]}…)")
         return body["auth_req_id"], body["interval"], data["txn"]
 
-    def approve(self, device, txn):
+    def approve(self, device, txn, action="approve"):
         shown = self.expect("POST /device/transaction", self.http(
             "DeviceTransactionFunction", "POST", "/device/transaction", {"content-type": "application/jwt"},
             body=device.jws({"txn": txn})), 200)["shown"]
         txn_hash = b64url(hashlib.sha256(jcs(shown)).digest())
-        self.expect("POST /device/decision (approve)", self.http(
+        self.expect(f"POST /device/decision ({action})", self.http(
             "DeviceDecisionFunction", "POST", "/device/decision", {"content-type": "application/jwt"},
-            body=device.jws({"txn": txn, "action": "approve", "txn_hash": txn_hash})), 204)
+            body=device.jws({"txn": txn, "action": action, "txn_hash": txn_hash})), 204)
         return shown, txn_hash
 
     def verify_id_token(self, id_token, client_id, sub):
@@ -394,6 +419,14 @@ class Flow:
             form={"token": refreshed["access_token"]}), 200)
         if seen.get("active") is not True:
             raise StepFailed(f"/introspect answered {seen} for the refreshed access token")
+        self.expect("POST /revoke (the first access token)", self.http(
+            "RevokeFunction", "POST", "/revoke", {"authorization": rp},
+            form={"token": tokens["access_token"], "token_type_hint": "access_token"}), 200)
+        seen = self.expect("POST /introspect (the revoked access token)", self.http(
+            "IntrospectFunction", "POST", "/introspect", {"authorization": api},
+            form={"token": tokens["access_token"]}), 200)
+        if seen != {"active": False}:
+            raise StepFailed(f"/introspect answered {seen} for a revoked access token")
         self.expect("POST /revoke (the refresh token: its family)", self.http(
             "RevokeFunction", "POST", "/revoke", {"authorization": rp},
             form={"token": refreshed["refresh_token"], "token_type_hint": "refresh_token"}), 200)
@@ -405,6 +438,53 @@ class Flow:
         self.expect("POST /token (refresh of the revoked family)", self.http(
             "TokenFunction", "POST", "/token", {"authorization": rp},
             form={"grant_type": "refresh_token", "refresh_token": refreshed["refresh_token"]}), 400, "invalid_grant")
+
+    def fapi_client(self):
+        """demo-fapi authenticates with private_key_jwt: each assertion's jti is spent once."""
+        self.step = "private_key_jwt"
+        with open(os.path.join(ROOT, "tests", "keys", "demo-fapi-rp.pem"), "rb") as f:
+            key = serialization.load_pem_private_key(f.read(), None)
+        kid = "KiTB5FVwq84plCCGBIFZZgOJeR7PSCvih5nzN5tz1xk"
+        for logical_id, path, wanted in (("IntrospectFunction", "/introspect", {"active": False}),
+                                         ("RevokeFunction", "/revoke", None)):
+            assertion = client_assertion("demo-fapi", kid, key, self.issuer)
+            form = {"token": "no-such-token", "client_id": "demo-fapi", "client_assertion": assertion,
+                    "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}
+            body = self.expect(f"POST {path} (demo-fapi, private_key_jwt)",
+                               self.http(logical_id, "POST", path, form=form), 200)
+            if body != wanted:
+                raise StepFailed(f"{path} answered {body}, expected {wanted}")
+            self.expect(f"POST {path} (the same assertion again)",
+                        self.http(logical_id, "POST", path, form=form), 401, "invalid_client")
+
+    def limits(self):
+        """A wrong user code, then the right one (which clears the count); a user's pending
+        requests from one client capped (the decided ones pruned), and a denial."""
+        self.step = "limits"
+        alice = Device.from_pem("alice-phone", os.path.join(ROOT, "tests", "keys", "alice-phone.pem"))
+        bob = Device.from_pem("bob-phone", os.path.join(ROOT, "tests", "keys", "bob-phone.pem"))
+        pos = {"client_id": "demo-pos", "client_secret": "demo-pos-secret", "scope": "openid",
+               "login_hint": "alice", "binding_message": "POS1"}
+        self.expect("POST /bc-authorize (demo-pos, a wrong user_code)", self.http(
+            "BcAuthorizeFunction", "POST", "/bc-authorize", form=dict(pos, user_code="0000")), 400, "invalid_user_code")
+        _, _, txn = self.start_request(None, self.endpoints["alice-phone"], dict(pos, user_code="4321"),
+                                       "demo-pos, the right user_code")
+        self.approve(alice, txn, action="deny")
+        wallet = basic("demo-jwt", "demo-jwt-secret")
+        txns = []
+        for n in range(1, 6):
+            _, _, txn = self.start_request(wallet, self.endpoints["bob-phone"], {
+                "scope": "openid", "login_hint": "bob", "binding_message": f"BOB{n}"}, f"demo-jwt for bob, {n} of 5")
+            txns.append(txn)
+        before = len(self.pushes(self.endpoints["bob-phone"]))
+        self.expect("POST /bc-authorize (demo-jwt for bob, a sixth pending)", self.http(
+            "BcAuthorizeFunction", "POST", "/bc-authorize", {"authorization": wallet},
+            form={"scope": "openid", "login_hint": "bob", "binding_message": "BOB6"}), 403, "access_denied")
+        if len(self.pushes(self.endpoints["bob-phone"])) != before:
+            raise StepFailed("a refused request was pushed to bob")
+        self.approve(bob, txns[0], action="deny")
+        self.start_request(wallet, self.endpoints["bob-phone"], {
+            "scope": "openid", "login_hint": "bob", "binding_message": "BOB7"}, "demo-jwt for bob, once one is decided")
 
     def register_client(self, mode, path):
         registered = self.expect(f"POST /register ({mode} client)", self.http(
@@ -425,9 +505,24 @@ class Flow:
             body=json.dumps({"enrollment_code": "demo-enrol-carol", "public_key": device.public_jwk(),
                              "push_token": f"flow-{self.run}-carol", "platform": "GCM"})), 201)
         device.device_id = enrolled["device_id"]
-        arns = find_endpoint_arns(f"flow-{self.run}-carol")
+        token = f"flow-{self.run}-carol"
+        arns = find_endpoint_arns(token)
         if len(arns) != 1:
             raise StepFailed(f"{len(arns)} SNS platform endpoints for carol's push token, expected 1")
+        # SNS disables an endpoint whose token the platform refused; the app enrolling the same
+        # token again (with a new code) re-enables it and keeps its device.
+        aws("sns").set_endpoint_attributes(EndpointArn=arns[0], Attributes={"Enabled": "false"})
+        code = run([self.options.admin, "enrollment-code", "--user", "carol", "--table", self.table],
+                   self.admin_env).strip().splitlines()[-1].split()[0]
+        again = self.expect("POST /device/register (carol's phone again, its endpoint disabled)", self.http(
+            "DeviceRegisterFunction", "POST", "/device/register", {"content-type": "application/json"},
+            body=json.dumps({"enrollment_code": code, "public_key": device.public_jwk(),
+                             "push_token": token, "platform": "GCM"})), 201)
+        if again["device_id"] != device.device_id:
+            raise StepFailed(f"enrolling the same push token again made device {again['device_id']}")
+        enabled = aws("sns").get_endpoint_attributes(EndpointArn=arns[0])["Attributes"].get("Enabled")
+        if enabled != "true":
+            raise StepFailed(f"carol's endpoint is still disabled (Enabled={enabled})")
         return device, arns[0]
 
     def request_item(self, auth_req_id):
@@ -457,9 +552,10 @@ class Flow:
             raise StepFailed(f"the notifier answered {result}")
         print(f"  {self.run}: the decision's stream record passed the template's filter; the notifier queued it")
 
-    def queue_to_deliverer(self):
+    def queue_to_deliverer(self, again=False):
         """The SQS event Lambda's queue event source hands the deliverer; the message deleted
-        after a batch without failures, as the event source does."""
+        after a batch without failures, as the event source does. `again`: the delivery is to
+        fail, the message stays on the queue (returned: its receipt)."""
         sqs = aws("sqs")
         got = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=2,
                                   AttributeNames=["All"], MessageAttributeNames=["All"]).get("Messages", [])
@@ -478,10 +574,16 @@ class Flow:
             "awsRegion": REGION,
         }
         result = self.invoke("DelivererFunction", {"Records": [record]})
+        if again:
+            if result != {"batchItemFailures": [{"itemIdentifier": message["MessageId"]}]}:
+                raise StepFailed(f"the deliverer answered {result} for a failed attempt")
+            print(f"  {self.run}: attempt {record['attributes'].get('ApproximateReceiveCount')} failed; "
+                  "the deliverer left the message on the queue for later")
+            return message["ReceiptHandle"]
         if result != {"batchItemFailures": []}:
             raise StepFailed(f"the deliverer answered {result}")
         sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
-        print(f"  {self.run}: the SQS message reached the deliverer, which delivered it")
+        print(f"  {self.run}: the SQS message reached the deliverer, which was done with it")
 
     def notified_flow(self, mode, device, device_arn):
         self.step = mode
@@ -498,8 +600,10 @@ class Flow:
         self.stream_to_notifier(key, before, after)
         self.queue_to_deliverer()
         callback = self.callbacks.wait(path, 1)
-        if callback["headers"].get("Authorization") != f"Bearer {notification_token}":
-            raise StepFailed(f"the {mode} callback carried {callback['headers'].get('Authorization')!r}")
+        if callback["headers"].get("authorization") != f"Bearer {notification_token}":
+            raise StepFailed(f"the {mode} callback carried {callback['headers'].get('authorization')!r}")
+        if not callback["headers"].get("content-type", "").startswith("application/json"):
+            raise StepFailed(f"the {mode} callback's content type is {callback['headers'].get('content-type')!r}")
         body = json.loads(callback["body"])
         if body.get("auth_req_id") != auth_req_id:
             raise StepFailed(f"the {mode} callback names {body.get('auth_req_id')}, not {auth_req_id}")
@@ -521,6 +625,33 @@ class Flow:
         if userinfo.get("sub") != "user-carol":
             raise StepFailed(f"/userinfo answered {userinfo}")
 
+    def endpoint_down(self, device, device_arn):
+        """A ping client whose endpoint answers 503: the first attempt leaves the message on the
+        queue, hidden for the back-off; the last one parks it in the dead-letter queue with its
+        reason, nothing lost."""
+        self.step = "endpoint down"
+        client_id, secret = self.register_client("ping", "/down")
+        auth_req_id, _, txn = self.start_request(basic(client_id, secret), device_arn, {
+            "scope": "openid", "login_hint": "carol", "binding_message": "FLOW-DOWN",
+            "client_notification_token": secrets.token_urlsafe(24)}, "ping client, endpoint down")
+        key, before = self.request_item(auth_req_id)
+        self.approve(device, txn)
+        _, after = self.request_item(auth_req_id)
+        self.stream_to_notifier(key, before, after)
+        receipt = self.queue_to_deliverer(again=True)
+        # The back-off has passed (as far as the queue is concerned).
+        aws("sqs").change_message_visibility(QueueUrl=self.queue_url, ReceiptHandle=receipt, VisibilityTimeout=0)
+        self.queue_to_deliverer()
+        self.callbacks.wait("/down", 2)
+        letters = aws("sqs").receive_message(
+            QueueUrl=os.environ["SQS_QUEUE_URL_NotificationDeadLetterQueue"], MaxNumberOfMessages=10,
+            WaitTimeSeconds=1, MessageAttributeNames=["All"]).get("Messages", [])
+        parked = [m for m in letters if json.loads(m["Body"]).get("auth_req_id") == auth_req_id]
+        if len(parked) != 1 or not parked[0].get("MessageAttributes"):
+            raise StepFailed(f"the dead-letter queue holds {letters}, expected this notification with its reason")
+        reason = next(iter(parked[0]["MessageAttributes"].values())).get("StringValue")
+        print(f"  {self.run}: after 2 attempts the notification was parked in the dead-letter queue: {reason}")
+
     def sweep(self):
         """The scheduled sweep over a table where nothing has expired."""
         self.step = "sweep"
@@ -537,9 +668,12 @@ class Flow:
             self.prepare()
             self.start()
             self.poll_flow()
+            self.fapi_client()
+            self.limits()
             device, arn = self.enrol()
             self.notified_flow("ping", device, arn)
             self.notified_flow("push", device, arn)
+            self.endpoint_down(device, arn)
             self.sweep()
         except (StepFailed, rie.Failure) as e:
             print(f"{self.run}: FAILED in the {self.step} flow: {e}", flush=True)
@@ -553,7 +687,7 @@ class Flow:
             return 1
         finally:
             self.stop()
-        print(f"{self.run}: poll, ping and push flows answered as documented across "
+        print(f"{self.run}: the poll, ping and push flows answered as documented across "
               f"{len(self.emulators)} functions")
         return 0
 

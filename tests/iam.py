@@ -4,18 +4,25 @@ Neither DynamoDB Local nor moto enforces IAM, so a function whose policy lacks a
 passes every local test and fails in AWS. `tests/rie.py --iam-log FILE` puts one `Checker` (an
 HTTP proxy on a free loopback port) between each function it starts and the emulators: the
 function's `AWS_ENDPOINT_URL_<SERVICE>` variables point at its proxy, which reads each request's
-action and resources as IAM does, evaluates them against the function's policy, and either
+action and resources as IAM does, evaluates them against the function's role, and either
 forwards the request unchanged or answers the error AWS gives (`AccessDeniedException`, SNS's
 `AuthorizationError`) without forwarding it. Every call is written to FILE as one JSON line, and
-so is every grant of each function started; `rie.py iam-report FILE...` then says, per function,
-what it called against what it is granted, fails on any refused call, and fails on any grant
-that no run used unless the function's `Metadata.UntestedGrants` in the template says why.
+so is the role of each function started. `rie.py iam-report FILE...` then says, per function,
+what it called against what it is granted, and fails on:
+- any refused call;
+- a grant that no run used, unless the function's `Metadata.UntestedGrants` in the template says
+  why it stays (keyed "action on resource", the resource as the template names it: Table.Arn);
+- a grant that runs used but that could go with every call still allowed: each used grant is
+  taken out of the role in turn and the run's calls decided again, so removing any one action a
+  function needs is shown to make the check fail.
 
-The policy is what the deployed role holds: the function's `Policies` (inline statements, with
-`!If` and `AWS::NoValue` resolved for the run's parameters and resources named by their local
-ARNs), plus what SAM adds for its event sources (AWSLambdaSQSQueueExecutionRole for an SQS
-event, AWSLambdaDynamoDBExecutionRole for a DynamoDB stream). Those managed policies are the
-event source mapping's, not the code's: their grants are never reported unused.
+The role is what CloudFormation deploys: SAM's own translator (samtranslator, in the tools venv)
+makes it from the template, and its intrinsics are resolved for the run's parameters, resources
+named by their local ARNs. The template's `Policies` are the function's own grants; what SAM adds
+(AWSLambdaBasicExecutionRole, AWSXrayWriteOnlyAccess, the event source mappings' managed
+policies, a SendMessage policy for a stream's OnFailure queue) serves Lambda itself, allows
+calls like any other statement, and is never reported unused. A managed policy not modelled in
+MANAGED_POLICIES is refused.
 
 IAM semantics kept here: an action is allowed when an Allow statement matches its action,
 resource and conditions and no Deny statement does; actions match case-insensitively with `*`
@@ -27,7 +34,6 @@ operators over `kms:EncryptionContext:<key>`, `kms:EncryptionContextKeys`, `kms:
 `aws:SecureTransport`; any other operator or key is a mistake of this script, reported, never
 silently allowed.
 """
-import fnmatch
 import http.client
 import http.server
 import json
@@ -40,20 +46,66 @@ import urllib.parse
 
 ACCOUNT = "123456789012"
 
-# What SAM attaches to a function's role for each event source type (the AWS managed policies'
-# statements, as published).
-EVENT_SOURCE_POLICIES = {
-    "SQS": ("AWSLambdaSQSQueueExecutionRole", [
+# The AWS managed policies SAM attaches to function roles, with their statements as AWS
+# publishes them. They serve Lambda itself (logs, traces, the event source mappings' polling):
+# their grants are never reported unused. A role with any other managed policy is refused.
+MANAGED_POLICIES = {
+    "AWSLambdaBasicExecutionRole": [
+        {"Effect": "Allow", "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+         "Resource": "*"},
+    ],
+    "AWSXrayWriteOnlyAccess": [
+        {"Effect": "Allow",
+         "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules",
+                    "xray:GetSamplingTargets", "xray:GetSamplingStatisticSummaries"],
+         "Resource": "*"},
+    ],
+    "AWSLambdaSQSQueueExecutionRole": [
         {"Effect": "Allow", "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
          "Resource": "*"},
-    ]),
-    "DynamoDB": ("AWSLambdaDynamoDBExecutionRole", [
+        {"Effect": "Allow", "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+         "Resource": "*"},
+    ],
+    "AWSLambdaDynamoDBExecutionRole": [
         {"Effect": "Allow",
          "Action": ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
-                    "dynamodb:ListStreams"],
+                    "dynamodb:ListStreams", "logs:CreateLogGroup", "logs:CreateLogStream",
+                    "logs:PutLogEvents"],
          "Resource": "*"},
-    ]),
+    ],
 }
+
+
+_TRANSLATED = {}
+
+
+def translated_role(template, function_id, parameters):
+    """The function's AWS::IAM::Role as SAM's own translator writes it: the inline policy of
+    the template's `Policies` (`<Function>RolePolicy<N>`), the policies SAM adds for event
+    sources and destinations, and the managed policy ARNs."""
+    import copy
+
+    key = (id(template), tuple(sorted(parameters.items())))
+    if key not in _TRANSLATED:
+        from samtranslator.translator.transform import transform
+
+        class NoManagedPolicies:
+            def load(self):
+                return {}
+
+        document = copy.deepcopy(template)
+        for resource in document.get("Resources", {}).values():
+            if resource.get("Type") == "AWS::Serverless::Function":
+                resource.setdefault("Properties", {})["CodeUri"] = "s3://local/code.zip"
+        os.environ.setdefault("AWS_DEFAULT_REGION", os.environ.get("AWS_REGION") or "us-east-1")
+        _TRANSLATED[key] = transform(document, dict(parameters), NoManagedPolicies())
+    resources = _TRANSLATED[key]["Resources"]
+    role = resources[function_id]["Properties"].get("Role") or {}
+    name = role.get("Fn::GetAtt", [None])[0] if isinstance(role, dict) else None
+    if name not in resources:
+        raise PolicyError(f"{function_id}: its role {role} is not a role of the stack")
+    return resources[name]["Properties"], f"{function_id}RolePolicy"
+
 
 # Actions authorised under another action's name.
 BATCH_AS = {
@@ -192,24 +244,21 @@ class Policy:
 
     @classmethod
     def of(cls, template, function_id, resolver):
-        resource = template["Resources"][function_id]
-        properties = resource.get("Properties", {})
+        """The role SAM makes for the function, its intrinsics resolved for this run."""
+        role, own = translated_role(template, function_id, resolver.parameters)
         statements = []
-        for entry in as_list(properties.get("Policies")):
-            entry = resolver.tree(entry)
-            if entry is None:
-                continue
-            if isinstance(entry, str):
-                raise PolicyError(f"{function_id}: managed policy {entry} is not modelled by tests/iam.py")
-            if set(entry) != {"Statement"} and "Statement" not in entry:
-                raise PolicyError(f"{function_id}: SAM policy template {list(entry)} is not modelled by tests/iam.py")
-            for document in as_list(entry["Statement"]):
-                statements.append(Statement(document, resolver.names))
-        for event in (properties.get("Events") or {}).values():
-            managed = EVENT_SOURCE_POLICIES.get(event.get("Type"))
-            if managed:
-                name, documents = managed
-                statements.extend(Statement(d, {}, implicit=name) for d in documents)
+        for policy in role.get("Policies") or []:
+            # Ours: what the template's Policies say. SAM's (an event source's destination):
+            # reported as SAM's, like the managed policies.
+            implicit = None if policy["PolicyName"].startswith(own) else policy["PolicyName"]
+            document = resolver.tree(policy["PolicyDocument"])
+            for statement in as_list((document or {}).get("Statement")):
+                statements.append(Statement(statement, resolver.names, implicit=implicit))
+        for arn in resolver.tree(role.get("ManagedPolicyArns") or []):
+            name = str(arn).rsplit("/", 1)[-1]
+            if name not in MANAGED_POLICIES:
+                raise PolicyError(f"{function_id}: managed policy {arn} is not modelled by tests/iam.py")
+            statements.extend(Statement(d, {}, implicit=name) for d in MANAGED_POLICIES[name])
         return cls(function_id, statements)
 
     def decide(self, action, resource, context):
@@ -521,7 +570,7 @@ def report(paths, template, out):
             for call in run_calls:
                 if call["allowed"]:
                     actions.add(call["action"])
-                    used.update(tuple(g) for g in call["matched"] if not g[1].startswith("AWSLambda"))
+                    used.update(tuple(g) for g in call["matched"])
                 else:
                     refused.append(call)
             if policy is None:
