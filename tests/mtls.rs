@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 on_both_stores!(
     a_fapi_client_over_mtls_gets_certificate_bound_tokens_end_to_end,
     tls_client_auth_takes_only_the_registered_certificate,
+    tls_client_auth_takes_only_a_certificate_a_configured_ca_issued,
     self_signed_tls_client_auth_takes_only_a_registered_key,
     bound_tokens_need_the_certificate_they_are_bound_to,
     registration_takes_the_mtls_metadata_and_refuses_what_is_inconsistent,
@@ -213,6 +214,33 @@ async fn tls_client_auth_takes_only_the_registered_certificate(h: Harness) {
         h.pushes.sent_to("user-alice").is_empty(),
         "nothing was pushed"
     );
+}
+
+/// RFC 8705 §2.1: the certificate must be issued by a trusted CA, not merely carry the
+/// registered subject. The review's impersonation: a leaf with demo-mtls's subject signed with
+/// the key of demo-mtls-self's self-signed certificate (which a truststore pins, and a TLS
+/// terminator that takes pinned certificates as anchors lets through), and the same subject from
+/// a CA nobody configured. The function refuses both whatever the terminator accepted.
+async fn tls_client_auth_takes_only_a_certificate_a_configured_ca_issued(h: Harness) {
+    for forged in ["impostor", "stranger"] {
+        let request = request_object(&h, "Transfer 250 GBP");
+        let form = [("client_id", "demo-mtls"), ("request", request.as_str())];
+        h.send(over_mtls(form_post("/bc-authorize", &form), forged))
+            .await
+            .expect_error(401, "invalid_client");
+        let introspection = form_post("/introspect", &[("client_id", "demo-mtls"), ("token", "t")]);
+        h.send(over_mtls(introspection, forged))
+            .await
+            .expect_error(401, "invalid_client");
+    }
+    assert!(
+        h.pushes.sent_to("user-alice").is_empty(),
+        "nothing was pushed"
+    );
+    // The real one still authenticates.
+    let introspection = form_post("/introspect", &[("client_id", "demo-mtls"), ("token", "t")]);
+    let own = h.send(over_mtls(introspection, "demo-mtls-rp")).await;
+    assert_eq!((own.status, own.body), (200, json!({"active": false})));
 }
 
 /// RFC 8705 §2.2: a `self_signed_tls_client_auth` client is authenticated by the certificate

@@ -99,6 +99,17 @@ async fn a_certificate_from_a_ca_outside_the_truststore_is_refused() {
     assert!(error.contains("UnknownCA"), "{error}");
 }
 
+/// A pinned self-signed certificate vouches for nobody but itself (RFC 8705 §2.2): a leaf signed
+/// with its key, whatever subject it names, gets no handshake.
+#[tokio::test]
+async fn a_certificate_signed_by_a_pinned_self_signed_one_is_refused() {
+    let ports = ports().await;
+    let error = discovery_as(&ports, "impostor")
+        .await
+        .expect_err("answered a certificate issued by a pinned client certificate");
+    assert!(error.contains("UnknownCA") || error.contains("BadCertificate"), "{error}");
+}
+
 #[tokio::test]
 async fn a_certificate_issued_by_the_trusted_ca_is_accepted() {
     let ports = ports().await;

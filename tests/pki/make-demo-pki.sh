@@ -9,6 +9,10 @@
 #   other-ca.crt / .pem, stranger.crt / .pem
 #                               a second CA and a client certificate it issued: trusted by nobody,
 #                               for tests that a certificate outside the truststore is refused
+#   impostor.crt / .pem         a certificate with demo-mtls's subject signed with demo-mtls-self's
+#                               key (issuer: demo-mtls-self): what a self-signed client could make
+#                               to pass as demo-mtls where pinned certificates are trust anchors;
+#                               refused by the TLS port and by the functions
 #   truststore.pem              demo-ca.crt followed by demo-mtls-self.crt: what --tls-client-ca
 #                               (or API Gateway's truststore) is given so both clients connect
 #
@@ -53,5 +57,7 @@ openssl req -x509 -new -key demo-mtls-self.pem -sha256 -days "$days" \
     -addext "keyUsage=critical,digitalSignature" \
     -addext "extendedKeyUsage=clientAuth" -out demo-mtls-self.crt
 
+leaf impostor "/C=GB/O=Demo Bank/CN=demo-mtls-rp" demo-mtls-self \
+    "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n"
 cat demo-ca.crt demo-mtls-self.crt > truststore.pem
 echo "demo PKI written to $dir"
