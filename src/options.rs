@@ -281,6 +281,17 @@ pub async fn build(
     vars.retain(|name, _| !name.starts_with("REGISTRATION"));
     let mut config = Config::from_vars(&vars).map_err(|e| e.to_string())?;
     config.registration = options.registration.clone();
+    // The TLS port's truststore names the CAs of tls_client_auth clients too, unless
+    // MTLS_CLIENT_CA_CERTS says otherwise (as it must in AWS).
+    if let Some(tls) = &options.tls
+        && !vars.contains_key(ciba_shared::client_ca::SETTING)
+    {
+        let path = &tls.files.client_ca;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("--tls-client-ca {path}: {e}"))?;
+        config.mtls_client_cas = ciba_shared::client_ca::ClientCas::from_truststore(&text)
+            .map_err(|e| format!("--tls-client-ca {path}: {e}"))?;
+    }
     let (store, store_name): (Arc<dyn Store>, String) = if options.dynamodb {
         let table = crate::dynamo::open(&options.table).await?;
         let created = if table.created { " (created)" } else { "" };

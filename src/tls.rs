@@ -1,12 +1,26 @@
 //! The local API's mutual-TLS listener, configured as API Gateway configures an mTLS custom
 //! domain: every client presents a certificate, accepted when the truststore vouches for it.
+//!
+//! The truststore holds two kinds of certificate, kept apart (RFC 8705 §2.1 and §2.2): CA
+//! certificates (basicConstraints CA:TRUE, keyCertSign) are trust anchors, whose issued
+//! certificates are verified by webpki; a pinned self-signed client certificate is accepted as
+//! itself, byte for byte, and vouches for no other certificate. (Taking every truststore
+//! certificate as an anchor would let a self-signed client sign a certificate with another
+//! client's subject.)
 
 use std::sync::Arc;
 
-use rustls::RootCertStore;
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ServerConfig, WebPkiClientVerifier};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, Error, RootCertStore,
+    SignatureScheme,
+};
+use x509_cert::der::{Decode, Encode};
 
 /// The three files the TLS port is configured from.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,17 +40,30 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, String> {
     let key = PrivateKeyDer::from_pem_file(&files.key)
         .map_err(|e| format!("--tls-key {}: no usable private key ({e})", files.key))?;
     let mut roots = RootCertStore::empty();
+    let mut pinned = Vec::new();
     for cert in certificates("--tls-client-ca", &files.client_ca)? {
-        roots
-            .add(cert)
-            .map_err(|e| format!("--tls-client-ca {}: {e}", files.client_ca))?;
+        if ciba_shared::client_ca::is_ca_certificate(&cert) {
+            roots
+                .add(cert)
+                .map_err(|e| format!("--tls-client-ca {}: {e}", files.client_ca))?;
+        } else {
+            pinned.push(cert);
+        }
     }
-    // A self-signed client certificate listed in the truststore is its own trust anchor: webpki
-    // finds its issuer (itself) among the anchors and checks its signature with its own key, so
-    // the truststore pins it exactly as API Gateway's does.
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(|e| format!("--tls-client-ca {}: {e}", files.client_ca))?;
+    let ca = if roots.is_empty() {
+        None
+    } else {
+        Some(
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|e| format!("--tls-client-ca {}: {e}", files.client_ca))?,
+        )
+    };
+    let verifier = Arc::new(PinnedOrIssued::new(
+        pinned,
+        ca,
+        provider.signature_verification_algorithms,
+    ));
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
@@ -50,6 +77,95 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, String> {
         })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// Client certificates accepted as pinned self-signed certificates, byte for byte, or as issued
+/// by one of the truststore's CAs.
+#[derive(Debug)]
+struct PinnedOrIssued {
+    pinned: Vec<CertificateDer<'static>>,
+    ca: Option<Arc<dyn ClientCertVerifier>>,
+    algorithms: WebPkiSupportedAlgorithms,
+    hints: Vec<DistinguishedName>,
+}
+
+impl PinnedOrIssued {
+    fn new(
+        pinned: Vec<CertificateDer<'static>>,
+        ca: Option<Arc<dyn ClientCertVerifier>>,
+        algorithms: WebPkiSupportedAlgorithms,
+    ) -> Self {
+        // The CAs' subjects and each pinned certificate's own (its issuer): what a client
+        // picks its certificate by.
+        let mut hints: Vec<DistinguishedName> = ca
+            .as_ref()
+            .map(|ca| ca.root_hint_subjects().to_vec())
+            .unwrap_or_default();
+        for cert in &pinned {
+            if let Ok(parsed) = x509_cert::Certificate::from_der(cert)
+                && let Ok(subject) = parsed.tbs_certificate.subject.to_der()
+            {
+                hints.push(DistinguishedName::from(subject));
+            }
+        }
+        Self {
+            pinned,
+            ca,
+            algorithms,
+            hints,
+        }
+    }
+}
+
+impl ClientCertVerifier for PinnedOrIssued {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &self.hints
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, Error> {
+        if self
+            .pinned
+            .iter()
+            .any(|p| p.as_ref() == end_entity.as_ref())
+        {
+            let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+            if !ciba_shared::client_ca::is_valid_at(end_entity, now) {
+                return Err(Error::InvalidCertificate(CertificateError::Expired));
+            }
+            return Ok(ClientCertVerified::assertion());
+        }
+        match &self.ca {
+            Some(ca) => ca.verify_client_cert(end_entity, intermediates, now),
+            None => Err(Error::InvalidCertificate(CertificateError::UnknownIssuer)),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
 }
 
 /// Every certificate of the PEM file at `path`; at least one.

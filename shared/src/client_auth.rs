@@ -210,8 +210,13 @@ pub async fn authenticate(
             let recognised = cert.is_some_and(|cert| {
                 cert.is_valid_at(now)
                     && match registered {
-                        AuthMethod::TlsClientAuth => mtls::registered_identity(&client)
-                            .is_some_and(|identity| identity.matches(cert)),
+                        // Issued by a configured CA, whatever the TLS terminator's truststore
+                        // took as an anchor, and naming the registered identity.
+                        AuthMethod::TlsClientAuth => {
+                            config.mtls_client_cas.issued(cert, now)
+                                && mtls::registered_identity(&client)
+                                    .is_some_and(|identity| identity.matches(cert))
+                        }
                         _ => client
                             .jwks
                             .as_ref()

@@ -58,6 +58,9 @@ pub struct Config {
     /// Gateway's custom domain with mutual TLS in AWS, the local API's TLS port locally. Discovery
     /// publishes it as `mtls_endpoint_aliases` (RFC 8705 §5); `None` when there is none.
     pub mtls_base_url: Option<String>,
+    /// The CAs whose certificates authenticate `tls_client_auth` clients
+    /// (`MTLS_CLIENT_CA_CERTS`, `crate::client_ca`); none by default.
+    pub mtls_client_cas: crate::client_ca::ClientCas,
     /// DPoP proofs must carry a nonce the OP handed out (`DPOP_NONCE=required`, RFC 9449 §8, §9):
     /// a proof cannot be made ahead of time. Off by default.
     pub dpop_nonce_required: bool,
@@ -139,6 +142,7 @@ impl Config {
             },
             fapi_by_default: false,
             mtls_base_url: None,
+            mtls_client_cas: Default::default(),
             dpop_nonce_required: false,
             client_cache_secs: 0,
             authorization_details_types: crate::authorization_details::TYPES
@@ -262,6 +266,10 @@ impl Config {
         };
         if let Some(base) = vars.get("MTLS_BASE_URL").filter(|b| !b.trim().is_empty()) {
             config.mtls_base_url = Some(validate_mtls_base_url(base)?);
+        }
+        if let Some(cas) = vars.get(crate::client_ca::SETTING) {
+            config.mtls_client_cas =
+                crate::client_ca::ClientCas::parse(cas).map_err(ConfigError)?;
         }
         if config.expires_in > config.max_expires_in {
             return Err(ConfigError(

@@ -7,6 +7,7 @@ pub mod aws_error;
 pub mod backchannel;
 pub mod callback_policy;
 pub mod client_auth;
+pub mod client_ca;
 pub mod config;
 pub mod context;
 pub mod decision;

@@ -45,6 +45,11 @@ impl ClientCert {
         Some(Self { der, cert })
     }
 
+    /// The parsed certificate.
+    pub(crate) fn certificate(&self) -> &Certificate {
+        &self.cert
+    }
+
     /// The certificate's `x5t#S256` (RFC 8705 §3.1): what certificate-bound tokens carry in
     /// `cnf`.
     pub fn thumbprint(&self) -> String {

@@ -148,8 +148,16 @@ impl Harness {
         let clock = Arc::new(FixedClock::at_secs(T0));
         let pushes = Arc::new(RecordingPushSender::default());
         let push: Arc<dyn PushSender> = push.unwrap_or_else(|| pushes.clone());
+        // The demo CA issues the certificates of tls_client_auth clients (MTLS_CLIENT_CA_CERTS).
+        let mut config = Config::new(ISSUER).unwrap();
+        let demo_ca = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/keys/pki/demo-ca.crt"
+        ))
+        .unwrap();
+        config.mtls_client_cas = ciba_shared::client_ca::ClientCas::parse(&demo_ca).unwrap();
         let ctx = Ctx {
-            config: Arc::new(Config::new(ISSUER).unwrap()),
+            config: Arc::new(config),
             store: store.clone(),
             clock: clock.clone(),
             random: Arc::new(OsRandom),

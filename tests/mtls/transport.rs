@@ -107,7 +107,10 @@ async fn a_certificate_signed_by_a_pinned_self_signed_one_is_refused() {
     let error = discovery_as(&ports, "impostor")
         .await
         .expect_err("answered a certificate issued by a pinned client certificate");
-    assert!(error.contains("UnknownCA") || error.contains("BadCertificate"), "{error}");
+    assert!(
+        error.contains("UnknownCA") || error.contains("BadCertificate"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
