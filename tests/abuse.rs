@@ -14,6 +14,7 @@ use serde_json::json;
 on_both_stores!(
     guessing_the_user_code_is_locked_after_five_failures_and_pushes_nothing,
     a_right_user_code_clears_the_failures,
+    another_clients_wrong_user_codes_do_not_lock_this_clients_right_one,
     more_than_five_pending_requests_per_user_and_client_are_refused_without_a_push,
     a_decided_request_makes_room_for_another,
     an_overlong_login_hint_is_invalid_request,
@@ -59,6 +60,55 @@ async fn guessing_the_user_code_is_locked_after_five_failures_and_pushes_nothing
     let after = with_user_code(&h, "4321").await;
     assert_eq!(after.status, 200, "{:?}", after.body);
     assert_eq!(h.pushes.sent_to("user-alice").len(), 1);
+}
+
+/// Review finding 4: failures are counted per client and user. Another client that registered
+/// `backchannel_user_code_parameter` guessing alice's code until it is locked out must not lock
+/// demo-pos's right code, nor may demo-pos's failures lock it.
+async fn another_clients_wrong_user_codes_do_not_lock_this_clients_right_one(h: Harness) {
+    let guesser = ciba_shared::domain::Client {
+        client_id: "guesser".into(),
+        client_name: Some("Guessing shop".into()),
+        client_secret_hash: Some(ciba_shared::secret::hash("guesser-secret")),
+        token_endpoint_auth_method: ciba_shared::domain::AuthMethod::ClientSecretPost,
+        jwks: None,
+        backchannel_token_delivery_mode: ciba_shared::domain::DeliveryMode::Poll,
+        backchannel_client_notification_endpoint: None,
+        backchannel_authentication_request_signing_alg: None,
+        backchannel_user_code_parameter: true,
+        resource_server: false,
+        access_token_format: Default::default(),
+        fapi: false,
+        authorization_details_types: None,
+        tls: Default::default(),
+    };
+    h.store.clients().put_client(&guesser).await.unwrap();
+    let guess = |code: &'static str| {
+        h.send(HttpRequest::new("POST", "/bc-authorize").form(&[
+            ("client_id", "guesser"),
+            ("client_secret", "guesser-secret"),
+            ("scope", "openid"),
+            ("login_hint", "alice"),
+            ("user_code", code),
+        ]))
+    };
+    for code in ["0000", "0001", "0002", "0003", "0004"] {
+        guess(code).await.expect_error(400, "invalid_user_code");
+    }
+    guess("4321").await.expect_error(403, "access_denied");
+    // demo-pos has not failed: its right code is taken at once, and pushed.
+    let pos = with_user_code(&h, "4321").await;
+    assert_eq!(pos.status, 200, "{:?}", pos.body);
+    assert_eq!(h.pushes.sent_to("user-alice").len(), 1);
+    // And demo-pos's own failures count for demo-pos alone.
+    for code in ["0000", "0001", "0002", "0003", "0004"] {
+        with_user_code(&h, code)
+            .await
+            .expect_error(400, "invalid_user_code");
+    }
+    with_user_code(&h, "4321")
+        .await
+        .expect_error(403, "access_denied");
 }
 
 async fn a_right_user_code_clears_the_failures(h: Harness) {
