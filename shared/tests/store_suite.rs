@@ -93,7 +93,7 @@ mod memory {
         };
         store
             .accounts()
-            .begin_user_code_attempt(&poll.sub, now, limit)
+            .begin_user_code_attempt("demo-pos", &poll.sub, now, limit)
             .await
             .unwrap();
         poll.expires_at.max(ping.expires_at) + RETENTION

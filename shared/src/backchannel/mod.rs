@@ -104,10 +104,11 @@ fn parameters(
     }
 }
 
-/// The user's `user_code`, when the client requires one, checked only while the user has
-/// attempts left (`Config::user_code_attempts`): each check is counted first, so racing guesses
-/// cannot outrun the count, and a right code clears it. A locked user's requests are refused
-/// before any push, right code or not.
+/// The user's `user_code`, when the client requires one, checked only while this client has
+/// attempts left for the user (`Config::user_code_attempts`): each check is counted first, so
+/// racing guesses cannot outrun the count, and a right code clears it. A client locked out for a
+/// user has its requests for that user refused before any push, right code or not; another
+/// client's are not affected.
 async fn user_code(
     ctx: &Ctx,
     client: &Client,
@@ -121,7 +122,7 @@ async fn user_code(
     let accounts = ctx.store.accounts();
     let limit = ctx.config.user_code_attempts;
     if let Attempt::Locked { until } = accounts
-        .begin_user_code_attempt(&user.sub, now, limit)
+        .begin_user_code_attempt(&client.client_id, &user.sub, now, limit)
         .await?
     {
         return Err(AuthnError::AccessDenied(
@@ -133,7 +134,9 @@ async fn user_code(
         ));
     }
     check_user_code(client, user, code, ctx.keys.as_deref())?;
-    accounts.clear_user_code_attempts(&user.sub).await?;
+    accounts
+        .clear_user_code_attempts(&client.client_id, &user.sub)
+        .await?;
     Ok(())
 }
 

@@ -45,7 +45,8 @@ struct Tables {
     families: HashMap<String, Family>,
     /// Each user's pending requests.
     pending: HashMap<String, Pending>,
-    /// Each user's counted `user_code` attempts and the end of their window.
+    /// Each client's counted `user_code` attempts for a user (`attempts_key`) and the end of
+    /// their window.
     attempts: HashMap<String, (u32, i64)>,
     expiry: Expiry,
     request_retention: i64,
@@ -533,16 +534,18 @@ impl Accounts for MemoryStore {
 
     async fn begin_user_code_attempt(
         &self,
+        client_id: &str,
         sub: &str,
         now: i64,
         limit: AttemptLimit,
     ) -> Result<Attempt, StoreError> {
         let mut t = self.lock_at(now)?;
         let t = &mut *t;
-        let (count, until) = t.attempts.entry(sub.to_owned()).or_insert((0, now));
+        let counted = attempts_key(client_id, sub);
+        let (count, until) = t.attempts.entry(counted.clone()).or_insert((0, now));
         if *until <= now {
             (*count, *until) = (0, now + limit.window);
-            t.expiry.at(*until, Expiring::Attempts(sub.to_owned()));
+            t.expiry.at(*until, Expiring::Attempts(counted));
         }
         if *count >= limit.max {
             return Ok(Attempt::Locked { until: *until });
@@ -551,8 +554,8 @@ impl Accounts for MemoryStore {
         Ok(Attempt::Granted)
     }
 
-    async fn clear_user_code_attempts(&self, sub: &str) -> Result<(), StoreError> {
-        self.lock()?.attempts.remove(sub);
+    async fn clear_user_code_attempts(&self, client_id: &str, sub: &str) -> Result<(), StoreError> {
+        self.lock()?.attempts.remove(&attempts_key(client_id, sub));
         Ok(())
     }
 }
@@ -567,4 +570,9 @@ impl Jtis for MemoryStore {
         t.insert_jti(jti);
         Ok(true)
     }
+}
+
+/// Where one client's `user_code` attempts for one user are counted (NUL never occurs in ids).
+fn attempts_key(client_id: &str, sub: &str) -> String {
+    format!("{sub}\u{0}{client_id}")
 }

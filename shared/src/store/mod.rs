@@ -377,18 +377,20 @@ pub trait Accounts: Send + Sync {
 
     async fn list_devices(&self, sub: &str) -> Result<Vec<Device>, StoreError>;
 
-    /// Counts one `user_code` attempt for the user before the code is checked, atomically: under
-    /// `limit`, however many requests race, at most `limit.max` codes are ever checked in a
-    /// window. `Locked` counts nothing.
+    /// Counts one `user_code` attempt of a client for the user before the code is checked,
+    /// atomically: under `limit`, however many requests race, at most `limit.max` codes are
+    /// ever checked in a window for one client and user. Counted per client, so that no client
+    /// can lock another client's users out. `Locked` counts nothing.
     async fn begin_user_code_attempt(
         &self,
+        client_id: &str,
         sub: &str,
         now: i64,
         limit: AttemptLimit,
     ) -> Result<Attempt, StoreError>;
 
-    /// Forgets the user's counted attempts: the code was right.
-    async fn clear_user_code_attempts(&self, sub: &str) -> Result<(), StoreError>;
+    /// Forgets the client's counted attempts for the user: the code was right.
+    async fn clear_user_code_attempts(&self, client_id: &str, sub: &str) -> Result<(), StoreError>;
 }
 
 /// Single use of JWT ids that no other write consumes (client assertions).

@@ -260,14 +260,16 @@ impl Accounts for DynamoStore {
 
     async fn begin_user_code_attempt(
         &self,
+        client_id: &str,
         sub: &str,
         now: i64,
         limit: AttemptLimit,
     ) -> Result<Attempt, StoreError> {
-        self.count_user_code_attempt(sub, now, limit).await
+        self.count_user_code_attempt(client_id, sub, now, limit)
+            .await
     }
 
-    async fn clear_user_code_attempts(&self, sub: &str) -> Result<(), StoreError> {
-        self.forget_user_code_attempts(sub).await
+    async fn clear_user_code_attempts(&self, client_id: &str, sub: &str) -> Result<(), StoreError> {
+        self.forget_user_code_attempts(client_id, sub).await
     }
 }

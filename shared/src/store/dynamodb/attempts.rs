@@ -1,5 +1,5 @@
-//! Each user's `user_code` attempts: one item holding the count `n` of the current window and
-//! the window's end `until`. An attempt is one conditional update (the count goes up only while
+//! Each client's `user_code` attempts for a user: one item (`USER#<sub>`, `USERCODE#<client_id>`)
+//! holding the count `n` of the current window and the window's end `until`. An attempt is one conditional update (the count goes up only while
 //! the window is open and below the limit), or, when there is no open window, one conditional
 //! put that opens the next: racing attempts are counted one by one, never twice allowed.
 
@@ -11,11 +11,15 @@ use super::transact::{
 };
 use crate::store::{Attempt, AttemptLimit, StoreError};
 
-const SK_USER_CODE_ATTEMPTS: &str = "USERCODE";
+/// The sort key of one client's attempts for the user.
+fn attempts_sk(client_id: &str) -> String {
+    format!("USERCODE#{client_id}")
+}
 
 impl DynamoStore {
     pub(super) async fn count_user_code_attempt(
         &self,
+        client_id: &str,
         sub: &str,
         now: i64,
         limit: AttemptLimit,
@@ -25,7 +29,7 @@ impl DynamoStore {
                 .client
                 .update_item()
                 .table_name(&self.table)
-                .set_key(Some(key(user_pk(sub), SK_USER_CODE_ATTEMPTS)))
+                .set_key(Some(key(user_pk(sub), &attempts_sk(client_id))))
                 .update_expression("SET n = n + :one")
                 .condition_expression("#until > :now AND n < :max")
                 .expression_attribute_names("#until", "until")
@@ -46,7 +50,7 @@ impl DynamoStore {
                 .get(
                     "begin_user_code_attempt",
                     user_pk(sub),
-                    SK_USER_CODE_ATTEMPTS,
+                    &attempts_sk(client_id),
                 )
                 .await?;
             let until = match item {
@@ -61,7 +65,7 @@ impl DynamoStore {
                     until: now + limit.window,
                 });
             }
-            if self.open_attempt_window(sub, now, limit).await? {
+            if self.open_attempt_window(client_id, sub, now, limit).await? {
                 return Ok(Attempt::Granted);
             }
             backoff(attempt).await;
@@ -74,12 +78,13 @@ impl DynamoStore {
     /// Opens a new window with this attempt counted, unless a racing attempt opened one first.
     async fn open_attempt_window(
         &self,
+        client_id: &str,
         sub: &str,
         now: i64,
         limit: AttemptLimit,
     ) -> Result<bool, StoreError> {
         let until = now + limit.window;
-        let mut item = key(user_pk(sub), SK_USER_CODE_ATTEMPTS);
+        let mut item = key(user_pk(sub), &attempts_sk(client_id));
         item.insert("n".into(), num(1));
         item.insert("until".into(), num(until));
         item.insert("ttl".into(), num(until));
@@ -96,11 +101,15 @@ impl DynamoStore {
         conditional_put("begin_user_code_attempt", result)
     }
 
-    pub(super) async fn forget_user_code_attempts(&self, sub: &str) -> Result<(), StoreError> {
+    pub(super) async fn forget_user_code_attempts(
+        &self,
+        client_id: &str,
+        sub: &str,
+    ) -> Result<(), StoreError> {
         self.client
             .delete_item()
             .table_name(&self.table)
-            .set_key(Some(key(user_pk(sub), SK_USER_CODE_ATTEMPTS)))
+            .set_key(Some(key(user_pk(sub), &attempts_sk(client_id))))
             .send()
             .await
             .map_err(|e| sdk_error("clear_user_code_attempts", e))?;

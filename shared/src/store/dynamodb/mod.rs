@@ -18,7 +18,7 @@
 //! | pending ping/push request, by expiry minute | `DUE#<expires_at / 60>#<shard>` (16 shards by a hash of the id; `DUE#<minute>` before sharding) | `<auth_req_id>` | `expires_at`, `ttl` = `expires_at` + 86400 |
 //! | expiry sweep cursor | `SWEEP` | `CURSOR` | `minute` (see `sweep`) |
 //! | a user's pending requests | `PENDING#<sub>` | `SLOTS` | `v` (version), `e` (map: request locator → `{c: client_id, x: expires_at}`), `ttl` (see `pending`) |
-//! | `user_code` attempts | `USER#<sub>` | `USERCODE` | `n`, `until` (the window's end), `ttl` = `until` |
+//! | `user_code` attempts of one client | `USER#<sub>` | `USERCODE#<client_id>` | `n`, `until` (the window's end), `ttl` = `until` |
 //! | token | `TOKEN#<hash>` | `TOKEN` | `hash`, `kind`, `client_id`, `sub`, `scope`, `auth_req_id`, `auth_time`, `acr`?, `issued_at`, `expires_at`, `rotated_at`? (a spent refresh token), `jkt`? (DPoP-bound), `x5t`? (certificate-bound), `ttl` = `expires_at` |
 //! | envelope signing key | `SIGNING_KEY#<kid>` | `SIGNING_KEY` | `kid`, `ciphertext` (binary: the PKCS#8 DER private key encrypted by KMS under `kms_key_id` with the encryption context `{"purpose": "ciba-signing-key", "kid": <kid>}`), `public_jwk` (JSON), `kms_key_id`, `created_at`; no `ttl` (see `crate::envelope`) |
 //! | token family of tokens issued before families lived on their request | `FAMILY#<auth_req_id>` | `FAMILY` | `id`, `client_id`, `sub`, `expires_at`, `revoked_at`?, `ttl` = `expires_at` |

@@ -1,5 +1,6 @@
 //! Cases of the abuse limits: pending requests per user (`Requests::create_auth_request` under a
-//! `PendingLimit`) and `user_code` attempts per user (`Accounts::begin_user_code_attempt`).
+//! `PendingLimit`) and `user_code` attempts per client and user
+//! (`Accounts::begin_user_code_attempt`).
 
 use std::sync::Arc;
 
@@ -142,11 +143,43 @@ const ATTEMPTS: AttemptLimit = AttemptLimit {
 };
 
 async fn attempt(store: &dyn Store, sub: &str, now: i64) -> Attempt {
+    attempt_of(store, "pos", sub, now).await
+}
+
+async fn attempt_of(store: &dyn Store, client_id: &str, sub: &str, now: i64) -> Attempt {
     store
         .accounts()
-        .begin_user_code_attempt(sub, now, ATTEMPTS)
+        .begin_user_code_attempt(client_id, sub, now, ATTEMPTS)
         .await
         .unwrap()
+}
+
+/// One client's failures lock that client out for the user, not another client, and clearing
+/// one client's count leaves the other's.
+pub async fn user_code_attempts_are_counted_per_client(store: Arc<dyn Store>) {
+    for i in 0..3 {
+        assert_eq!(
+            attempt_of(&*store, "guesser", "alice", NOW + i).await,
+            Attempt::Granted
+        );
+    }
+    assert!(matches!(
+        attempt_of(&*store, "guesser", "alice", NOW + 3).await,
+        Attempt::Locked { .. }
+    ));
+    assert_eq!(
+        attempt_of(&*store, "pos", "alice", NOW + 3).await,
+        Attempt::Granted
+    );
+    store
+        .accounts()
+        .clear_user_code_attempts("pos", "alice")
+        .await
+        .unwrap();
+    assert!(matches!(
+        attempt_of(&*store, "guesser", "alice", NOW + 4).await,
+        Attempt::Locked { .. }
+    ));
 }
 
 pub async fn user_code_attempts_beyond_the_limit_are_locked_until_the_window_ends(
@@ -180,7 +213,7 @@ pub async fn cleared_user_code_attempts_start_over(store: Arc<dyn Store>) {
     attempt(&*store, "alice", NOW + 1).await;
     store
         .accounts()
-        .clear_user_code_attempts("alice")
+        .clear_user_code_attempts("pos", "alice")
         .await
         .unwrap();
     for i in 2..5 {
@@ -199,7 +232,7 @@ pub async fn concurrent_user_code_attempts_are_counted_one_by_one(store: Arc<dyn
             tokio::spawn(async move {
                 store
                     .accounts()
-                    .begin_user_code_attempt("alice", NOW, ATTEMPTS)
+                    .begin_user_code_attempt("pos", "alice", NOW, ATTEMPTS)
                     .await
                     .unwrap()
             })

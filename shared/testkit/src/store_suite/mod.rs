@@ -96,6 +96,7 @@ macro_rules! store_suite {
             concurrent_requests_never_exceed_the_pending_limit,
             user_code_attempts_beyond_the_limit_are_locked_until_the_window_ends,
             cleared_user_code_attempts_start_over,
+            user_code_attempts_are_counted_per_client,
             concurrent_user_code_attempts_are_counted_one_by_one,
         );
     };
