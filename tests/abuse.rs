@@ -14,6 +14,7 @@ use serde_json::json;
 on_both_stores!(
     guessing_the_user_code_is_locked_after_five_failures_and_pushes_nothing,
     a_right_user_code_clears_the_failures,
+    acr_values_are_bounded_and_only_a_supported_one_is_asserted,
     another_clients_wrong_user_codes_do_not_lock_this_clients_right_one,
     more_than_five_pending_requests_per_user_and_client_are_refused_without_a_push,
     a_decided_request_makes_room_for_another,
@@ -122,6 +123,59 @@ async fn a_right_user_code_clears_the_failures(h: Harness) {
         with_user_code(&h, guess)
             .await
             .expect_error(400, "invalid_user_code");
+    }
+}
+
+/// Review finding 2: `acr_values` was unbounded (300 KB stored and pushed whole; a 500 on
+/// DynamoDB past its item size) and echoed into the ID token whatever it named. Now at most 10
+/// values of at most 255 characters, 2048 in all; discovery publishes `acr_values_supported`,
+/// and the ID token's `acr` is the first requested value the OP supports, or none.
+async fn acr_values_are_bounded_and_only_a_supported_one_is_asserted(h: Harness) {
+    let ask = |acr: String| {
+        h.send(
+            HttpRequest::new("POST", "/bc-authorize")
+                .header("authorization", &Harness::basic("demo-rp", "demo-rp-secret"))
+                .form(&[
+                    ("scope", "openid"),
+                    ("login_hint", "alice"),
+                    ("acr_values", acr.as_str()),
+                ]),
+        )
+    };
+    let long = "a".repeat(300_000);
+    let eleven = (0..11).map(|i| format!("urn:acr:{i}")).collect::<Vec<_>>().join(" ");
+    let value_too_long = format!("urn:example:acr:device {}", "b".repeat(256));
+    for refused in [long, eleven, value_too_long, "urn:acr:\u{7f}x".to_owned()] {
+        ask(refused).await.expect_error(400, "invalid_request");
+    }
+    assert!(h.pushes.sent_to("user-alice").is_empty(), "a refused request was pushed");
+
+    let discovery = h.send(HttpRequest::new("GET", "/.well-known/openid-configuration")).await;
+    let supported = discovery.body["acr_values_supported"].clone();
+    assert!(
+        supported.as_array().is_some_and(|a| a.contains(&json!("urn:example:acr:device"))),
+        "{supported}"
+    );
+    // Not supported: not asserted, never echoed; a supported one after it is.
+    for (acr, asserted) in [
+        ("urn:evil:acr:loa4", None),
+        ("urn:evil:acr:loa4 urn:example:acr:device", Some("urn:example:acr:device")),
+    ] {
+        let started = ask(acr.to_owned()).await;
+        assert_eq!(started.status, 200, "{:?}", started.body);
+        let id = started.body["auth_req_id"].as_str().unwrap().to_owned();
+        assert_eq!(h.alice_decides("approve").await.status, 204);
+        h.clock.advance_secs(5);
+        let tokens = h.poll_as("demo-rp", "demo-rp-secret", &id).await;
+        assert_eq!(tokens.status, 200, "{:?}", tokens.body);
+        let payload = tokens.body["id_token"].as_str().unwrap().split('.').nth(1).unwrap();
+        let claims: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(claims.get("acr").and_then(|v| v.as_str()), asserted, "{claims}");
     }
 }
 
