@@ -134,7 +134,10 @@ async fn acr_values_are_bounded_and_only_a_supported_one_is_asserted(h: Harness)
     let ask = |acr: String| {
         h.send(
             HttpRequest::new("POST", "/bc-authorize")
-                .header("authorization", &Harness::basic("demo-rp", "demo-rp-secret"))
+                .header(
+                    "authorization",
+                    &Harness::basic("demo-rp", "demo-rp-secret"),
+                )
                 .form(&[
                     ("scope", "openid"),
                     ("login_hint", "alice"),
@@ -143,23 +146,36 @@ async fn acr_values_are_bounded_and_only_a_supported_one_is_asserted(h: Harness)
         )
     };
     let long = "a".repeat(300_000);
-    let eleven = (0..11).map(|i| format!("urn:acr:{i}")).collect::<Vec<_>>().join(" ");
+    let eleven = (0..11)
+        .map(|i| format!("urn:acr:{i}"))
+        .collect::<Vec<_>>()
+        .join(" ");
     let value_too_long = format!("urn:example:acr:device {}", "b".repeat(256));
     for refused in [long, eleven, value_too_long, "urn:acr:\u{7f}x".to_owned()] {
         ask(refused).await.expect_error(400, "invalid_request");
     }
-    assert!(h.pushes.sent_to("user-alice").is_empty(), "a refused request was pushed");
+    assert!(
+        h.pushes.sent_to("user-alice").is_empty(),
+        "a refused request was pushed"
+    );
 
-    let discovery = h.send(HttpRequest::new("GET", "/.well-known/openid-configuration")).await;
+    let discovery = h
+        .send(HttpRequest::new("GET", "/.well-known/openid-configuration"))
+        .await;
     let supported = discovery.body["acr_values_supported"].clone();
     assert!(
-        supported.as_array().is_some_and(|a| a.contains(&json!("urn:example:acr:device"))),
+        supported
+            .as_array()
+            .is_some_and(|a| a.contains(&json!("urn:example:acr:device"))),
         "{supported}"
     );
     // Not supported: not asserted, never echoed; a supported one after it is.
     for (acr, asserted) in [
         ("urn:evil:acr:loa4", None),
-        ("urn:evil:acr:loa4 urn:example:acr:device", Some("urn:example:acr:device")),
+        (
+            "urn:evil:acr:loa4 urn:example:acr:device",
+            Some("urn:example:acr:device"),
+        ),
     ] {
         let started = ask(acr.to_owned()).await;
         assert_eq!(started.status, 200, "{:?}", started.body);
@@ -168,14 +184,23 @@ async fn acr_values_are_bounded_and_only_a_supported_one_is_asserted(h: Harness)
         h.clock.advance_secs(5);
         let tokens = h.poll_as("demo-rp", "demo-rp-secret", &id).await;
         assert_eq!(tokens.status, 200, "{:?}", tokens.body);
-        let payload = tokens.body["id_token"].as_str().unwrap().split('.').nth(1).unwrap();
+        let payload = tokens.body["id_token"]
+            .as_str()
+            .unwrap()
+            .split('.')
+            .nth(1)
+            .unwrap();
         let claims: serde_json::Value = serde_json::from_slice(
             &base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .decode(payload)
                 .unwrap(),
         )
         .unwrap();
-        assert_eq!(claims.get("acr").and_then(|v| v.as_str()), asserted, "{claims}");
+        assert_eq!(
+            claims.get("acr").and_then(|v| v.as_str()),
+            asserted,
+            "{claims}"
+        );
     }
 }
 

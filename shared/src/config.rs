@@ -61,6 +61,10 @@ pub struct Config {
     /// The CAs whose certificates authenticate `tls_client_auth` clients
     /// (`MTLS_CLIENT_CA_CERTS`, `crate::client_ca`); none by default.
     pub mtls_client_cas: crate::client_ca::ClientCas,
+    /// The authentication context classes the OP performs (`ACR_VALUES_SUPPORTED`, values
+    /// separated by spaces or commas; none by default): published in discovery, and the only
+    /// ones an ID token's `acr` may name.
+    pub acr_values_supported: Vec<String>,
     /// DPoP proofs must carry a nonce the OP handed out (`DPOP_NONCE=required`, RFC 9449 §8, §9):
     /// a proof cannot be made ahead of time. Off by default.
     pub dpop_nonce_required: bool,
@@ -143,6 +147,7 @@ impl Config {
             fapi_by_default: false,
             mtls_base_url: None,
             mtls_client_cas: Default::default(),
+            acr_values_supported: Vec::new(),
             dpop_nonce_required: false,
             client_cache_secs: 0,
             authorization_details_types: crate::authorization_details::TYPES
@@ -266,6 +271,13 @@ impl Config {
         };
         if let Some(base) = vars.get("MTLS_BASE_URL").filter(|b| !b.trim().is_empty()) {
             config.mtls_base_url = Some(validate_mtls_base_url(base)?);
+        }
+        if let Some(raw) = vars.get("ACR_VALUES_SUPPORTED") {
+            config.acr_values_supported = raw
+                .split([' ', ','])
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+                .collect();
         }
         if let Some(cas) = vars.get(crate::client_ca::SETTING) {
             config.mtls_client_cas =

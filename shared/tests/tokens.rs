@@ -11,7 +11,8 @@ use jsonwebtoken::Algorithm;
 
 #[tokio::test]
 async fn id_token_carries_the_ciba_claims_and_verifies_with_the_op_key() {
-    let config = Config::new("https://op.example.com").unwrap();
+    let mut config = Config::new("https://op.example.com").unwrap();
+    config.acr_values_supported = vec!["urn:acr:high".into(), "urn:acr:low".into()];
     let signer = LocalSigner::generate();
     let mut r = request("r1");
     r.decided_at = Some(r.created_at + 7);
@@ -82,7 +83,8 @@ async fn tokens_are_stored_only_as_hashes() {
 
 #[tokio::test]
 async fn a_jwt_access_token_is_an_rfc_9068_token_a_library_verifies_with_the_published_keys() {
-    let config = Config::new("https://op.example.com").unwrap();
+    let mut config = Config::new("https://op.example.com").unwrap();
+    config.acr_values_supported = vec!["urn:acr:high".into(), "urn:acr:low".into()];
     let signer = LocalSigner::generate();
     let mut r = request("r1");
     r.decided_at = Some(r.created_at + 7);

@@ -156,6 +156,7 @@ impl Harness {
         ))
         .unwrap();
         config.mtls_client_cas = ciba_shared::client_ca::ClientCas::parse(&demo_ca).unwrap();
+        config.acr_values_supported = vec!["urn:example:acr:device".into()];
         let ctx = Ctx {
             config: Arc::new(config),
             store: store.clone(),

@@ -78,6 +78,7 @@ fn endpoints_and_capabilities(config: &Config) -> Value {
             "family_name", "preferred_username", "email", "email_verified", "phone_number",
             "phone_number_verified", "address"
         ],
+        "acr_values_supported": config.acr_values_supported,
         "claims_parameter_supported": false,
         "request_parameter_supported": true,
         "request_uri_parameter_supported": false,

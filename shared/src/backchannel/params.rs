@@ -122,6 +122,37 @@ pub struct ValidParams {
     pub authorization_details: Option<Value>,
 }
 
+/// The most `acr_values` may hold: values, characters of one value, characters in all.
+pub const ACR_VALUES_MAX: (usize, usize, usize) = (10, 255, 2048);
+
+/// `acr_values`: at most 10 space-separated values of 1 to 255 characters, 2048 in all, each of
+/// RFC 6749's NQCHAR (printable ASCII but space, `"` and `\`). Whether the OP supports a value
+/// is decided when tokens are minted: an unsupported one is never asserted.
+fn validate_acr_values(acr: &str) -> Result<(), AuthnError> {
+    let (values, each, all) = ACR_VALUES_MAX;
+    if acr.len() > all {
+        return Err(invalid(format!(
+            "acr_values must be at most {all} characters"
+        )));
+    }
+    let parts: Vec<&str> = acr.split(' ').collect();
+    if parts.len() > values {
+        return Err(invalid(format!(
+            "acr_values must hold at most {values} values"
+        )));
+    }
+    let nqchar = |c: char| matches!(c, '\x21' | '\x23'..='\x5b' | '\x5d'..='\x7e');
+    if parts
+        .iter()
+        .any(|p| p.is_empty() || p.len() > each || !p.chars().all(nqchar))
+    {
+        return Err(invalid(format!(
+            "acr_values must be space-separated values of 1 to {each} printable ASCII characters"
+        )));
+    }
+    Ok(())
+}
+
 /// Applies the contract's parameter rules in order; the first broken rule answers.
 pub fn validate(
     params: AuthnParams,
@@ -152,10 +183,8 @@ pub fn validate(
             "this client requires a user_code".into(),
         ));
     }
-    if let Some(acr) = &params.acr_values
-        && acr.split(' ').any(str::is_empty)
-    {
-        return Err(invalid("acr_values must be space-separated values"));
+    if let Some(acr) = &params.acr_values {
+        validate_acr_values(acr)?;
     }
     let authorization_details = params
         .authorization_details

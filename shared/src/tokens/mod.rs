@@ -119,11 +119,13 @@ impl Grant {
             scope: request.scope.clone(),
             auth_req_id: request.auth_req_id.clone(),
             auth_time,
-            acr: request
-                .acr_values
-                .as_deref()
-                .and_then(|a| a.split(' ').next())
-                .map(str::to_owned),
+            // What the OP performs, never what was merely asked for: the first requested value
+            // it supports, or none.
+            acr: request.acr_values.as_deref().and_then(|a| {
+                a.split(' ')
+                    .find(|v| config.acr_values_supported.iter().any(|s| s == v))
+                    .map(str::to_owned)
+            }),
             issued_at: if request.delivery_mode == DeliveryMode::Push {
                 auth_time
             } else {
