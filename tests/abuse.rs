@@ -28,6 +28,9 @@ on_both_stores!(
     a_bidirectional_override_in_binding_message_is_refused,
     a_zero_width_space_in_binding_message_is_refused,
     a_request_object_issued_long_ago_is_refused,
+    a_request_object_without_nbf_is_refused,
+    a_jws_with_a_critical_header_is_refused,
+    a_client_assertion_audience_with_a_foreign_member_is_refused,
 );
 
 /// bc-authorize as demo-pos, which requires alice's user_code (4321).
@@ -386,10 +389,81 @@ async fn a_request_object_issued_long_ago_is_refused(h: Harness) {
     for iat in [0, h.now() - 3601] {
         let mut claims = h.request_claims();
         claims["iat"] = json!(iat);
-        claims.as_object_mut().unwrap().remove("nbf");
         h.bc_authorize_signed(&h.sign_request(&claims))
             .await
             .expect_error(400, "invalid_request");
     }
     assert!(h.pushes.sent_to("user-alice").is_empty());
+}
+
+/// Review finding 7 and the FAPI-CIBA test plan: CIBA Core §7.1.1 lists `nbf` among the claims a
+/// signed authentication request must contain (and FAPI-CIBA keeps `exp - nbf` within 60
+/// minutes): a request object without it is refused, whatever the client's profile.
+async fn a_request_object_without_nbf_is_refused(h: Harness) {
+    let mut claims = h.request_claims();
+    claims.as_object_mut().unwrap().remove("nbf");
+    let refused = h.bc_authorize_signed(&h.sign_request(&claims)).await;
+    refused.expect_error(400, "invalid_request");
+    assert!(
+        refused.body["error_description"].as_str().unwrap().contains("nbf"),
+        "{:?}",
+        refused.body
+    );
+    assert!(h.pushes.sent_to("user-alice").is_empty());
+}
+
+/// Review finding 8: RFC 7515 §4.1.11: a JWS whose `crit` names extensions the recipient does
+/// not understand must be rejected; the OP understands none.
+async fn a_jws_with_a_critical_header_is_refused(h: Harness) {
+    let header = json!({"alg": "ES256", "typ": "oauth-authz-req+jwt", "crit": ["urn:example:must-check"],
+                        "urn:example:must-check": true});
+    let request = jose::sign_with_key(&key("demo-fapi-rp"), &header, &h.request_claims());
+    h.bc_authorize_signed(&request)
+        .await
+        .expect_error(400, "invalid_request");
+    let now = h.now();
+    let assertion = jose::sign_with_key(
+        &key("demo-fapi-rp"),
+        &json!({"alg": "ES256", "typ": "JWT", "crit": ["exp"]}),
+        &json!({"iss": "demo-fapi", "sub": "demo-fapi", "aud": ISSUER,
+                "iat": now, "exp": now + 60, "jti": format!("crit-{now}")}),
+    );
+    h.send(assertion_introspection(&assertion))
+        .await
+        .expect_error(401, "invalid_client");
+    assert!(h.pushes.sent_to("user-alice").is_empty());
+}
+
+/// Review finding 9: a client assertion's `aud` names this OP (its issuer or the endpoint's
+/// URL); an array with any other member is a token meant for someone else too, refused.
+async fn a_client_assertion_audience_with_a_foreign_member_is_refused(h: Harness) {
+    let now = h.now();
+    let sign = |aud: serde_json::Value, jti: &str| {
+        jose::sign_with_key(
+            &key("demo-fapi-rp"),
+            &json!({"alg": "ES256", "typ": "JWT"}),
+            &json!({"iss": "demo-fapi", "sub": "demo-fapi", "aud": aud,
+                    "iat": now, "exp": now + 60, "jti": jti}),
+        )
+    };
+    let foreign = sign(json!([ISSUER, "https://evil.example"]), "aud-foreign");
+    h.send(assertion_introspection(&foreign))
+        .await
+        .expect_error(401, "invalid_client");
+    for (aud, jti) in [
+        (json!(ISSUER), "aud-issuer"),
+        (json!(format!("{ISSUER}/introspect")), "aud-endpoint"),
+        (json!([ISSUER]), "aud-array-of-ours"),
+    ] {
+        let ok = h.send(assertion_introspection(&sign(aud.clone(), jti))).await;
+        assert_eq!((ok.status, ok.body.clone()), (200, json!({"active": false})), "{aud}");
+    }
+}
+
+fn assertion_introspection(assertion: &str) -> HttpRequest {
+    HttpRequest::new("POST", "/introspect").form(&[
+        ("token", "no-such-token"),
+        ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+        ("client_assertion", assertion),
+    ])
 }
