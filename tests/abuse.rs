@@ -405,7 +405,10 @@ async fn a_request_object_without_nbf_is_refused(h: Harness) {
     let refused = h.bc_authorize_signed(&h.sign_request(&claims)).await;
     refused.expect_error(400, "invalid_request");
     assert!(
-        refused.body["error_description"].as_str().unwrap().contains("nbf"),
+        refused.body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("nbf"),
         "{:?}",
         refused.body
     );
@@ -455,15 +458,24 @@ async fn a_client_assertion_audience_with_a_foreign_member_is_refused(h: Harness
         (json!(format!("{ISSUER}/introspect")), "aud-endpoint"),
         (json!([ISSUER]), "aud-array-of-ours"),
     ] {
-        let ok = h.send(assertion_introspection(&sign(aud.clone(), jti))).await;
-        assert_eq!((ok.status, ok.body.clone()), (200, json!({"active": false})), "{aud}");
+        let ok = h
+            .send(assertion_introspection(&sign(aud.clone(), jti)))
+            .await;
+        assert_eq!(
+            (ok.status, ok.body.clone()),
+            (200, json!({"active": false})),
+            "{aud}"
+        );
     }
 }
 
 fn assertion_introspection(assertion: &str) -> HttpRequest {
     HttpRequest::new("POST", "/introspect").form(&[
         ("token", "no-such-token"),
-        ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ),
         ("client_assertion", assertion),
     ])
 }

@@ -251,7 +251,7 @@ async fn verify_assertion(
     let checked = Expect::new("client assertion", config.clock_skew)
         .issuer(id)
         .subject(id)
-        .audience(&ours)
+        .audience_only(&ours)
         .expires_within(config.request_object_max_age)
         .jti(format!("assertion#{id}"))
         .verify(assertion, keys, &[Algorithm::ES256, Algorithm::PS256], now)

@@ -23,6 +23,9 @@ pub enum JwsError {
     /// No registered key fits the header (`kid`, key type, `use`).
     NoMatchingKey,
     BadSignature,
+    /// A `crit` header: it names extensions that must be understood, and this OP understands
+    /// none (RFC 7515 §4.1.11).
+    CriticalHeader,
 }
 
 impl JwsError {
@@ -32,6 +35,9 @@ impl JwsError {
             JwsError::AlgorithmNotAllowed => "the JWT's signing algorithm is not allowed",
             JwsError::NoMatchingKey => "no registered key matches the JWT",
             JwsError::BadSignature => "the JWT's signature does not verify",
+            JwsError::CriticalHeader => {
+                "the JWT's crit header names extensions this OP does not understand"
+            }
         }
     }
 }
@@ -56,7 +62,20 @@ pub fn peek_header(token: &str) -> Result<(Algorithm, Option<String>), JwsError>
             }
         }
     })?;
+    if header_has_crit(token) {
+        return Err(JwsError::CriticalHeader);
+    }
     Ok((header.alg, header.kid))
+}
+
+/// Whether the protected header has a `crit` member (which jsonwebtoken does not read).
+fn header_has_crit(token: &str) -> bool {
+    token
+        .split('.')
+        .next()
+        .and_then(|header| URL_SAFE_NO_PAD.decode(header).ok())
+        .and_then(|bytes| serde_json::from_slice::<Claims>(&bytes).ok())
+        .is_some_and(|h| h.contains_key("crit"))
 }
 
 /// A string claim of a compact JWS, read without verifying it: only to start a read early,

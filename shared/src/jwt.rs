@@ -33,6 +33,8 @@ pub struct Expect<'a> {
     issuer: Option<&'a str>,
     subject: Option<&'a str>,
     audience: Option<&'a (dyn Fn(&str) -> bool + Sync)>,
+    audience_only: bool,
+    nbf_required: bool,
     exp: Exp,
     iat_required: bool,
     iat_max_age: Option<i64>,
@@ -118,6 +120,8 @@ impl<'a> Expect<'a> {
             issuer: None,
             subject: None,
             audience: None,
+            audience_only: false,
+            nbf_required: false,
             exp: Exp::IfPresent,
             iat_required: false,
             iat_max_age: None,
@@ -143,6 +147,15 @@ impl<'a> Expect<'a> {
     /// At least one `aud` value must satisfy `accepts`.
     pub fn audience(mut self, accepts: &'a (dyn Fn(&str) -> bool + Sync)) -> Self {
         self.audience = Some(accepts);
+        self.audience_only = false;
+        self
+    }
+
+    /// `aud` is one value or an array, and every value satisfies `accepts`: a JWT meant for
+    /// someone else as well is refused (client assertions: draft-ietf-oauth-rfc7523bis).
+    pub fn audience_only(mut self, accepts: &'a (dyn Fn(&str) -> bool + Sync)) -> Self {
+        self.audience = Some(accepts);
+        self.audience_only = true;
         self
     }
 
@@ -167,6 +180,12 @@ impl<'a> Expect<'a> {
     pub fn iat_within(mut self, max_age: i64) -> Self {
         self.iat_required = true;
         self.iat_max_age = Some(max_age);
+        self
+    }
+
+    /// `nbf` must be present (CIBA Core §7.1.1 for signed authentication requests).
+    pub fn nbf_required(mut self) -> Self {
+        self.nbf_required = true;
         self
     }
 
@@ -209,10 +228,20 @@ impl<'a> Expect<'a> {
         {
             return Err(JwtError::WrongSubject);
         }
-        if let Some(accepts) = self.audience
-            && !jose::audiences(&claims).into_iter().any(accepts)
-        {
-            return Err(JwtError::WrongAudience);
+        if let Some(accepts) = self.audience {
+            let audiences = jose::audiences(&claims);
+            let accepted = if self.audience_only {
+                !audiences.is_empty()
+                    && audiences.iter().all(|a| accepts(a))
+                    && !claims.get("aud").is_some_and(|aud| {
+                        aud.as_array().is_some_and(|a| a.len() != audiences.len())
+                    })
+            } else {
+                audiences.into_iter().any(accepts)
+            };
+            if !accepted {
+                return Err(JwtError::WrongAudience);
+            }
         }
         let exp = self.check_times(&claims, now)?;
         let jti = match self.jti_scope {
@@ -270,7 +299,11 @@ impl<'a> Expect<'a> {
         {
             return Err(JwtError::IssuedTooLongAgo);
         }
-        if let Some(nbf) = time("nbf")? {
+        let nbf = time("nbf")?;
+        if self.nbf_required && nbf.is_none() {
+            return Err(JwtError::Missing("nbf"));
+        }
+        if let Some(nbf) = nbf {
             if nbf > now + self.clock_skew {
                 return Err(JwtError::NotYetValid);
             }

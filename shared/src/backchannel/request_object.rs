@@ -40,6 +40,7 @@ pub fn verify(
         .audience(&op)
         .expires_within(config.request_object_max_exp)
         .iat_within(config.request_object_max_age)
+        .nbf_required()
         .nbf_within(config.request_object_max_age)
         .jti(format!("request#{}", client.client_id));
     let what = expect.what();
