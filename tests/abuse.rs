@@ -31,6 +31,7 @@ on_both_stores!(
     a_request_object_without_nbf_is_refused,
     a_jws_with_a_critical_header_is_refused,
     a_client_assertion_audience_with_a_foreign_member_is_refused,
+    a_repeated_member_name_is_refused_in_details_and_request_objects,
 );
 
 /// bc-authorize as demo-pos, which requires alice's user_code (4321).
@@ -478,4 +479,40 @@ fn assertion_introspection(assertion: &str) -> HttpRequest {
         ),
         ("client_assertion", assertion),
     ])
+}
+
+/// Review finding 12: with a repeated member name the last one won, so the phone showed
+/// "Mallory" where a first-wins parser (the RP's, an auditor's) reads "Savings Ltd". RFC 8785
+/// needs I-JSON and RFC 7493 §2.3 forbids duplicates; RFC 7515 §5.2 forbids them in a JWS too.
+async fn a_repeated_member_name_is_refused_in_details_and_request_objects(h: Harness) {
+    let details = r#"[{"type":"payment_initiation","instructedAmount":{"currency":"GBP","amount":"50.00"},"creditorName":"Savings Ltd","creditorName":"Mallory","creditorAccount":{"iban":"GB33BUKB20201555555555"}}]"#;
+    let started = h
+        .send(
+            HttpRequest::new("POST", "/bc-authorize")
+                .header("authorization", &Harness::basic("demo-rp", "demo-rp-secret"))
+                .form(&[
+                    ("scope", "openid"),
+                    ("login_hint", "alice"),
+                    ("authorization_details", details),
+                ]),
+        )
+        .await;
+    started.expect_error(400, "invalid_authorization_details");
+    // A request object whose claims name login_hint twice, properly signed.
+    let now = h.now();
+    let header = r#"{"alg":"ES256","typ":"oauth-authz-req+jwt"}"#;
+    let claims = format!(
+        r#"{{"iss":"demo-fapi","aud":"{ISSUER}","iat":{now},"nbf":{now},"exp":{},"jti":"dup-{now}","scope":"openid","login_hint":"bob","login_hint":"alice@example.com","binding_message":"Order 1"}}"#,
+        now + 300
+    );
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let input = format!("{}.{}", b64(header.as_bytes()), b64(claims.as_bytes()));
+    let signature: p256::ecdsa::Signature =
+        p256::ecdsa::signature::Signer::sign(&key("demo-fapi-rp"), input.as_bytes());
+    let request = format!("{input}.{}", b64(&signature.to_bytes()));
+    h.bc_authorize_signed(&request)
+        .await
+        .expect_error(400, "invalid_request");
+    assert!(h.pushes.sent_to("user-alice").is_empty());
+    assert!(h.pushes.sent_to("user-bob").is_empty());
 }
