@@ -489,7 +489,10 @@ async fn a_repeated_member_name_is_refused_in_details_and_request_objects(h: Har
     let started = h
         .send(
             HttpRequest::new("POST", "/bc-authorize")
-                .header("authorization", &Harness::basic("demo-rp", "demo-rp-secret"))
+                .header(
+                    "authorization",
+                    &Harness::basic("demo-rp", "demo-rp-secret"),
+                )
                 .form(&[
                     ("scope", "openid"),
                     ("login_hint", "alice"),

@@ -72,6 +72,11 @@ pub fn parse(
             "authorization_details must be at most {MAX_BYTES} bytes of JSON"
         )));
     }
+    if let Some(name) = crate::ijson::repeated_member(raw.as_bytes()) {
+        return Err(refuse(format!(
+            "authorization_details must not repeat a member name (RFC 7493): {name}"
+        )));
+    }
     let details: Value = serde_json::from_str(raw)
         .map_err(|_| refuse("authorization_details must be a JSON array"))?;
     check(details, supported, client_types)

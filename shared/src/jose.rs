@@ -26,6 +26,8 @@ pub enum JwsError {
     /// A `crit` header: it names extensions that must be understood, and this OP understands
     /// none (RFC 7515 §4.1.11).
     CriticalHeader,
+    /// The header or the claims repeat a member name (RFC 7515 §5.2, RFC 7493 §2.3).
+    RepeatedMember,
 }
 
 impl JwsError {
@@ -38,6 +40,7 @@ impl JwsError {
             JwsError::CriticalHeader => {
                 "the JWT's crit header names extensions this OP does not understand"
             }
+            JwsError::RepeatedMember => "the JWT's header or claims repeat a member name",
         }
     }
 }
@@ -127,6 +130,15 @@ fn key_fits(jwk: &Jwk, alg: Algorithm, kid: Option<&str>) -> bool {
 /// Verifies `token` with a key of `keys` under one of the `allowed` algorithms.
 pub fn verify(token: &str, keys: &JwkSet, allowed: &[Algorithm]) -> Result<Verified, JwsError> {
     let (alg, kid) = peek_header(token)?;
+    // serde_json keeps the last of repeated members, another parser the first: refused.
+    let repeats = token.split('.').take(2).any(|part| {
+        URL_SAFE_NO_PAD
+            .decode(part)
+            .is_ok_and(|bytes| crate::ijson::repeated_member(&bytes).is_some())
+    });
+    if repeats {
+        return Err(JwsError::RepeatedMember);
+    }
     if !allowed.contains(&alg) {
         return Err(JwsError::AlgorithmNotAllowed);
     }

@@ -20,6 +20,7 @@ pub mod evidence;
 pub mod fapi;
 pub mod http;
 pub mod ident;
+pub mod ijson;
 pub mod jcs;
 pub mod jose;
 pub mod jwt;
