@@ -19,6 +19,7 @@ use p256::elliptic_curve::rand_core::OsRng;
 use serde_json::json;
 
 on_both_stores!(
+    the_local_enrollment_code_endpoint_takes_json_and_a_bounded_ttl_only,
     enrolled_device_receives_the_push_and_its_approval_issues_tokens,
     enrolled_device_can_deny,
     enrollment_code_replay_is_invalid_grant,
@@ -118,6 +119,22 @@ async fn expired_enrollment_code_is_invalid_grant(h: Harness) {
         .await
         .expect_error(400, "invalid_grant");
     assert!(devices_of(&h, "user-carol").await == 0);
+}
+
+/// Review finding 17: `ttl` = i64::MAX overflowed (a panic, a 500), and a `text/plain` body was
+/// taken, which any web page can send to a developer's running OP without a CORS preflight.
+async fn the_local_enrollment_code_endpoint_takes_json_and_a_bounded_ttl_only(h: Harness) {
+    for ttl in [json!(i64::MAX), json!(2_592_001), json!(0), json!(-5), json!("600")] {
+        let req = HttpRequest::new("POST", "/_local/enrollment-codes")
+            .body("application/json", json!({"user": "carol", "ttl": ttl}).to_string());
+        h.send(req).await.expect_error(400, "invalid_request");
+    }
+    let plain = HttpRequest::new("POST", "/_local/enrollment-codes")
+        .body("text/plain", json!({"user": "carol", "ttl": 300}).to_string());
+    h.send(plain).await.expect_error(400, "invalid_request");
+    let ok = HttpRequest::new("POST", "/_local/enrollment-codes")
+        .body("application/json", json!({"user": "carol"}).to_string());
+    assert_eq!(h.send(ok).await.status, 201);
 }
 
 async fn issue_code(h: &Harness, user: &str) -> String {
