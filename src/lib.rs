@@ -180,16 +180,42 @@ impl LocalApi {
     /// `POST /_local/enrollment-codes` with `{"user": <sub or login hint>, "ttl": seconds}`: the
     /// operator tooling's enrolment code, for the in-memory store only this process can reach.
     async fn issue_enrollment_code(&self, req: &Request) -> Response<Body> {
+        // JSON only: a page in the developer's browser can send text/plain to a loopback port
+        // without a CORS preflight, never application/json.
+        let json = req
+            .headers()
+            .get(lambda_http::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if !json {
+            return error_response(&DeviceError::InvalidRequest(
+                "the body must be application/json".into(),
+            ));
+        }
         let body: Value =
             serde_json::from_slice(ciba_shared::http::body_bytes(req)).unwrap_or_default();
         let Some(user) = body.get("user").and_then(Value::as_str) else {
             return error_response(&DeviceError::InvalidRequest("user is required".into()));
         };
-        let ttl = body
-            .get("ttl")
-            .and_then(Value::as_i64)
-            .filter(|t| *t > 0)
-            .unwrap_or(600);
+        let ttl = match body.get("ttl") {
+            None => 600,
+            Some(ttl) => match ttl
+                .as_i64()
+                .filter(|t| (1..=enrollment::MAX_TTL).contains(t))
+            {
+                Some(ttl) => ttl,
+                None => {
+                    return error_response(&DeviceError::InvalidRequest(
+                        format!(
+                            "ttl must be whole seconds from 1 to {}",
+                            enrollment::MAX_TTL
+                        )
+                        .into(),
+                    ));
+                }
+            },
+        };
         let now = self.ctx.clock.now();
         match enrollment::issue(
             self.ctx.store.as_ref(),

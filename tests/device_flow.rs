@@ -124,13 +124,23 @@ async fn expired_enrollment_code_is_invalid_grant(h: Harness) {
 /// Review finding 17: `ttl` = i64::MAX overflowed (a panic, a 500), and a `text/plain` body was
 /// taken, which any web page can send to a developer's running OP without a CORS preflight.
 async fn the_local_enrollment_code_endpoint_takes_json_and_a_bounded_ttl_only(h: Harness) {
-    for ttl in [json!(i64::MAX), json!(2_592_001), json!(0), json!(-5), json!("600")] {
-        let req = HttpRequest::new("POST", "/_local/enrollment-codes")
-            .body("application/json", json!({"user": "carol", "ttl": ttl}).to_string());
+    for ttl in [
+        json!(i64::MAX),
+        json!(2_592_001),
+        json!(0),
+        json!(-5),
+        json!("600"),
+    ] {
+        let req = HttpRequest::new("POST", "/_local/enrollment-codes").body(
+            "application/json",
+            json!({"user": "carol", "ttl": ttl}).to_string(),
+        );
         h.send(req).await.expect_error(400, "invalid_request");
     }
-    let plain = HttpRequest::new("POST", "/_local/enrollment-codes")
-        .body("text/plain", json!({"user": "carol", "ttl": 300}).to_string());
+    let plain = HttpRequest::new("POST", "/_local/enrollment-codes").body(
+        "text/plain",
+        json!({"user": "carol", "ttl": 300}).to_string(),
+    );
     h.send(plain).await.expect_error(400, "invalid_request");
     let ok = HttpRequest::new("POST", "/_local/enrollment-codes")
         .body("application/json", json!({"user": "carol"}).to_string());

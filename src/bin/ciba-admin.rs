@@ -152,8 +152,13 @@ async fn run(args: &[String]) -> Result<(), Stop> {
                 Some(t) => t
                     .parse()
                     .ok()
-                    .filter(|t| *t > 0)
-                    .ok_or_else(|| Stop::Usage("--ttl must be a positive integer".into()))?,
+                    .filter(|t| (1..=enrollment::MAX_TTL).contains(t))
+                    .ok_or_else(|| {
+                        Stop::Usage(format!(
+                            "--ttl must be whole seconds from 1 to {}",
+                            enrollment::MAX_TTL
+                        ))
+                    })?,
                 None => 600,
             };
             if let Some(api) = flags.get("api") {

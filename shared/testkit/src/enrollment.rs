@@ -39,6 +39,9 @@ pub async fn find_user(store: &dyn Store, user: &str) -> Result<Option<User>, St
 
 /// Stores `code` (given, or random when `None`) for `user`, valid for `ttl` seconds from `now`.
 /// Answers the code in clear: it is shown once and stored only as its hash.
+/// The longest an enrolment code may live: 30 days.
+pub const MAX_TTL: i64 = 30 * 86_400;
+
 pub async fn issue(
     store: &dyn Store,
     random: &dyn Random,
@@ -54,7 +57,7 @@ pub async fn issue(
     let record = EnrollmentCode {
         code_hash: secret::hash(code.expose()),
         sub: user.sub,
-        expires_at: now + ttl,
+        expires_at: now.saturating_add(ttl.clamp(1, MAX_TTL)),
     };
     store.accounts().put_enrollment_code(&record).await?;
     Ok((code, record))
