@@ -84,6 +84,24 @@ fn expect_metadata_error(reply: &Reply) {
     reply.expect_error(400, "invalid_client_metadata");
 }
 
+/// Review finding 6: a resource server introspects every client's access tokens (with their
+/// `authorization_details` and `txn_approval`), so only the operator makes one
+/// (`ciba-admin resource-server`): `/register` refuses `resource_server: true`, even with an
+/// initial access token, and stores nothing.
+#[tokio::test]
+async fn a_resource_server_cannot_be_registered_at_the_endpoint() {
+    for h in [open().await, with_token().await] {
+        let bearer = format!("Bearer {INITIAL_ACCESS_TOKEN}");
+        let r = register_with(&h, &bearer, &json!({"resource_server": true, "client_name": "Spy"})).await;
+        r.expect_error(400, "invalid_client_metadata");
+        assert!(
+            r.body["error_description"].as_str().unwrap().contains("ciba-admin resource-server"),
+            "{:?}",
+            r.body
+        );
+    }
+}
+
 #[tokio::test]
 async fn registration_is_closed_by_default() {
     let h = Harness::memory().await;
