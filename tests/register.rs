@@ -92,10 +92,18 @@ fn expect_metadata_error(reply: &Reply) {
 async fn a_resource_server_cannot_be_registered_at_the_endpoint() {
     for h in [open().await, with_token().await] {
         let bearer = format!("Bearer {INITIAL_ACCESS_TOKEN}");
-        let r = register_with(&h, &bearer, &json!({"resource_server": true, "client_name": "Spy"})).await;
+        let r = register_with(
+            &h,
+            &bearer,
+            &json!({"resource_server": true, "client_name": "Spy"}),
+        )
+        .await;
         r.expect_error(400, "invalid_client_metadata");
         assert!(
-            r.body["error_description"].as_str().unwrap().contains("ciba-admin resource-server"),
+            r.body["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("ciba-admin resource-server"),
             "{:?}",
             r.body
         );

@@ -51,6 +51,15 @@ async fn register(ctx: &Ctx, req: &Request) -> Result<Response<Body>, Registrati
     let body = parse(req)?;
     let local_op = ctx.config.runs_locally();
     let mut metadata = Metadata::validate(&body, local_op)?;
+    // A resource server sees every client's access tokens at /introspect: the operator makes
+    // them, never a caller of this endpoint.
+    if metadata.resource_server {
+        return Err(RegistrationError::InvalidClientMetadata(
+            "resource servers are created by the operator (ciba-admin resource-server), not \
+             registered here"
+                .into(),
+        ));
+    }
     if fapi::applies_to_registration(&metadata, &ctx.config) {
         fapi::check_registration(&metadata)?;
         metadata.fapi = true;
