@@ -251,4 +251,44 @@ mod tests {
             "server_error"
         );
     }
+
+    /// Review finding 16: `/jwks` still publishes a retired key, so an ID token it signed
+    /// before the rotation still names its user; a key the OP never published does not.
+    #[tokio::test]
+    async fn an_id_token_hint_signed_by_a_retired_but_published_key_names_its_user() {
+        use crate::key_ring::KeyRing;
+        use crate::ports::LocalSigner;
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+        let config = Config::new("https://op.example.com").unwrap();
+        let client = client_requiring_user_code();
+        let now = 1_800_000_000;
+        let old = LocalSigner::generate();
+        let hint = |signer: &'static LocalSigner| async move {
+            let header = serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": signer.kid()});
+            let claims = serde_json::json!({"iss": "https://op.example.com", "sub": "alice",
+                                            "aud": "c1", "iat": now - 7200, "exp": now - 3600});
+            let input = format!(
+                "{}.{}",
+                URL_SAFE_NO_PAD.encode(header.to_string()),
+                URL_SAFE_NO_PAD.encode(claims.to_string())
+            );
+            let signature = signer.sign(input.as_bytes()).await.unwrap();
+            format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+        };
+        let old: &'static LocalSigner = Box::leak(Box::new(old));
+        let stranger: &'static LocalSigner = Box::leak(Box::new(LocalSigner::generate()));
+        let ring = KeyRing::new(
+            std::sync::Arc::new(LocalSigner::generate()),
+            vec![old.public_jwk().clone()],
+        );
+        let token = hint(old).await;
+        assert_eq!(
+            id_token_hint_subject(&token, &client, &ring, &config, now).unwrap(),
+            "alice"
+        );
+        let forged = hint(stranger).await;
+        assert!(id_token_hint_subject(&forged, &client, &ring, &config, now).is_err());
+    }
 }
