@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::domain::{Client, User};
 use crate::error::{AuthnError, Internal};
 use crate::ident::Ident;
-use crate::jose::{self, JwsError};
+use crate::jose::JwsError;
 use crate::jwt::{Expect, JwtError};
 use crate::op_secret::Keys;
 use crate::ports::Signer;
@@ -127,8 +127,9 @@ fn login_hint_token_subject(
         .ok_or_else(|| invalid("login_hint_token sub_id has an unsupported format"))
 }
 
-/// The `sub` of an ID token this OP issued to `client`. Its expiry does not matter: it only
-/// names the user (CIBA Core §7.1).
+/// The `sub` of an ID token this OP issued to `client`, signed by a key `/jwks` publishes (the
+/// signing key or a retired one). Its expiry does not matter: it only names the user (CIBA Core
+/// §7.1).
 fn id_token_hint_subject(
     token: &str,
     client: &Client,
@@ -136,8 +137,17 @@ fn id_token_hint_subject(
     config: &Config,
     now: i64,
 ) -> Result<String, AuthnError> {
-    let keys = jose::single_key_set(signer.public_jwk())
-        .ok_or_else(|| invalid("the OP's key is unusable"))?;
+    // Every key /jwks publishes: an ID token signed before a rotation still names its user.
+    let keys = jsonwebtoken::jwk::JwkSet {
+        keys: signer
+            .published_jwks()
+            .into_iter()
+            .filter_map(|jwk| serde_json::from_value(jwk).ok())
+            .collect(),
+    };
+    if keys.keys.is_empty() {
+        return Err(invalid("the OP's key is unusable"));
+    }
     let ours = |aud: &str| aud == client.client_id;
     let expect = Expect::new("id_token_hint", config.clock_skew)
         .issuer(&config.issuer)
