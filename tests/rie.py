@@ -739,10 +739,10 @@ def peak_rss_kib(pid):
 
 
 def cmd_iam_report(options):
-    import iam
+    import iam_report
 
     template = load_template(options.template)
-    problems = iam.report(options.logs, template, sys.stdout)
+    problems = iam_report.report(options.logs, template, sys.stdout)
     print(f"IAM check: {problems} problem(s)" if problems else "IAM check: every call granted, every grant used or justified")
     return 1 if problems else 0
 
