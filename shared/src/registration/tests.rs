@@ -131,12 +131,39 @@ async fn a_name_that_does_not_resolve_at_registration_is_left_to_delivery() {
     );
 }
 
+/// Review finding 17: a developer's laptop or cloud VM has private, link-local and metadata
+/// addresses too. An OP that runs locally exempts loopback only: it refuses what a public OP
+/// refuses but for loopback (IP literals and what names resolve to).
 #[tokio::test]
-async fn an_op_that_runs_locally_does_not_resolve_the_endpoint() {
-    assert_eq!(
-        check("https://rp.example.com/cb", &["10.0.0.5"], true).await,
-        Ok(())
-    );
+async fn an_op_that_runs_locally_exempts_loopback_only() {
+    for (endpoint, answers) in [
+        ("https://rp.example.com/cb", &["10.0.0.5"][..]),
+        ("https://rp.example.com/cb", &["169.254.169.254"]),
+        ("https://rp.example.com/cb", &["127.0.0.1", "192.168.1.1"]),
+    ] {
+        assert_eq!(
+            check(endpoint, answers, true).await,
+            Err(callback_policy::RESOLVES_INTERNALLY.to_owned()),
+            "{endpoint} {answers:?}"
+        );
+    }
+    for literal in [
+        "https://169.254.169.254/latest/meta-data/",
+        "https://10.0.0.5/cb",
+        "https://[fd00:ec2::254]/cb",
+    ] {
+        let e = validate(ping_to(literal), true).unwrap_err();
+        assert_eq!(e.code(), "invalid_client_metadata", "{literal}");
+    }
+    for (endpoint, answers) in [
+        ("https://rp.example.com/cb", &["127.0.0.1"][..]),
+        ("https://rp.example.com/cb", &["93.184.216.34"]),
+        ("https://rp.example.com/cb", &[]),
+        ("http://127.0.0.1:9000/cb", &[]),
+        ("https://localhost:9000/cb", &["10.0.0.5"]),
+    ] {
+        assert_eq!(check(endpoint, answers, true).await, Ok(()), "{endpoint} {answers:?}");
+    }
 }
 
 #[test]
