@@ -155,8 +155,14 @@ pub fn registrable_host(url: &Url) -> Result<&str, &'static str> {
 /// A name that does not resolve (yet, or not from here) is not refused: delivery resolves it
 /// again and refuses such addresses then.
 pub async fn resolves_internally(resolver: &dyn Resolver, host: &str) -> bool {
+    resolves_outside(resolver, host, AddressPolicy::PublicOnly).await
+}
+
+/// Whether `host` resolves now, within `REGISTRATION_LOOKUP`, to any address `policy` does not
+/// admit (a local OP's admits loopback too). A name that does not resolve is not refused.
+pub async fn resolves_outside(resolver: &dyn Resolver, host: &str, policy: AddressPolicy) -> bool {
     match tokio::time::timeout(REGISTRATION_LOOKUP, resolver.resolve(host)).await {
-        Ok(Ok(addresses)) => addresses.into_iter().any(|ip| !is_public(ip)),
+        Ok(Ok(addresses)) => addresses.into_iter().any(|ip| !policy.admits(ip)),
         Ok(Err(_)) | Err(_) => false,
     }
 }

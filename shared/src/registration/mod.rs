@@ -236,14 +236,22 @@ impl Metadata {
         let Some(endpoint) = self.notification_endpoint.as_deref() else {
             return Ok(());
         };
-        if local_op {
-            return Ok(());
-        }
         let url = Url::parse(endpoint).map_err(|_| {
             invalid_metadata("backchannel_client_notification_endpoint must be an absolute URL")
         })?;
-        let host = callback_policy::registrable_host(&url).map_err(invalid_metadata)?;
-        if callback_policy::resolves_internally(resolver, host).await {
+        let host = if local_op {
+            // Loopback is what a local OP exempts: a loopback name is not looked up, and an IP
+            // literal was checked by `validate`.
+            match url.host() {
+                Some(url::Host::Domain(_)) if is_loopback(&url) => return Ok(()),
+                Some(url::Host::Domain(name)) => name,
+                _ => return Ok(()),
+            }
+        } else {
+            callback_policy::registrable_host(&url).map_err(invalid_metadata)?
+        };
+        let policy = callback_policy::AddressPolicy::for_op(local_op);
+        if callback_policy::resolves_outside(resolver, host, policy).await {
             return Err(invalid_metadata(RESOLVES_INTERNALLY));
         }
         Ok(())
@@ -310,6 +318,15 @@ fn notification_endpoint(raw: &str, local_op: bool) -> Result<String, Registrati
     }
     if !local_op {
         callback_policy::registrable_host(&url).map_err(invalid_metadata)?;
+    } else if let Some(ip) = match url.host() {
+        Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+        _ => None,
+    } && !callback_policy::AddressPolicy::AllowLoopback.admits(ip)
+    {
+        // A local OP exempts loopback only: private, link-local and metadata addresses are
+        // refused as a public OP refuses them.
+        return Err(invalid_metadata(RESOLVES_INTERNALLY));
     }
     Ok(url.into())
 }

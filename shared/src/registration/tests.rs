@@ -162,7 +162,11 @@ async fn an_op_that_runs_locally_exempts_loopback_only() {
         ("http://127.0.0.1:9000/cb", &[]),
         ("https://localhost:9000/cb", &["10.0.0.5"]),
     ] {
-        assert_eq!(check(endpoint, answers, true).await, Ok(()), "{endpoint} {answers:?}");
+        assert_eq!(
+            check(endpoint, answers, true).await,
+            Ok(()),
+            "{endpoint} {answers:?}"
+        );
     }
 }
 
