@@ -213,7 +213,7 @@ pub async fn authenticate(
                         // Issued by a configured CA, whatever the TLS terminator's truststore
                         // took as an anchor, and naming the registered identity.
                         AuthMethod::TlsClientAuth => {
-                            config.mtls_client_cas.issued(cert, now)
+                            config.mtls_client_cas.issued(cert.certificate(), now)
                                 && mtls::registered_identity(&client)
                                     .is_some_and(|identity| identity.matches(cert))
                         }

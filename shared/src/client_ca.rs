@@ -18,8 +18,6 @@ use x509_cert::Certificate;
 use x509_cert::der::{Decode, Encode};
 use x509_cert::ext::pkix::{BasicConstraints, KeyUsage, KeyUsages};
 
-use crate::mtls::ClientCert;
-
 const BASIC_CONSTRAINTS: &str = "2.5.29.19";
 const KEY_USAGE: &str = "2.5.29.15";
 const EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
@@ -63,10 +61,10 @@ impl ClientCas {
         self.0.is_empty()
     }
 
-    /// Whether one of the CAs, valid at `now`, issued `cert`: its issuer is the CA's subject and
-    /// the CA's key verifies its signature. A CA certificate itself is never a client's.
-    pub fn issued(&self, cert: &ClientCert, now: i64) -> bool {
-        let leaf = cert.certificate();
+    /// Whether one of the CAs, valid at `now`, issued `leaf` (a client's certificate): its
+    /// issuer is the CA's subject and the CA's key verifies its signature. A CA certificate
+    /// itself is never a client's.
+    pub fn issued(&self, leaf: &Certificate, now: i64) -> bool {
         if is_ca(leaf) {
             return false;
         }
@@ -184,8 +182,8 @@ mod tests {
         std::fs::read_to_string(format!("{PKI}{name}")).unwrap()
     }
 
-    fn cert(name: &str) -> ClientCert {
-        ClientCert::from_pem(&pem(name)).unwrap()
+    fn cert(name: &str) -> Certificate {
+        Certificate::from_pem(pem(name).trim().as_bytes()).unwrap()
     }
 
     #[test]
